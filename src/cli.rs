@@ -1,0 +1,79 @@
+//! The command line (clap) and the one place exit codes are chosen.
+
+use clap::{Parser, Subcommand};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "warren",
+    version,
+    about = "Turns a handful of RabbitMQ servers into the cluster drawn in one inventory.toml"
+)]
+pub struct Cli {
+    /// The inventory file.
+    #[arg(
+        short = 'i',
+        long = "inventory",
+        global = true,
+        default_value = "inventory.toml"
+    )]
+    pub inventory: PathBuf,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Validate the inventory and report every problem at once; touches no host.
+    Check,
+    /// Write every host's files locally (OUT/HOST/...), touching no host.
+    Render {
+        /// Where to write.
+        #[arg(long, default_value = "rendered")]
+        out: PathBuf,
+        /// Render only this host.
+        #[arg(long)]
+        host: Option<String>,
+    },
+    /// A local lab of real hosts in network namespaces (root only).
+    Lab {
+        #[command(subcommand)]
+        action: LabAction,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum LabAction {
+    /// Build the lab, or add hosts to it; existing healthy hosts are left alone.
+    Up {
+        /// How many hosts: one central host and N-1 site hosts.
+        #[arg(long, default_value_t = 5)]
+        hosts: usize,
+    },
+    /// Remove every trace of the lab: processes, namespaces, links, mounts, files.
+    Down,
+    /// Show each lab host and whether it answers.
+    Status,
+}
+
+/// How a command ended, mapped to an exit code in one place.
+pub enum Outcome {
+    Success,
+    /// `plan --exit-code` with changes pending.
+    Changes,
+}
+
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match crate::commands::run(cli) {
+        Ok(Outcome::Success) => ExitCode::SUCCESS,
+        Ok(Outcome::Changes) => ExitCode::from(2),
+        Err(e) => {
+            for line in format!("{e:#}").lines() {
+                eprintln!("error: {line}");
+            }
+            ExitCode::from(1)
+        }
+    }
+}

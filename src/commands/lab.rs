@@ -1,0 +1,14 @@
+//! `warren lab up|down|status`: the local lab of real hosts.
+
+use crate::cli::{LabAction, Outcome};
+use anyhow::Result;
+
+pub fn run(action: LabAction) -> Result<Outcome> {
+    let lab = crate::lab::Lab::here()?;
+    match action {
+        LabAction::Up { hosts } => lab.up(hosts)?,
+        LabAction::Down => lab.down()?,
+        LabAction::Status => lab.status()?,
+    }
+    Ok(Outcome::Success)
+}

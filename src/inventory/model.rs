@@ -1,0 +1,249 @@
+//! The checked inventory: every value validated, every default filled in, every
+//! reference between hosts and sites resolved. Code past `validate` can rely on it.
+
+use super::secret::SecretRef;
+use serde::Serialize;
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+#[derive(Debug, Clone)]
+pub struct Inventory {
+    /// The inventory file, as given on the command line.
+    pub path: PathBuf,
+    /// Its folder: relative secret paths and the `templates/` override are found here.
+    pub dir: PathBuf,
+    pub cluster: Cluster,
+    pub hosts: Vec<Host>,
+    pub sites: Vec<Site>,
+    pub users: Vec<User>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Cluster {
+    pub name: String,
+    pub cookie: SecretRef,
+    pub replication: Replication,
+    pub partition_handling: PartitionHandling,
+    pub plugins: Vec<String>,
+    pub join: JoinMethod,
+    pub config_format: ConfigFormat,
+    /// Whether warren writes every cluster host into each host's hosts file.
+    pub hosts_file: bool,
+    pub vhost: String,
+}
+
+macro_rules! keyword_enum {
+    ($(#[$m:meta])* $name:ident { $($variant:ident = $text:literal),+ $(,)? }) => {
+        $(#[$m])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+        pub enum $name { $(#[serde(rename = $text)] $variant),+ }
+        impl $name {
+            pub const CHOICES: &'static [&'static str] = &[$($text),+];
+            pub fn parse(s: &str) -> Option<Self> {
+                match s { $($text => Some($name::$variant),)+ _ => None }
+            }
+            pub fn as_str(self) -> &'static str {
+                match self { $($name::$variant => $text),+ }
+            }
+        }
+        impl std::fmt::Display for $name {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(self.as_str())
+            }
+        }
+    };
+}
+
+keyword_enum!(
+    /// How site queues are copied to other nodes.
+    Replication { Mirrored = "mirrored", Quorum = "quorum" }
+);
+keyword_enum!(PartitionHandling {
+    Ignore = "ignore",
+    PauseMinority = "pause_minority",
+    Autoheal = "autoheal",
+});
+keyword_enum!(
+    /// How a node becomes a member: `rabbitmqctl join_cluster`, or peer discovery
+    /// from the node list in the config file.
+    JoinMethod { Cli = "cli", Config = "config" }
+);
+keyword_enum!(ConfigFormat {
+    Conf = "rabbitmq.conf",
+    ErlangTerms = "rabbitmq.config",
+});
+keyword_enum!(Os {
+    Linux = "linux",
+    Windows = "windows"
+});
+keyword_enum!(TransportKind {
+    Ssh = "ssh",
+    Winrm = "winrm"
+});
+keyword_enum!(Role {
+    Site = "site",
+    Central = "central"
+});
+keyword_enum!(NodeType {
+    Disc = "disc",
+    Ram = "ram"
+});
+keyword_enum!(
+    /// Who starts and stops RabbitMQ. `auto` is decided from the host's facts; where
+    /// no host is contacted (render) it means systemd on Linux, the Windows service on
+    /// Windows.
+    ServiceManager {
+        Auto = "auto",
+        Systemd = "systemd",
+        Windows = "windows",
+        Direct = "direct",
+    }
+);
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct Ports {
+    pub amqp: u16,
+    pub management: u16,
+    pub mqtt: u16,
+    pub dist: u16,
+}
+
+impl Ports {
+    pub const DEFAULT: Ports = Ports {
+        amqp: 5672,
+        management: 15672,
+        mqtt: 1883,
+        dist: 25672,
+    };
+}
+
+#[derive(Debug, Clone)]
+pub struct Host {
+    pub name: String,
+    pub address: String,
+    pub os: Os,
+    pub transport: TransportKind,
+    pub port: u16,
+    pub user: String,
+    /// SSH private key; `None` means the SSH agent.
+    pub key: Option<PathBuf>,
+    /// WinRM password (or an SSH password where no key is used).
+    pub password: Option<SecretRef>,
+    /// The known_hosts file the host's SSH key is checked against.
+    pub known_hosts: Option<PathBuf>,
+    pub role: Role,
+    pub node_type: NodeType,
+    pub service: ServiceManager,
+    pub ports: Ports,
+    pub paths: Paths,
+}
+
+impl Host {
+    /// The Erlang node name. Always the short host name, set explicitly in the
+    /// node's environment file so that Windows' upper-case COMPUTERNAME cannot differ.
+    pub fn node_name(&self) -> String {
+        format!("rabbit@{}", self.name)
+    }
+}
+
+/// Where RabbitMQ keeps its files on a host; the defaults are the packages' own.
+#[derive(Debug, Clone, Serialize)]
+#[serde(untagged)]
+pub enum Paths {
+    Linux {
+        config_dir: String,
+        data_dir: String,
+        log_dir: String,
+    },
+    Windows {
+        /// RABBITMQ_BASE: config, enabled_plugins and the database live here.
+        base: String,
+        /// RabbitMQ's sbin folder (rabbitmq-service.bat, rabbitmqctl.bat).
+        sbin: String,
+        /// The administering user's profile, where the CLI tools read the cookie.
+        user_profile: String,
+        /// The profile of the service account (LocalSystem).
+        system_profile: String,
+    },
+}
+
+impl Paths {
+    pub const LINUX_KEYS: &'static [&'static str] = &["config_dir", "data_dir", "log_dir"];
+    pub const WINDOWS_KEYS: &'static [&'static str] =
+        &["base", "sbin", "user_profile", "system_profile"];
+
+    /// The package defaults for `os`, with `overrides` (already checked) applied.
+    pub fn for_os(os: Os, user: &str, overrides: &BTreeMap<String, String>) -> Paths {
+        let get = |k: &str, d: String| overrides.get(k).cloned().unwrap_or(d);
+        match os {
+            Os::Linux => Paths::Linux {
+                config_dir: get("config_dir", "/etc/rabbitmq".into()),
+                data_dir: get("data_dir", "/var/lib/rabbitmq".into()),
+                log_dir: get("log_dir", "/var/log/rabbitmq".into()),
+            },
+            Os::Windows => {
+                let profile = get("user_profile", format!(r"C:\Users\{user}"));
+                Paths::Windows {
+                    base: get("base", format!(r"{profile}\AppData\Roaming\RabbitMQ")),
+                    sbin: get(
+                        "sbin",
+                        r"C:\Program Files\RabbitMQ Server\rabbitmq_server-3.10.8\sbin".into(),
+                    ),
+                    system_profile: get(
+                        "system_profile",
+                        r"C:\Windows\System32\config\systemprofile".into(),
+                    ),
+                    user_profile: profile,
+                }
+            }
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Site {
+    /// Index into `Inventory::hosts` of the host that owns this site.
+    pub host: usize,
+    pub exchange: String,
+    pub exchange_type: String,
+    pub queue: String,
+    pub routing_key: String,
+    /// Indexes of the hosts that hold a copy of the queue besides its own host: the
+    /// mirrors (classic mirroring) or the other members (quorum).
+    pub mirrors: Vec<usize>,
+}
+
+#[derive(Debug, Clone)]
+pub struct User {
+    pub name: String,
+    pub password: SecretRef,
+    pub tags: Vec<String>,
+    pub permissions: Vec<Permission>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Permission {
+    pub vhost: String,
+    pub configure: String,
+    pub write: String,
+    pub read: String,
+}
+
+impl Inventory {
+    pub fn central(&self) -> &Host {
+        self.hosts
+            .iter()
+            .find(|h| h.role == Role::Central)
+            .expect("validated inventory has a central host")
+    }
+
+    pub fn host(&self, name: &str) -> Option<&Host> {
+        self.hosts.iter().find(|h| h.name == name)
+    }
+
+    pub fn site_of(&self, host: &Host) -> Option<&Site> {
+        self.sites
+            .iter()
+            .find(|s| self.hosts[s.host].name == host.name)
+    }
+}

@@ -1,0 +1,123 @@
+//! The inventory exactly as written in `inventory.toml`: serde structs that refuse
+//! unknown keys. Nothing here is checked beyond its TOML type; `validate` turns it into
+//! the checked model.
+
+use serde::Deserialize;
+use std::collections::BTreeMap;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawInventory {
+    pub cluster: RawCluster,
+    #[serde(default)]
+    pub hosts: Vec<RawHost>,
+    #[serde(default)]
+    pub sites: Vec<RawSite>,
+    #[serde(default)]
+    pub users: Vec<RawUser>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawCluster {
+    pub name: String,
+    pub cookie: RawSecretRef,
+    #[serde(default)]
+    pub replication: Option<String>,
+    #[serde(default)]
+    pub partition_handling: Option<String>,
+    #[serde(default)]
+    pub plugins: Option<Vec<String>>,
+    #[serde(default)]
+    pub join: Option<String>,
+    #[serde(default)]
+    pub config_format: Option<String>,
+    #[serde(default)]
+    pub hosts_file: Option<bool>,
+    #[serde(default)]
+    pub vhost: Option<String>,
+    #[serde(default)]
+    pub ports: RawPorts,
+}
+
+/// Listener ports; every field optional so that a host can override one of them.
+#[derive(Debug, Default, Deserialize, Clone)]
+#[serde(deny_unknown_fields)]
+pub struct RawPorts {
+    pub amqp: Option<u16>,
+    pub management: Option<u16>,
+    pub mqtt: Option<u16>,
+    pub dist: Option<u16>,
+}
+
+/// Where a secret comes from: a file or an environment variable, never the value.
+#[derive(Debug, Deserialize, Clone)]
+#[serde(deny_unknown_fields)]
+pub struct RawSecretRef {
+    pub file: Option<String>,
+    pub env: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawHost {
+    pub name: String,
+    pub address: String,
+    pub os: String,
+    #[serde(default)]
+    pub transport: Option<String>,
+    #[serde(default)]
+    pub port: Option<u16>,
+    #[serde(default)]
+    pub user: Option<String>,
+    #[serde(default)]
+    pub key: Option<String>,
+    #[serde(default)]
+    pub password: Option<RawSecretRef>,
+    #[serde(default)]
+    pub known_hosts: Option<String>,
+    pub role: String,
+    #[serde(default)]
+    pub node_type: Option<String>,
+    #[serde(default)]
+    pub service: Option<String>,
+    #[serde(default)]
+    pub ports: RawPorts,
+    #[serde(default)]
+    pub paths: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawSite {
+    pub host: String,
+    pub exchange: String,
+    pub queue: String,
+    #[serde(default)]
+    pub exchange_type: Option<String>,
+    #[serde(default)]
+    pub routing_key: Option<String>,
+    #[serde(default)]
+    pub mirrors: Option<Vec<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawUser {
+    pub name: String,
+    pub password: RawSecretRef,
+    #[serde(default)]
+    pub tags: Vec<String>,
+    #[serde(default)]
+    pub permissions: Vec<RawPermission>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawPermission {
+    #[serde(default)]
+    pub vhost: Option<String>,
+    pub configure: String,
+    pub write: String,
+    pub read: String,
+}

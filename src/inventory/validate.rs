@@ -1,0 +1,779 @@
+//! Raw inventory → checked model. Every problem is collected (not just the first), each
+//! naming the key it concerns and how to fix it, so `warren check` can list them all.
+
+use super::model::*;
+use super::raw::*;
+use super::secret::SecretRef;
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+/// One thing wrong with the inventory: the key it concerns and a sentence that says
+/// what is wrong and what to do.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problem {
+    pub key: String,
+    pub message: String,
+}
+
+impl fmt::Display for Problem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.key, self.message)
+    }
+}
+
+#[derive(Default)]
+struct Problems(Vec<Problem>);
+
+impl Problems {
+    fn add(&mut self, key: impl Into<String>, message: impl Into<String>) {
+        self.0.push(Problem {
+            key: key.into(),
+            message: message.into(),
+        });
+    }
+
+    /// Parses a keyword such as `replication = "quorum"`; `None` when absent.
+    fn keyword<T>(
+        &mut self,
+        key: &str,
+        value: Option<&str>,
+        parse: fn(&str) -> Option<T>,
+        choices: &[&str],
+        default: T,
+    ) -> T {
+        match value {
+            None => default,
+            Some(v) => match parse(v) {
+                Some(t) => t,
+                None => {
+                    self.add(
+                        key,
+                        format!("\"{v}\" is not one of {}; use one of them", quoted(choices)),
+                    );
+                    default
+                }
+            },
+        }
+    }
+}
+
+fn quoted(choices: &[&str]) -> String {
+    choices
+        .iter()
+        .map(|c| format!("\"{c}\""))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+pub const DEFAULT_PLUGINS: &[&str] = &["rabbitmq_management", "rabbitmq_mqtt"];
+
+/// Checks `raw` and builds the model. `dir` is the inventory's folder.
+pub fn validate(raw: RawInventory, path: &Path, dir: &Path) -> Result<Inventory, Vec<Problem>> {
+    let mut p = Problems::default();
+    let cluster = cluster(&mut p, &raw.cluster, dir);
+    let hosts: Vec<Host> = raw
+        .hosts
+        .iter()
+        .enumerate()
+        .map(|(i, h)| host(&mut p, i, h, &cluster.ports, dir))
+        .collect();
+    let cluster = cluster.model;
+    hosts_together(&mut p, &raw.hosts, &hosts, &cluster);
+    let sites = sites(&mut p, &raw.sites, &hosts, cluster.replication);
+    let users = users(&mut p, &raw.users, &cluster.vhost, dir);
+    if p.0.is_empty() {
+        Ok(Inventory {
+            path: path.to_path_buf(),
+            dir: dir.to_path_buf(),
+            cluster,
+            hosts,
+            sites,
+            users,
+        })
+    } else {
+        Err(p.0)
+    }
+}
+
+struct ClusterParts {
+    model: Cluster,
+    ports: RawPorts,
+}
+
+fn cluster(p: &mut Problems, c: &RawCluster, dir: &Path) -> ClusterParts {
+    if !is_simple_name(&c.name) {
+        p.add(
+            "cluster.name",
+            format!(
+                "\"{}\" is not a usable cluster name; use letters, digits, '.', '_' or '-'",
+                c.name
+            ),
+        );
+    }
+    let cookie = secret_ref(p, "cluster.cookie", &c.cookie, dir);
+    let replication = p.keyword(
+        "cluster.replication",
+        c.replication.as_deref(),
+        Replication::parse,
+        Replication::CHOICES,
+        Replication::Mirrored,
+    );
+    let partition_handling = p.keyword(
+        "cluster.partition_handling",
+        c.partition_handling.as_deref(),
+        PartitionHandling::parse,
+        PartitionHandling::CHOICES,
+        PartitionHandling::Ignore,
+    );
+    let join = p.keyword(
+        "cluster.join",
+        c.join.as_deref(),
+        JoinMethod::parse,
+        JoinMethod::CHOICES,
+        JoinMethod::Cli,
+    );
+    let config_format = p.keyword(
+        "cluster.config_format",
+        c.config_format.as_deref(),
+        ConfigFormat::parse,
+        ConfigFormat::CHOICES,
+        ConfigFormat::Conf,
+    );
+    let plugins = match &c.plugins {
+        None => DEFAULT_PLUGINS.iter().map(|s| s.to_string()).collect(),
+        Some(list) => {
+            let mut seen = BTreeSet::new();
+            for (i, name) in list.iter().enumerate() {
+                let key = format!("cluster.plugins[{i}]");
+                if !is_plugin_name(name) {
+                    p.add(
+                        key,
+                        format!("\"{name}\" is not a plugin name; plugin names are lower-case letters, digits and '_', like \"rabbitmq_mqtt\""),
+                    );
+                } else if !seen.insert(name.as_str()) {
+                    p.add(key, format!("\"{name}\" is listed twice; list it once"));
+                }
+            }
+            list.clone()
+        }
+    };
+    let vhost = c.vhost.clone().unwrap_or_else(|| "/".into());
+    if vhost.is_empty() || vhost.len() > 255 || vhost.chars().any(char::is_control) {
+        p.add(
+            "cluster.vhost",
+            "a virtual host name must be 1 to 255 bytes without control characters",
+        );
+    }
+    ClusterParts {
+        model: Cluster {
+            name: c.name.clone(),
+            cookie: cookie.unwrap_or(SecretRef::Env(String::new())),
+            replication,
+            partition_handling,
+            plugins,
+            join,
+            config_format,
+            hosts_file: c.hosts_file.unwrap_or(false),
+            vhost,
+        },
+        ports: c.ports.clone(),
+    }
+}
+
+fn host(p: &mut Problems, i: usize, h: &RawHost, cluster_ports: &RawPorts, dir: &Path) -> Host {
+    let key = |k: &str| format!("hosts[{i}].{k}");
+    if !is_hostname_label(&h.name) {
+        p.add(
+            key("name"),
+            format!(
+                "\"{}\" cannot be a RabbitMQ node's host name (rabbit@{}); use the host's short name: letters, digits and '-', not starting or ending with '-'",
+                h.name, h.name
+            ),
+        );
+    }
+    if h.address.is_empty() || h.address.chars().any(|c| c.is_whitespace() || c == '/') {
+        p.add(
+            key("address"),
+            format!(
+                "\"{}\" is not an address; give an IP address or a DNS name",
+                h.address
+            ),
+        );
+    }
+    let os = p.keyword(
+        key("os").as_str(),
+        Some(&h.os),
+        Os::parse,
+        Os::CHOICES,
+        Os::Linux,
+    );
+    let default_transport = match os {
+        Os::Linux => TransportKind::Ssh,
+        Os::Windows => TransportKind::Winrm,
+    };
+    let transport = p.keyword(
+        &key("transport"),
+        h.transport.as_deref(),
+        TransportKind::parse,
+        TransportKind::CHOICES,
+        default_transport,
+    );
+    if os == Os::Linux && transport == TransportKind::Winrm {
+        p.add(
+            key("transport"),
+            "WinRM only reaches Windows hosts; use \"ssh\" for a Linux host",
+        );
+    }
+    let port = h.port.unwrap_or(match transport {
+        TransportKind::Ssh => 22,
+        TransportKind::Winrm => 5986,
+    });
+    let user = h.user.clone().unwrap_or_else(|| match os {
+        Os::Linux => "root".into(),
+        Os::Windows => "Administrator".into(),
+    });
+    if user.is_empty() {
+        p.add(
+            key("user"),
+            "the user is empty; name the account warren logs in as",
+        );
+    }
+    let role = p.keyword(
+        &key("role"),
+        Some(&h.role),
+        Role::parse,
+        Role::CHOICES,
+        Role::Site,
+    );
+    let node_type = p.keyword(
+        &key("node_type"),
+        h.node_type.as_deref(),
+        NodeType::parse,
+        NodeType::CHOICES,
+        NodeType::Disc,
+    );
+    let service = p.keyword(
+        &key("service"),
+        h.service.as_deref(),
+        ServiceManager::parse,
+        ServiceManager::CHOICES,
+        ServiceManager::Auto,
+    );
+    match (os, service) {
+        (Os::Linux, ServiceManager::Windows) => p.add(
+            key("service"),
+            "\"windows\" is the Windows service manager; use \"auto\", \"systemd\" or \"direct\" on Linux",
+        ),
+        (Os::Windows, ServiceManager::Systemd) => p.add(
+            key("service"),
+            "Windows has no systemd; use \"auto\" or \"windows\"",
+        ),
+        _ => {}
+    }
+    let key_path = h.key.as_deref().map(|k| resolve_path(dir, k));
+    if key_path.is_some() && transport == TransportKind::Winrm {
+        p.add(
+            key("key"),
+            "WinRM does not use an SSH key; remove `key` and give `password`",
+        );
+    }
+    let password = h
+        .password
+        .as_ref()
+        .and_then(|s| secret_ref(p, &key("password"), s, dir));
+    if transport == TransportKind::Winrm && h.password.is_none() {
+        p.add(
+            key("password"),
+            "a WinRM host needs a password reference; add password = { env = \"VAR\" } or { file = \"path\" }",
+        );
+    }
+    let known_hosts = h.known_hosts.as_deref().map(|k| resolve_path(dir, k));
+    let ports = ports(p, &key("ports"), cluster_ports, &h.ports);
+    let allowed = match os {
+        Os::Linux => Paths::LINUX_KEYS,
+        Os::Windows => Paths::WINDOWS_KEYS,
+    };
+    for (k, v) in &h.paths {
+        if !allowed.contains(&k.as_str()) {
+            p.add(
+                key(&format!("paths.{k}")),
+                format!(
+                    "unknown path for a {os} host; use one of {}",
+                    quoted(allowed)
+                ),
+            );
+        } else if v.is_empty() {
+            p.add(
+                key(&format!("paths.{k}")),
+                "the path is empty; give a folder or remove the key",
+            );
+        }
+    }
+    Host {
+        name: h.name.clone(),
+        address: h.address.clone(),
+        os,
+        transport,
+        port,
+        paths: Paths::for_os(os, &user, &h.paths),
+        user,
+        key: key_path,
+        password,
+        known_hosts,
+        role,
+        node_type,
+        service,
+        ports,
+    }
+}
+
+fn ports(p: &mut Problems, key: &str, cluster: &RawPorts, host: &RawPorts) -> Ports {
+    let d = Ports::DEFAULT;
+    let ports = Ports {
+        amqp: host.amqp.or(cluster.amqp).unwrap_or(d.amqp),
+        management: host
+            .management
+            .or(cluster.management)
+            .unwrap_or(d.management),
+        mqtt: host.mqtt.or(cluster.mqtt).unwrap_or(d.mqtt),
+        dist: host.dist.or(cluster.dist).unwrap_or(d.dist),
+    };
+    let named = [
+        ("amqp", ports.amqp),
+        ("management", ports.management),
+        ("mqtt", ports.mqtt),
+        ("dist", ports.dist),
+    ];
+    for (i, (a, pa)) in named.iter().enumerate() {
+        if *pa == 0 || *pa == 4369 {
+            p.add(
+                format!("{key}.{a}"),
+                format!("port {pa} is not usable (0 is no port, 4369 is epmd's); choose another"),
+            );
+        }
+        for (b, pb) in &named[i + 1..] {
+            if pa == pb {
+                p.add(
+                    format!("{key}.{b}"),
+                    format!("port {pb} is also the {a} port; give each listener its own port"),
+                );
+            }
+        }
+    }
+    ports
+}
+
+fn hosts_together(p: &mut Problems, raw: &[RawHost], hosts: &[Host], cluster: &Cluster) {
+    if hosts.is_empty() {
+        p.add(
+            "hosts",
+            "the inventory lists no hosts; add a [[hosts]] table per server",
+        );
+        return;
+    }
+    let mut names: BTreeMap<String, usize> = BTreeMap::new();
+    let mut addresses: BTreeMap<&str, usize> = BTreeMap::new();
+    for (i, h) in hosts.iter().enumerate() {
+        // Host names compare without case: Windows and DNS ignore it, and two nodes
+        // whose names differ only in case would break Erlang distribution.
+        if let Some(j) = names.insert(h.name.to_ascii_lowercase(), i) {
+            p.add(
+                format!("hosts[{i}].name"),
+                format!(
+                    "\"{}\" is also the name of hosts[{j}]; give each host its own name",
+                    raw[i].name
+                ),
+            );
+        }
+        if let Some(j) = addresses.insert(h.address.as_str(), i) {
+            p.add(
+                format!("hosts[{i}].address"),
+                format!(
+                    "{} is also the address of hosts[{j}] ({}); give each host its own address",
+                    h.address, hosts[j].name
+                ),
+            );
+        }
+    }
+    let central: Vec<usize> = (0..hosts.len())
+        .filter(|&i| hosts[i].role == Role::Central)
+        .collect();
+    match central.as_slice() {
+        [] => p.add(
+            "hosts",
+            "no host has role = \"central\"; mark the management host as central (it is the seed every node joins)",
+        ),
+        [c] => {
+            if hosts[*c].node_type == NodeType::Ram {
+                p.add(
+                    format!("hosts[{c}].node_type"),
+                    "the central host is the seed every node joins and must keep the cluster's state on disk; make it \"disc\"",
+                );
+            }
+        }
+        [_, rest @ ..] => {
+            for c in rest {
+                p.add(
+                    format!("hosts[{c}].role"),
+                    format!("\"{}\" is a second central host; keep one central host and make the others \"site\"", hosts[*c].name),
+                );
+            }
+        }
+    }
+    if !hosts.iter().any(|h| h.node_type == NodeType::Disc) {
+        p.add(
+            "hosts",
+            "no host is a disc node; RabbitMQ needs at least one, so set node_type = \"disc\" on one (the default)",
+        );
+    }
+    if cluster.replication == Replication::Quorum && hosts.len() < 3 {
+        p.add(
+            "cluster.replication",
+            format!(
+                "quorum queues need at least three nodes to survive one node's loss, and the inventory has {}; add hosts or use \"mirrored\"",
+                hosts.len()
+            ),
+        );
+    }
+}
+
+fn sites(p: &mut Problems, raw: &[RawSite], hosts: &[Host], replication: Replication) -> Vec<Site> {
+    let index: BTreeMap<&str, usize> = hosts
+        .iter()
+        .enumerate()
+        .map(|(i, h)| (h.name.as_str(), i))
+        .collect();
+    let central = hosts.iter().position(|h| h.role == Role::Central);
+    let mut used_hosts = BTreeMap::new();
+    let mut exchanges = BTreeMap::new();
+    let mut queues = BTreeMap::new();
+    let mut out = Vec::new();
+    for (i, s) in raw.iter().enumerate() {
+        let key = |k: &str| format!("sites[{i}].{k}");
+        let Some(&h) = index.get(s.host.as_str()) else {
+            p.add(
+                key("host"),
+                format!(
+                    "\"{}\" is not a host in this inventory; name one of its [[hosts]]",
+                    s.host
+                ),
+            );
+            continue;
+        };
+        if hosts[h].role != Role::Site {
+            p.add(
+                key("host"),
+                format!(
+                    "\"{}\" is the central host; a site belongs on a host with role = \"site\"",
+                    s.host
+                ),
+            );
+        }
+        if let Some(j) = used_hosts.insert(h, i) {
+            p.add(
+                key("host"),
+                format!(
+                    "\"{}\" already has a site (sites[{j}]); give each site host one site",
+                    s.host
+                ),
+            );
+        }
+        for (what, name, seen) in [
+            ("exchange", &s.exchange, &mut exchanges),
+            ("queue", &s.queue, &mut queues),
+        ] {
+            if let Some(why) = refused_resource_name(name) {
+                p.add(
+                    key(what),
+                    format!("RabbitMQ would refuse the {what} name \"{name}\": {why}"),
+                );
+            }
+            if let Some(j) = seen.insert(name.clone(), i) {
+                p.add(
+                    key(what),
+                    format!("\"{name}\" is also the {what} of sites[{j}]; give each site its own"),
+                );
+            }
+        }
+        let exchange_type = s.exchange_type.clone().unwrap_or_else(|| "topic".into());
+        if !["direct", "topic", "fanout", "headers"].contains(&exchange_type.as_str()) {
+            p.add(
+                key("exchange_type"),
+                format!("\"{exchange_type}\" is not an exchange type; use \"direct\", \"topic\", \"fanout\" or \"headers\""),
+            );
+        }
+        let mut mirrors = Vec::new();
+        match &s.mirrors {
+            None => mirrors.extend(central.filter(|&c| c != h)),
+            Some(list) => {
+                for (m, name) in list.iter().enumerate() {
+                    let mkey = key(&format!("mirrors[{m}]"));
+                    match index.get(name.as_str()) {
+                        None => p.add(
+                            mkey,
+                            format!("\"{name}\" is not a host in this inventory; name one of its [[hosts]]"),
+                        ),
+                        Some(&x) if x == h => p.add(
+                            mkey,
+                            format!("\"{name}\" is the site's own host; a mirror must be on another host"),
+                        ),
+                        Some(&x) if mirrors.contains(&x) => {
+                            p.add(mkey, format!("\"{name}\" is listed twice; list it once"))
+                        }
+                        Some(&x) => mirrors.push(x),
+                    }
+                }
+            }
+        }
+        if mirrors.is_empty() && s.mirrors.is_some() {
+            p.add(key("mirrors"), "the list is empty, so the queue would have no copy; name at least one host or remove the key to mirror on the central host");
+        }
+        if replication == Replication::Quorum {
+            fill_quorum_members(h, &mut mirrors, hosts);
+        }
+        out.push(Site {
+            host: h,
+            exchange: s.exchange.clone(),
+            exchange_type,
+            queue: s.queue.clone(),
+            routing_key: s.routing_key.clone().unwrap_or_else(|| "#".into()),
+            mirrors,
+        });
+    }
+    out
+}
+
+/// A quorum queue needs three members so that one node's loss keeps a majority: the
+/// site's own node, its listed mirrors (the central host by default), and then the
+/// next site hosts after it in inventory order, wrapping around. Deterministic, and it
+/// spreads the third members over the sites.
+fn fill_quorum_members(site: usize, members: &mut Vec<usize>, hosts: &[Host]) {
+    let n = hosts.len();
+    for step in 1..n {
+        if members.len() >= 2 {
+            break;
+        }
+        let candidate = (site + step) % n;
+        if !members.contains(&candidate) && hosts[candidate].role == Role::Site {
+            members.push(candidate);
+        }
+    }
+    for step in 1..n {
+        if members.len() >= 2 {
+            break;
+        }
+        let candidate = (site + step) % n;
+        if !members.contains(&candidate) {
+            members.push(candidate);
+        }
+    }
+}
+
+fn users(p: &mut Problems, raw: &[RawUser], vhost: &str, dir: &Path) -> Vec<User> {
+    let mut seen = BTreeMap::new();
+    let mut out = Vec::new();
+    for (i, u) in raw.iter().enumerate() {
+        let key = |k: &str| format!("users[{i}].{k}");
+        if u.name.is_empty() || u.name.len() > 255 || u.name.chars().any(char::is_control) {
+            p.add(
+                key("name"),
+                "a user name must be 1 to 255 bytes without control characters",
+            );
+        }
+        if u.name == "guest" {
+            p.add(
+                key("name"),
+                "\"guest\" is RabbitMQ's built-in user that only logs in from localhost; declare your own user",
+            );
+        }
+        if let Some(j) = seen.insert(u.name.clone(), i) {
+            p.add(
+                key("name"),
+                format!("\"{}\" is also users[{j}]; declare each user once", u.name),
+            );
+        }
+        for (t, tag) in u.tags.iter().enumerate() {
+            if tag.is_empty() || !tag.chars().all(|c| c.is_ascii_lowercase() || c == '_') {
+                p.add(
+                    key(&format!("tags[{t}]")),
+                    format!("\"{tag}\" is not a user tag; tags are lower-case words like \"administrator\" or \"monitoring\""),
+                );
+            }
+        }
+        let password = secret_ref(p, &key("password"), &u.password, dir);
+        let mut permissions = Vec::new();
+        for (j, perm) in u.permissions.iter().enumerate() {
+            let pv = perm.vhost.clone().unwrap_or_else(|| vhost.to_string());
+            if pv != vhost {
+                p.add(
+                    key(&format!("permissions[{j}].vhost")),
+                    format!("\"{pv}\" is not the cluster's virtual host \"{vhost}\"; warren manages one virtual host, set by cluster.vhost"),
+                );
+            }
+            permissions.push(Permission {
+                vhost: pv,
+                configure: perm.configure.clone(),
+                write: perm.write.clone(),
+                read: perm.read.clone(),
+            });
+        }
+        out.push(User {
+            name: u.name.clone(),
+            password: password.unwrap_or(SecretRef::Env(String::new())),
+            tags: u.tags.clone(),
+            permissions,
+        });
+    }
+    out
+}
+
+fn secret_ref(p: &mut Problems, key: &str, r: &RawSecretRef, dir: &Path) -> Option<SecretRef> {
+    match (&r.file, &r.env) {
+        (Some(f), None) if !f.is_empty() => Some(SecretRef::File(resolve_path(dir, f))),
+        (None, Some(v)) if !v.is_empty() => Some(SecretRef::Env(v.clone())),
+        _ => {
+            p.add(
+                key,
+                "give exactly one of file = \"path\" or env = \"VARIABLE\" (the secret itself never goes in the inventory)",
+            );
+            None
+        }
+    }
+}
+
+/// Relative paths are relative to the inventory's folder; `~/` is the user's home.
+pub fn resolve_path(dir: &Path, p: &str) -> PathBuf {
+    if let Some(rest) = p.strip_prefix("~/") {
+        if let Some(home) = std::env::var_os("HOME") {
+            return PathBuf::from(home).join(rest);
+        }
+    }
+    let path = PathBuf::from(p);
+    if path.is_absolute() {
+        path
+    } else {
+        dir.join(path)
+    }
+}
+
+/// What a command needs to read besides the inventory itself.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Needs {
+    /// What rendering reads: the cookie and the users' passwords.
+    Render,
+    /// Also the credentials warren logs in to hosts with: SSH keys, WinRM passwords.
+    Hosts,
+}
+
+/// Reads every secret the inventory names that `needs` requires, so that a missing
+/// variable or an unreadable file is reported before anything runs. A cookie file that
+/// does not exist yet is fine: warren creates it. The values are dropped at once.
+pub fn check_secrets(inv: &Inventory, needs: Needs) -> Vec<Problem> {
+    let mut p = Problems::default();
+    let cookie = &inv.cluster.cookie;
+    let cookie_missing = matches!(cookie, SecretRef::File(f) if !f.exists());
+    if !cookie_missing {
+        match cookie.read() {
+            Err(e) => p.add(
+                "cluster.cookie",
+                format!("{e}; fix the reference or the file's permissions"),
+            ),
+            Ok(v) => {
+                if let Some(why) = refused_cookie(v.expose()) {
+                    p.add("cluster.cookie", format!("the cookie in {cookie} {why}"));
+                }
+            }
+        }
+    }
+    for (i, h) in inv.hosts.iter().enumerate() {
+        if needs == Needs::Render {
+            break;
+        }
+        if let Some(k) = &h.key {
+            if let Err(e) = std::fs::File::open(k) {
+                p.add(
+                    format!("hosts[{i}].key"),
+                    format!("cannot read the SSH key {}: {e}; fix the path or remove `key` to use the SSH agent", k.display()),
+                );
+            }
+        }
+        if let Some(r) = &h.password {
+            if let Err(e) = r.read() {
+                p.add(
+                    format!("hosts[{i}].password"),
+                    format!("{e}; set it or fix the reference"),
+                );
+            }
+        }
+    }
+    for (i, u) in inv.users.iter().enumerate() {
+        match u.password.read() {
+            Err(e) => p.add(
+                format!("users[{i}].password"),
+                format!("{e}; set it or fix the reference"),
+            ),
+            Ok(v) if v.expose().is_empty() => p.add(
+                format!("users[{i}].password"),
+                format!(
+                    "the password from {} is empty; RabbitMQ would refuse every login",
+                    u.password
+                ),
+            ),
+            Ok(_) => {}
+        }
+    }
+    p.0
+}
+
+/// Why an Erlang cookie would not work, if it would not.
+pub fn refused_cookie(c: &str) -> Option<&'static str> {
+    if c.is_empty() {
+        Some("is empty; put a random string of letters and digits in it, or delete the file and warren makes one")
+    } else if c.len() > 255 {
+        Some("is longer than 255 characters, Erlang's limit; use a shorter random string")
+    } else if !c
+        .chars()
+        .all(|ch| ch.is_ascii_alphanumeric() || ch == '_' || ch == '-')
+    {
+        Some("has characters other than letters, digits, '_' and '-', which Windows service installs and the CLI quote differently; use only those")
+    } else {
+        None
+    }
+}
+
+/// Why RabbitMQ would refuse an exchange or queue name, if it would.
+pub fn refused_resource_name(name: &str) -> Option<&'static str> {
+    if name.is_empty() {
+        Some("it is empty (RabbitMQ would generate a name); give it a name")
+    } else if name.len() > 255 {
+        Some("it is longer than 255 bytes; shorten it")
+    } else if name.starts_with("amq.") {
+        Some("names starting with \"amq.\" are reserved for RabbitMQ; choose another prefix")
+    } else if name.chars().any(char::is_control) {
+        Some("it contains control characters; remove them")
+    } else {
+        None
+    }
+}
+
+fn is_simple_name(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 255
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
+}
+
+fn is_plugin_name(s: &str) -> bool {
+    let mut chars = s.chars();
+    matches!(chars.next(), Some(c) if c.is_ascii_lowercase())
+        && chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+}
+
+fn is_hostname_label(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 63
+        && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+        && !s.starts_with('-')
+        && !s.ends_with('-')
+}

@@ -1,0 +1,495 @@
+//! `warren lab`: real hosts on one Linux machine, so warren always has something real
+//! to run against. Each host is a network namespace on one bridge, with its own
+//! hostname (UTS namespace), its own /etc/hosts, /etc/hostname, /etc/rabbitmq,
+//! /var/lib/rabbitmq and /var/log/rabbitmq (bind mounts in a private mount namespace),
+//! an sshd that accepts only the lab's key, and Debian's rabbitmq-server started as on a
+//! freshly installed server: standalone, package defaults, its own random cookie.
+//!
+//! State lives in `./lab` (the hosts' folders, the SSH key, `inventory.toml`) and in
+//! `/run/warren-lab` (which folder the running lab belongs to). No systemd: lab hosts
+//! use the `direct` service manager.
+
+mod net;
+mod sys;
+
+use anyhow::{bail, Context, Result};
+use std::fmt::Write as _;
+use std::net::{SocketAddr, TcpStream};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+pub use net::{BRIDGE, LINK_PREFIX, NETNS_PREFIX, SUBNET};
+
+/// Records which folder the running lab belongs to. /run is emptied on reboot, as are
+/// namespaces, so the two cannot disagree across a reboot.
+const MARKER: &str = "/run/warren-lab";
+/// Present in a lab folder; `down` removes only folders that carry it.
+const FOLDER_MARK: &str = ".warren-lab";
+
+pub struct Lab {
+    dir: PathBuf,
+}
+
+/// One lab host: index 0 is the central host, 1.. the sites.
+#[derive(Debug, Clone)]
+pub struct LabHost {
+    pub name: String,
+    pub address: String,
+    pub netns: String,
+    pub link: String,
+}
+
+impl LabHost {
+    pub fn new(index: usize) -> LabHost {
+        let name = if index == 0 {
+            "central".to_string()
+        } else {
+            format!("site{index}")
+        };
+        LabHost {
+            address: format!("{SUBNET}.{}", 10 + index),
+            netns: format!("{NETNS_PREFIX}{name}"),
+            link: format!("{LINK_PREFIX}{name}"),
+            name,
+        }
+    }
+}
+
+impl Lab {
+    /// The lab whose folder is `./lab`.
+    pub fn here() -> Result<Lab> {
+        let cwd = std::env::current_dir().context("cannot read the current folder")?;
+        Ok(Lab {
+            dir: cwd.join("lab"),
+        })
+    }
+
+    fn host_dir(&self, h: &LabHost) -> PathBuf {
+        self.dir.join("hosts").join(&h.name)
+    }
+
+    /// How many hosts the lab in this folder has (0 when there is none).
+    fn size(&self) -> usize {
+        std::fs::read_to_string(self.dir.join(FOLDER_MARK))
+            .ok()
+            .and_then(|s| s.trim().strip_prefix("hosts=").and_then(|n| n.parse().ok()))
+            .unwrap_or(0)
+    }
+
+    fn preflight() -> Result<()> {
+        if !cfg!(target_os = "linux") {
+            bail!("the lab needs Linux network namespaces; run warren lab on a Linux machine");
+        }
+        if !sys::is_root() {
+            bail!("the lab creates network namespaces and bridges, which needs root; run it with sudo");
+        }
+        for (tool, package) in [
+            ("ip", "iproute2"),
+            ("unshare", "util-linux"),
+            ("ssh-keygen", "openssh-client"),
+            ("sshd", "openssh-server"),
+            ("rabbitmq-server", "rabbitmq-server"),
+        ] {
+            let found = which::which(tool).is_ok()
+                || Path::new("/usr/sbin").join(tool).exists()
+                || Path::new("/sbin").join(tool).exists();
+            if !found {
+                bail!("{tool} is not installed; install the {package} package (make demo and make test do it)");
+            }
+        }
+        if !sys::run_quiet("ip", &["netns", "list"]) {
+            bail!("this machine refuses network namespaces (`ip netns list` failed); run the lab on a machine or VM that allows them");
+        }
+        Ok(())
+    }
+
+    pub fn up(&self, wanted: usize) -> Result<()> {
+        Self::preflight()?;
+        if wanted < 2 {
+            bail!("--hosts {wanted}: a lab needs a central host and at least one site; use --hosts 2 or more");
+        }
+        if wanted > 50 {
+            bail!("--hosts {wanted}: the lab's subnet and this machine hold at most 50 hosts; use fewer");
+        }
+        let ours = std::fs::read_to_string(MARKER).ok().map(PathBuf::from);
+        let existing = if ours.as_deref() == Some(self.dir.as_path()) {
+            self.size()
+        } else {
+            // Another folder's lab, or what a killed run or an earlier session left:
+            // namespaces, links and mounts outlive the processes that made them.
+            let removed = net::clear_all();
+            if !removed.is_empty() {
+                eprintln!(
+                    "lab: cleared what an earlier lab left behind: {}",
+                    removed.join(", ")
+                );
+            }
+            if let Some(old) = ours.filter(|d| d.join(FOLDER_MARK).exists()) {
+                std::fs::remove_dir_all(&old).ok();
+            }
+            if self.dir.exists() {
+                if !self.dir.join(FOLDER_MARK).exists() && self.dir.read_dir()?.next().is_some() {
+                    bail!(
+                        "{} exists and is not a warren lab; move it away and rerun",
+                        self.dir.display()
+                    );
+                }
+                std::fs::remove_dir_all(&self.dir)
+                    .with_context(|| format!("cannot clear {}", self.dir.display()))?;
+            }
+            0
+        };
+        let size = wanted.max(existing);
+        if wanted < existing {
+            eprintln!("lab: it has {existing} hosts already; `lab up` never removes hosts (lab down, then up, to shrink)");
+        }
+        std::fs::create_dir_all(self.dir.join("hosts"))
+            .with_context(|| format!("cannot create {}", self.dir.display()))?;
+        std::fs::write(MARKER, self.dir.to_string_lossy().as_bytes())
+            .with_context(|| format!("cannot write {MARKER}"))?;
+        std::fs::write(self.dir.join(FOLDER_MARK), format!("hosts={size}\n"))?;
+        self.client_key()?;
+        net::ensure_bridge()?;
+
+        let hosts: Vec<LabHost> = (0..size).map(LabHost::new).collect();
+        let mut started = Vec::new();
+        for h in &hosts {
+            if self.healthy(h) {
+                eprintln!("lab: {} ({}) is running; left alone", h.name, h.address);
+                continue;
+            }
+            eprintln!("lab: building {} ({})", h.name, h.address);
+            self.build_host(h, &hosts)?;
+            started.push(h.clone());
+        }
+        self.write_known_hosts(&hosts)?;
+        self.write_inventory(&hosts)?;
+        wait_for_rabbitmq(&started)?;
+        println!(
+            "lab: {} hosts up; inventory {}",
+            hosts.len(),
+            self.dir.join("inventory.toml").display()
+        );
+        for h in &hosts {
+            println!("  {:<10} {:<14} ssh root@{}", h.name, h.address, h.address);
+        }
+        Ok(())
+    }
+
+    /// A host is healthy when its namespace exists and its sshd runs inside it.
+    fn healthy(&self, h: &LabHost) -> bool {
+        let pid = std::fs::read_to_string(self.host_dir(h).join("sshd.pid"))
+            .ok()
+            .and_then(|s| s.trim().parse::<u32>().ok());
+        match pid {
+            Some(pid) => net::netns_exists(&h.netns) && net::pids_in(&h.netns).contains(&pid),
+            None => false,
+        }
+    }
+
+    fn client_key(&self) -> Result<()> {
+        let key = self.dir.join("id_ed25519");
+        if !key.exists() {
+            sys::run(
+                "ssh-keygen",
+                &[
+                    "-q",
+                    "-t",
+                    "ed25519",
+                    "-N",
+                    "",
+                    "-C",
+                    "warren-lab",
+                    "-f",
+                    path_str(&key)?,
+                ],
+            )?;
+        }
+        let public = std::fs::read_to_string(self.dir.join("id_ed25519.pub"))?;
+        std::fs::write(self.dir.join("authorized_keys"), public)?;
+        Ok(())
+    }
+
+    /// Builds `h` from nothing: any remains of it are removed first, so a host whose
+    /// processes were killed comes back as a freshly installed server.
+    fn build_host(&self, h: &LabHost, all: &[LabHost]) -> Result<()> {
+        if net::netns_exists(&h.netns) {
+            net::delete_namespace(&h.netns);
+        }
+        sys::run_quiet("ip", &["link", "del", &h.link]);
+        let dir = self.host_dir(h);
+        if dir.exists() {
+            std::fs::remove_dir_all(&dir)?;
+        }
+        for sub in ["etc-rabbitmq", "var-lib-rabbitmq", "var-log-rabbitmq"] {
+            std::fs::create_dir_all(dir.join(sub))?;
+        }
+        // A fresh install: the package's /etc/rabbitmq files, an empty data folder.
+        for entry in std::fs::read_dir("/etc/rabbitmq").context("cannot read /etc/rabbitmq")? {
+            let entry = entry?;
+            if entry.file_type()?.is_file() {
+                std::fs::copy(
+                    entry.path(),
+                    dir.join("etc-rabbitmq").join(entry.file_name()),
+                )?;
+            }
+        }
+        for sub in ["etc-rabbitmq", "var-lib-rabbitmq", "var-log-rabbitmq"] {
+            sys::run(
+                "chown",
+                &["-R", "rabbitmq:rabbitmq", path_str(&dir.join(sub))?],
+            )?;
+        }
+        let mut hosts =
+            String::from("127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n");
+        for other in all {
+            writeln!(hosts, "{}\t{}", other.address, other.name)?;
+        }
+        std::fs::write(dir.join("hosts"), hosts)?;
+        std::fs::write(dir.join("hostname"), format!("{}\n", h.name))?;
+        let host_key = dir.join("ssh_host_ed25519_key");
+        sys::run(
+            "ssh-keygen",
+            &[
+                "-q",
+                "-t",
+                "ed25519",
+                "-N",
+                "",
+                "-C",
+                &h.name,
+                "-f",
+                path_str(&host_key)?,
+            ],
+        )?;
+        let sshd_config = format!(
+            "# sshd of lab host {name}, written by warren lab up\n\
+             ListenAddress {addr}\n\
+             Port 22\n\
+             HostKey {key}\n\
+             PidFile {pid}\n\
+             AuthorizedKeysFile {auth}\n\
+             UsePAM no\n\
+             PermitRootLogin prohibit-password\n\
+             PasswordAuthentication no\n\
+             KbdInteractiveAuthentication no\n\
+             StrictModes no\n\
+             PrintMotd no\n\
+             Subsystem sftp /usr/lib/openssh/sftp-server\n",
+            name = h.name,
+            addr = h.address,
+            key = host_key.display(),
+            pid = dir.join("sshd.pid").display(),
+            auth = self.dir.join("authorized_keys").display(),
+        );
+        std::fs::write(dir.join("sshd_config"), sshd_config)?;
+        // sshd's privilege-separation folder, normally made by systemd-tmpfiles.
+        std::fs::create_dir_all("/run/sshd")?;
+
+        net::create_host_network(&h.netns, &h.link, &h.address)?;
+        let q = |p: &Path| shell_quote(&p.to_string_lossy());
+        let script = format!(
+            "set -e\n\
+             hostname {name}\n\
+             mount --bind {d}/hostname /etc/hostname\n\
+             mount --bind {d}/hosts /etc/hosts\n\
+             mount --bind {d}/etc-rabbitmq /etc/rabbitmq\n\
+             mount --bind {d}/var-lib-rabbitmq /var/lib/rabbitmq\n\
+             mount --bind {d}/var-log-rabbitmq /var/log/rabbitmq\n\
+             /usr/sbin/sshd -f {d}/sshd_config\n\
+             cd /\n\
+             rabbitmq-server -detached\n",
+            name = h.name,
+            d = q(&dir),
+        );
+        sys::run_logged(
+            "ip",
+            &[
+                "netns",
+                "exec",
+                &h.netns,
+                "unshare",
+                "--mount",
+                "--uts",
+                "--propagation",
+                "private",
+                "--",
+                "sh",
+                "-c",
+                &script,
+            ],
+            &dir.join("boot.log"),
+        )
+        .with_context(|| format!("cannot start lab host {}", h.name))?;
+        Ok(())
+    }
+
+    fn write_known_hosts(&self, hosts: &[LabHost]) -> Result<()> {
+        let mut out = String::new();
+        for h in hosts {
+            let public =
+                std::fs::read_to_string(self.host_dir(h).join("ssh_host_ed25519_key.pub"))?;
+            let mut parts = public.split_whitespace();
+            let (kind, key) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
+            writeln!(out, "{},{} {kind} {key}", h.address, h.name)?;
+        }
+        std::fs::write(self.dir.join("known_hosts"), out)?;
+        Ok(())
+    }
+
+    fn write_inventory(&self, hosts: &[LabHost]) -> Result<()> {
+        let secrets = self.dir.join("secrets");
+        std::fs::create_dir_all(&secrets)?;
+        for user in ["admin", "backend"] {
+            let file = secrets.join(format!("{user}.password"));
+            if !file.exists() {
+                crate::inventory::SecretRef::File(file)
+                    .read_or_create_random()
+                    .map_err(anyhow::Error::msg)?;
+            }
+        }
+        std::fs::write(self.dir.join("inventory.toml"), lab_inventory(hosts))?;
+        Ok(())
+    }
+
+    pub fn down(&self) -> Result<()> {
+        Self::preflight()?;
+        let mut removed = net::clear_all();
+        let mut folders: Vec<PathBuf> = std::fs::read_to_string(MARKER)
+            .ok()
+            .map(PathBuf::from)
+            .into_iter()
+            .collect();
+        folders.push(self.dir.clone());
+        for f in folders {
+            if f.join(FOLDER_MARK).exists() {
+                std::fs::remove_dir_all(&f)
+                    .with_context(|| format!("cannot remove {}", f.display()))?;
+                removed.push(format!("folder {}", f.display()));
+            }
+        }
+        if std::fs::remove_file(MARKER).is_ok() {
+            removed.push(MARKER.to_string());
+        }
+        if removed.is_empty() {
+            println!("lab: nothing to remove");
+        } else {
+            println!("lab: removed {}", removed.join(", "));
+        }
+        Ok(())
+    }
+
+    pub fn status(&self) -> Result<()> {
+        let ours = std::fs::read_to_string(MARKER).ok().map(PathBuf::from);
+        let Some(dir) = ours else {
+            println!("lab: no lab is running on this machine (warren lab up builds one)");
+            return Ok(());
+        };
+        let lab = Lab { dir };
+        let size = lab.size();
+        println!("lab: {} ({} hosts)", lab.dir.display(), size);
+        println!("  {:<10} {:<14} {:<8} rabbitmq", "host", "address", "sshd");
+        for h in (0..size).map(LabHost::new) {
+            let sshd = if lab.healthy(&h) { "running" } else { "down" };
+            let amqp = if port_open(&h.address, 5672) {
+                "answering on 5672"
+            } else {
+                "not answering"
+            };
+            println!("  {:<10} {:<14} {:<8} {}", h.name, h.address, sshd, amqp);
+        }
+        Ok(())
+    }
+}
+
+/// The inventory of the user's layout on lab hosts: the first host central, the
+/// others sites, each with its own exchange and queue mirrored on the central host.
+pub fn lab_inventory(hosts: &[LabHost]) -> String {
+    let mut s = String::from(
+        "# Written by `warren lab up`: the user's layout (sites with their own exchange and\n\
+         # queue, a mirror of each on the central host) on the lab's hosts. Rewritten when\n\
+         # hosts are added; `warren lab down` removes it.\n\n\
+         [cluster]\n\
+         name = \"lab\"\n\
+         cookie = { file = \"erlang.cookie\" }\n\
+         replication = \"mirrored\"\n\
+         partition_handling = \"ignore\"\n\
+         plugins = [\"rabbitmq_management\", \"rabbitmq_mqtt\"]\n\
+         join = \"cli\"\n\
+         config_format = \"rabbitmq.conf\"\n\
+         hosts_file = true\n",
+    );
+    for (i, h) in hosts.iter().enumerate() {
+        let role = if i == 0 { "central" } else { "site" };
+        let _ = write!(
+            s,
+            "\n[[hosts]]\nname = \"{}\"\naddress = \"{}\"\nos = \"linux\"\ntransport = \"ssh\"\n\
+             user = \"root\"\nkey = \"id_ed25519\"\nknown_hosts = \"known_hosts\"\n\
+             role = \"{role}\"\nservice = \"direct\"\n",
+            h.name, h.address
+        );
+    }
+    for h in hosts.iter().skip(1) {
+        let _ = write!(
+            s,
+            "\n[[sites]]\nhost = \"{n}\"\nexchange = \"site.{n}\"\nqueue = \"site.{n}.data\"\n",
+            n = h.name
+        );
+    }
+    let sites: Vec<String> = hosts
+        .iter()
+        .skip(1)
+        .map(|h| format!("site\\\\.{}", h.name))
+        .collect();
+    let _ = write!(
+        s,
+        "\n[[users]]\nname = \"admin\"\npassword = {{ file = \"secrets/admin.password\" }}\n\
+         tags = [\"administrator\"]\npermissions = [{{ configure = \".*\", write = \".*\", read = \".*\" }}]\n\
+         \n[[users]]\nname = \"backend\"\npassword = {{ file = \"secrets/backend.password\" }}\n\
+         permissions = [{{ configure = \"^$\", write = \"^$\", read = \"^({})\\\\.data$\" }}]\n",
+        sites.join("|")
+    );
+    s
+}
+
+fn port_open(address: &str, port: u16) -> bool {
+    let Ok(addr) = format!("{address}:{port}").parse::<SocketAddr>() else {
+        return false;
+    };
+    TcpStream::connect_timeout(&addr, Duration::from_millis(500)).is_ok()
+}
+
+/// Waits until RabbitMQ answers on every host in `hosts` (its AMQP listener opens at
+/// the end of its boot).
+fn wait_for_rabbitmq(hosts: &[LabHost]) -> Result<()> {
+    let deadline = Instant::now() + Duration::from_secs(180);
+    let mut waiting: Vec<&LabHost> = hosts.iter().collect();
+    while !waiting.is_empty() {
+        waiting.retain(|h| !port_open(&h.address, 5672));
+        if waiting.is_empty() {
+            break;
+        }
+        if Instant::now() > deadline {
+            let names: Vec<&str> = waiting.iter().map(|h| h.name.as_str()).collect();
+            bail!(
+                "RabbitMQ did not start on {} within 180 s; see lab/hosts/NAME/var-log-rabbitmq/ and boot.log, then rerun warren lab up",
+                names.join(", ")
+            );
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    Ok(())
+}
+
+fn path_str(p: &Path) -> Result<&str> {
+    p.to_str().with_context(|| {
+        format!(
+            "{} is not valid UTF-8; run the lab from another folder",
+            p.display()
+        )
+    })
+}
+
+fn shell_quote(s: &str) -> String {
+    format!("'{}'", s.replace('\'', r"'\''"))
+}

@@ -1,0 +1,565 @@
+//! The desired state, rendered: every file each host should have (content, owner, mode,
+//! and what a change to it requires), and the cluster's definitions. Pure: the same
+//! inventory, templates and cookie give byte-identical output.
+
+pub mod definitions;
+pub mod templates;
+
+use crate::inventory::{ConfigFormat, Host, Inventory, Paths, Role, Secret, ServiceManager};
+use anyhow::{Context, Result};
+use serde::Serialize;
+use std::path::{Path, PathBuf};
+pub use templates::Templates;
+
+/// What a change to a file requires before it takes effect.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Effect {
+    /// Nothing: read when used (hosts entries, the setup script itself).
+    None,
+    /// Restart RabbitMQ on the host.
+    Restart,
+    /// Stop RabbitMQ before the file is written, start it after: the cookie, which the
+    /// CLI reads too, so a running node could no longer be stopped once it changed.
+    StopWriteStart,
+    /// `systemctl daemon-reload`, then restart.
+    DaemonReloadRestart,
+    /// Reinstall the Windows service (warren-setup.ps1 does it), which restarts it.
+    ReinstallService,
+}
+
+/// Whether warren owns the whole file or one marked block inside it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case", tag = "kind")]
+pub enum Ownership {
+    Whole,
+    /// Lines from `begin` to `end` (both included); the rest of the file is the host's.
+    Block {
+        begin: String,
+        end: String,
+    },
+}
+
+#[derive(Clone, PartialEq, Eq)]
+pub enum Content {
+    Text(String),
+    /// Shown only as "(sensitive value)" and diffed by hash.
+    Secret(Secret<String>),
+}
+
+impl Content {
+    pub fn bytes(&self) -> &[u8] {
+        match self {
+            Content::Text(t) => t.as_bytes(),
+            Content::Secret(s) => s.expose().as_bytes(),
+        }
+    }
+    pub fn is_secret(&self) -> bool {
+        matches!(self, Content::Secret(_))
+    }
+}
+
+impl std::fmt::Debug for Content {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Content::Text(t) => write!(f, "{t:?}"),
+            Content::Secret(s) => write!(f, "{s:?}"),
+        }
+    }
+}
+
+/// One file as a host should have it.
+#[derive(Debug, Clone)]
+pub struct RenderedFile {
+    /// The path on the host, in the host's own syntax (`C:\...` on Windows).
+    pub path: String,
+    pub content: Content,
+    /// Owner (user) on Linux; Windows files inherit their folder's ACL.
+    pub owner: Option<String>,
+    pub mode: Option<u32>,
+    pub ownership: Ownership,
+    pub effect: Effect,
+    /// The template it came from; `None` for the cookie.
+    pub template: Option<&'static str>,
+}
+
+impl RenderedFile {
+    /// Where `render --out DIR` writes it: under `DIR/HOST/`, the drive's colon dropped.
+    pub fn local_path(&self, out: &Path, host: &str) -> PathBuf {
+        let mut p = out.join(host);
+        let unified = self.path.replace('\\', "/");
+        for part in unified.split('/').filter(|s| !s.is_empty()) {
+            p.push(part.trim_end_matches(':'));
+        }
+        p
+    }
+}
+
+/// Everything one host should have.
+#[derive(Debug, Clone)]
+pub struct HostRender {
+    pub host: String,
+    pub files: Vec<RenderedFile>,
+}
+
+#[derive(Serialize)]
+struct NodeCtx<'a> {
+    name: &'a str,
+    node_name: String,
+    address: &'a str,
+    node_type: &'a str,
+    role: &'a str,
+}
+
+#[derive(Serialize)]
+struct HostCtx<'a> {
+    name: &'a str,
+    node_name: String,
+    address: &'a str,
+    os: &'a str,
+    role: &'a str,
+    node_type: &'a str,
+    service: &'a str,
+    ports: crate::inventory::Ports,
+    paths: &'a Paths,
+}
+
+#[derive(Serialize)]
+struct ClusterCtx<'a> {
+    name: &'a str,
+    replication: &'a str,
+    partition_handling: &'a str,
+    plugins: &'a [String],
+    join: &'a str,
+    config_format: &'a str,
+    vhost: &'a str,
+}
+
+#[derive(Serialize)]
+struct FirewallRule {
+    name: String,
+    ports: String,
+}
+
+const HEADER: &str =
+    "Managed by warren from inventory.toml: edit the inventory (or a template), not this file.";
+
+/// The tera context every template of `host` sees.
+fn context(inv: &Inventory, host: &Host, config_file: &str) -> tera::Context {
+    let c = &inv.cluster;
+    let mut ctx = tera::Context::new();
+    ctx.insert("header", HEADER);
+    ctx.insert(
+        "cluster",
+        &ClusterCtx {
+            name: &c.name,
+            replication: c.replication.as_str(),
+            partition_handling: c.partition_handling.as_str(),
+            plugins: &c.plugins,
+            join: c.join.as_str(),
+            config_format: c.config_format.as_str(),
+            vhost: &c.vhost,
+        },
+    );
+    ctx.insert(
+        "host",
+        &HostCtx {
+            name: &host.name,
+            node_name: host.node_name(),
+            address: &host.address,
+            os: host.os.as_str(),
+            role: host.role.as_str(),
+            node_type: host.node_type.as_str(),
+            service: host.service.as_str(),
+            ports: host.ports,
+            paths: &host.paths,
+        },
+    );
+    // The seed (central) first: the node list of peer discovery and the hosts file
+    // both read best with the node every other node joins at the top.
+    let mut nodes: Vec<&Host> = inv.hosts.iter().collect();
+    nodes.sort_by_key(|h| h.role != Role::Central);
+    let nodes: Vec<NodeCtx> = nodes
+        .iter()
+        .map(|h| NodeCtx {
+            name: &h.name,
+            node_name: h.node_name(),
+            address: &h.address,
+            node_type: h.node_type.as_str(),
+            role: h.role.as_str(),
+        })
+        .collect();
+    ctx.insert("nodes", &nodes);
+    ctx.insert("config_file", config_file);
+    let p = host.ports;
+    let firewall = vec![
+        ("warren-epmd", "4369".to_string()),
+        ("warren-distribution", p.dist.to_string()),
+        ("warren-cli", "35672-35682".to_string()),
+        ("warren-amqp", p.amqp.to_string()),
+        ("warren-management", p.management.to_string()),
+        ("warren-mqtt", p.mqtt.to_string()),
+    ];
+    let firewall: Vec<FirewallRule> = firewall
+        .into_iter()
+        .map(|(n, ports)| FirewallRule {
+            name: n.to_string(),
+            ports,
+        })
+        .collect();
+    ctx.insert("firewall", &firewall);
+    ctx
+}
+
+fn config_file_name(inv: &Inventory) -> &'static str {
+    match inv.cluster.config_format {
+        ConfigFormat::Conf => "rabbitmq.conf",
+        ConfigFormat::ErlangTerms => "rabbitmq.config",
+    }
+}
+
+fn config_template(inv: &Inventory) -> &'static str {
+    match inv.cluster.config_format {
+        ConfigFormat::Conf => "common/rabbitmq.conf.tera",
+        ConfigFormat::ErlangTerms => "common/rabbitmq.config.tera",
+    }
+}
+
+pub const HOSTS_BEGIN: &str = "# BEGIN warren cluster ";
+pub const HOSTS_END: &str = "# END warren cluster ";
+
+/// Renders every file `host` should have. `cookie` is the cluster's Erlang cookie.
+pub fn render_host(
+    inv: &Inventory,
+    t: &Templates,
+    host: &Host,
+    cookie: &Secret<String>,
+) -> Result<HostRender> {
+    let files = match &host.paths {
+        Paths::Linux {
+            config_dir,
+            data_dir,
+            ..
+        } => linux_files(inv, t, host, cookie, config_dir, data_dir)?,
+        Paths::Windows {
+            base,
+            user_profile,
+            system_profile,
+            ..
+        } => windows_files(inv, t, host, cookie, base, user_profile, system_profile)?,
+    };
+    Ok(HostRender {
+        host: host.name.clone(),
+        files,
+    })
+}
+
+struct FileSpec {
+    path: String,
+    template: &'static str,
+    owner: Option<&'static str>,
+    mode: Option<u32>,
+    effect: Effect,
+}
+
+fn text_file(
+    t: &Templates,
+    ctx: &tera::Context,
+    spec: FileSpec,
+    crlf: bool,
+) -> Result<RenderedFile> {
+    let mut text = t.render(spec.template, ctx)?;
+    if crlf {
+        text = text.replace("\r\n", "\n").replace('\n', "\r\n");
+    }
+    Ok(RenderedFile {
+        path: spec.path,
+        content: Content::Text(text),
+        owner: spec.owner.map(str::to_string),
+        mode: spec.mode,
+        ownership: Ownership::Whole,
+        effect: spec.effect,
+        template: Some(spec.template),
+    })
+}
+
+fn hosts_block(
+    inv: &Inventory,
+    t: &Templates,
+    ctx: &tera::Context,
+    path: &str,
+    crlf: bool,
+) -> Result<RenderedFile> {
+    let mut f = text_file(
+        t,
+        ctx,
+        FileSpec {
+            path: path.to_string(),
+            template: "common/hosts.tera",
+            owner: None,
+            mode: None,
+            effect: Effect::None,
+        },
+        crlf,
+    )?;
+    f.ownership = Ownership::Block {
+        begin: format!("{HOSTS_BEGIN}{}", inv.cluster.name),
+        end: format!("{HOSTS_END}{}", inv.cluster.name),
+    };
+    Ok(f)
+}
+
+fn cookie_file(
+    path: String,
+    cookie: &Secret<String>,
+    owner: Option<&str>,
+    mode: Option<u32>,
+) -> RenderedFile {
+    RenderedFile {
+        path,
+        content: Content::Secret(cookie.clone()),
+        owner: owner.map(str::to_string),
+        mode,
+        ownership: Ownership::Whole,
+        effect: Effect::StopWriteStart,
+        template: None,
+    }
+}
+
+fn linux_files(
+    inv: &Inventory,
+    t: &Templates,
+    host: &Host,
+    cookie: &Secret<String>,
+    config_dir: &str,
+    data_dir: &str,
+) -> Result<Vec<RenderedFile>> {
+    let config_file = format!("{config_dir}/{}", config_file_name(inv));
+    let ctx = context(inv, host, &config_file);
+    let conf = |path: String, template: &'static str, effect: Effect| FileSpec {
+        path,
+        template,
+        owner: Some("root"),
+        mode: Some(0o644),
+        effect,
+    };
+    let mut files = vec![
+        text_file(
+            t,
+            &ctx,
+            conf(config_file.clone(), config_template(inv), Effect::Restart),
+            false,
+        )?,
+        text_file(
+            t,
+            &ctx,
+            conf(
+                format!("{config_dir}/enabled_plugins"),
+                "common/enabled_plugins.tera",
+                Effect::Restart,
+            ),
+            false,
+        )?,
+        text_file(
+            t,
+            &ctx,
+            conf(
+                format!("{config_dir}/rabbitmq-env.conf"),
+                "linux/rabbitmq-env.conf.tera",
+                Effect::Restart,
+            ),
+            false,
+        )?,
+        cookie_file(
+            format!("{data_dir}/.erlang.cookie"),
+            cookie,
+            Some("rabbitmq"),
+            Some(0o400),
+        ),
+    ];
+    if matches!(host.service, ServiceManager::Systemd | ServiceManager::Auto) {
+        files.push(text_file(
+            t,
+            &ctx,
+            conf(
+                "/etc/systemd/system/rabbitmq-server.service.d/warren.conf".into(),
+                "linux/systemd-warren.conf.tera",
+                Effect::DaemonReloadRestart,
+            ),
+            false,
+        )?);
+    }
+    if inv.cluster.hosts_file {
+        files.push(hosts_block(inv, t, &ctx, "/etc/hosts", false)?);
+    }
+    Ok(files)
+}
+
+fn windows_files(
+    inv: &Inventory,
+    t: &Templates,
+    host: &Host,
+    cookie: &Secret<String>,
+    base: &str,
+    user_profile: &str,
+    system_profile: &str,
+) -> Result<Vec<RenderedFile>> {
+    let config_file = format!(r"{base}\{}", config_file_name(inv));
+    let ctx = context(inv, host, &config_file);
+    let spec = |path: String, template: &'static str, effect: Effect| FileSpec {
+        path,
+        template,
+        owner: None,
+        mode: None,
+        effect,
+    };
+    let mut files = vec![
+        text_file(
+            t,
+            &ctx,
+            spec(config_file.clone(), config_template(inv), Effect::Restart),
+            false,
+        )?,
+        text_file(
+            t,
+            &ctx,
+            spec(
+                format!(r"{base}\enabled_plugins"),
+                "common/enabled_plugins.tera",
+                Effect::Restart,
+            ),
+            false,
+        )?,
+        text_file(
+            t,
+            &ctx,
+            spec(
+                format!(r"{base}\rabbitmq-env-conf.bat"),
+                "windows/rabbitmq-env-conf.bat.tera",
+                Effect::ReinstallService,
+            ),
+            true,
+        )?,
+        text_file(
+            t,
+            &ctx,
+            spec(
+                format!(r"{base}\warren-setup.ps1"),
+                "windows/warren-setup.ps1.tera",
+                Effect::None,
+            ),
+            true,
+        )?,
+        // The service (LocalSystem) reads the first, the CLI tools of the
+        // administering user the second; both must hold the cluster's cookie.
+        cookie_file(
+            format!(r"{system_profile}\.erlang.cookie"),
+            cookie,
+            None,
+            None,
+        ),
+        cookie_file(
+            format!(r"{user_profile}\.erlang.cookie"),
+            cookie,
+            None,
+            None,
+        ),
+    ];
+    if inv.cluster.hosts_file {
+        files.push(hosts_block(
+            inv,
+            t,
+            &ctx,
+            r"C:\Windows\System32\drivers\etc\hosts",
+            true,
+        )?);
+    }
+    Ok(files)
+}
+
+/// The whole desired state: every host's files and the cluster's definitions.
+pub struct Rendered {
+    pub hosts: Vec<HostRender>,
+    pub definitions: String,
+    /// Templates taken from the inventory's `templates/` folder, as (name, file).
+    pub overridden: Vec<(String, PathBuf)>,
+}
+
+/// Renders the given hosts (all when `only` is `None`). Reads the cookie, creating its
+/// file when the inventory names one that does not exist yet.
+pub fn render(inv: &Inventory, only: Option<&str>) -> Result<Rendered> {
+    let t = Templates::load(&inv.dir.join("templates"))?;
+    let cookie = inv
+        .cluster
+        .cookie
+        .read_or_create_random()
+        .map_err(|e| anyhow::anyhow!("{}: cluster.cookie: {e}", inv.path.display()))?;
+    if let Some(why) = crate::inventory::validate::refused_cookie(cookie.expose()) {
+        anyhow::bail!(
+            "{}: cluster.cookie: the cookie in {} {why}",
+            inv.path.display(),
+            inv.cluster.cookie
+        );
+    }
+    let mut hosts = Vec::new();
+    for h in &inv.hosts {
+        if only.is_none_or(|n| n == h.name) {
+            hosts.push(
+                render_host(inv, &t, h, &cookie)
+                    .with_context(|| format!("rendering host {}", h.name))?,
+            );
+        }
+    }
+    let definitions = definitions::render(inv)?;
+    Ok(Rendered {
+        hosts,
+        definitions,
+        overridden: t.overridden,
+    })
+}
+
+/// Writes a render under `out`: `out/HOST/...` per host and `out/cluster/definitions.json`.
+/// Folders of hosts being written are emptied first, so a file that is no longer
+/// rendered does not linger; nothing else under `out` is touched.
+pub fn write_tree(out: &Path, r: &Rendered, with_cluster: bool) -> Result<Vec<PathBuf>> {
+    let mut written = Vec::new();
+    for h in &r.hosts {
+        let dir = out.join(&h.host);
+        if dir.exists() {
+            std::fs::remove_dir_all(&dir)
+                .with_context(|| format!("cannot clear {}", dir.display()))?;
+        }
+        for f in &h.files {
+            let p = f.local_path(out, &h.host);
+            write_local(&p, f.content.bytes(), f.content.is_secret())?;
+            written.push(p);
+        }
+    }
+    if with_cluster {
+        let p = out.join("cluster").join("definitions.json");
+        write_local(&p, r.definitions.as_bytes(), false)?;
+        written.push(p);
+    }
+    Ok(written)
+}
+
+fn write_local(p: &Path, bytes: &[u8], private: bool) -> Result<()> {
+    if let Some(dir) = p.parent() {
+        std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    }
+    let mut opts = std::fs::OpenOptions::new();
+    opts.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    if private {
+        use std::os::unix::fs::OpenOptionsExt;
+        opts.mode(0o600);
+    }
+    #[cfg(not(unix))]
+    let _ = private;
+    use std::io::Write;
+    let mut f = opts
+        .open(p)
+        .with_context(|| format!("cannot write {}", p.display()))?;
+    f.write_all(bytes)
+        .with_context(|| format!("cannot write {}", p.display()))
+}
