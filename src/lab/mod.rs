@@ -371,6 +371,19 @@ impl Lab {
         if std::fs::remove_file(MARKER).is_ok() {
             removed.push(MARKER.to_string());
         }
+        // `ip netns add` bind-mounts /run/netns onto itself the first time; once no
+        // namespace is left in it, take that mount away too.
+        let netns_dir = Path::new("/run/netns");
+        if netns_dir.exists()
+            && std::fs::read_dir(netns_dir)
+                .map(|mut d| d.next().is_none())
+                .unwrap_or(false)
+        {
+            sys::run_quiet("umount", &["/run/netns"]);
+            if std::fs::remove_dir(netns_dir).is_ok() {
+                removed.push("/run/netns".to_string());
+            }
+        }
         if removed.is_empty() {
             println!("lab: nothing to remove");
         } else {

@@ -102,15 +102,35 @@ impl Templates {
     }
 }
 
-/// Tera nests the real cause several errors deep.
+/// Tera nests the real cause several errors deep, and its parse errors quote the
+/// source over several lines; keep one line: where, and what was expected.
 fn chain(e: &dyn std::error::Error) -> String {
-    let mut parts = vec![e.to_string()];
+    let mut parts = vec![one_line(&e.to_string())];
     let mut cur = e.source();
     while let Some(s) = cur {
-        parts.push(s.to_string());
+        parts.push(one_line(&s.to_string()));
         cur = s.source();
     }
     parts.join(": ")
+}
+
+fn one_line(msg: &str) -> String {
+    if !msg.contains('\n') {
+        return msg.to_string();
+    }
+    let lines: Vec<&str> = msg.lines().map(str::trim).collect();
+    let at = lines
+        .iter()
+        .find_map(|l| l.strip_prefix("--> "))
+        .map(|pos| format!("at line:column {pos}"));
+    let what = lines.iter().find_map(|l| l.strip_prefix("= "));
+    let head = lines[0].trim_end_matches(':');
+    [Some(head.to_string()), at, what.map(str::to_string)]
+        .into_iter()
+        .flatten()
+        .filter(|s| !s.is_empty())
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 fn as_str<'a>(v: &'a Value, filter: &str) -> tera::Result<&'a str> {

@@ -1,0 +1,50 @@
+# warren's two commands are `make demo` and `make test`; both install what is missing.
+# The lab needs root: when not root, lab commands run through sudo.
+
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+WARREN := target/debug/warren
+
+.PHONY: demo test setup build lint unit lab-down clean
+
+## setup: install the apt packages warren's lab and tests need (only what is missing)
+setup:
+	@scripts/setup.sh
+
+## build: compile warren
+build: setup
+	cargo build
+
+## demo: build a 5-host lab, check and render its inventory, show the rendered tree
+demo: build
+	$(SUDO) $(WARREN) lab up
+	$(WARREN) -i lab/inventory.toml check
+	$(WARREN) -i lab/inventory.toml render --out lab/rendered
+	@echo
+	@echo "== rendered files of the lab (lab/rendered), the central host's rabbitmq.conf:"
+	@cd lab/rendered && find . -type f | sort
+	@echo
+	@cat lab/rendered/central/etc/rabbitmq/rabbitmq.conf
+	@echo
+	@echo "The lab keeps running: ssh -i lab/id_ed25519 -o UserKnownHostsFile=lab/known_hosts root@10.231.77.10"
+	@echo "Remove it with: make lab-down"
+
+## lint: formatting and clippy, warnings as errors
+lint: setup
+	cargo fmt --check
+	cargo clippy --all-targets -- -D warnings
+
+## test: lint, then every test: unit, golden, CLI and the lab (root, real hosts)
+test: lint
+	@if cargo nextest --version >/dev/null 2>&1; then \
+		$(SUDO) env "PATH=$$PATH" cargo nextest run --no-fail-fast; \
+	else \
+		$(SUDO) env "PATH=$$PATH" cargo test --no-fail-fast; \
+	fi
+
+## lab-down: remove the lab and every trace of it
+lab-down: build
+	$(SUDO) $(WARREN) lab down
+
+clean: lab-down
+	cargo clean
+	rm -rf rendered

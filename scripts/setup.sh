@@ -1,0 +1,47 @@
+#!/usr/bin/env bash
+# Installs what `make demo` and `make test` need on a Debian/Ubuntu machine, and only
+# what is missing: RabbitMQ and OpenSSH (the lab's hosts run the real ones), iproute2
+# and util-linux (namespaces, veth, unshare, setpriv). Uses sudo when not root.
+set -euo pipefail
+
+need=()
+have() { command -v "$1" >/dev/null 2>&1 || [ -x "/usr/sbin/$1" ] || [ -x "/sbin/$1" ]; }
+have rabbitmq-server || need+=(rabbitmq-server)
+have sshd || need+=(openssh-server)
+have ssh || need+=(openssh-client)
+have ip || need+=(iproute2)
+have unshare || need+=(util-linux)
+have setpriv || need+=(util-linux)
+have erl || need+=(erlang-base)
+
+if [ ${#need[@]} -gt 0 ]; then
+    sudo=""
+    if [ "$(id -u)" != 0 ]; then sudo="sudo"; fi
+    echo "setup: installing ${need[*]} with apt-get"
+    export DEBIAN_FRONTEND=noninteractive
+    # Do not let the packages start system-wide services: the lab starts its own
+    # RabbitMQ and sshd inside each host's namespaces.
+    policy=/usr/sbin/policy-rc.d
+    made_policy=""
+    if [ ! -e "$policy" ]; then
+        printf '#!/bin/sh\nexit 101\n' | $sudo tee "$policy" >/dev/null
+        $sudo chmod +x "$policy"
+        made_policy=1
+    fi
+    $sudo apt-get update -q
+    $sudo apt-get install -y -q --no-install-recommends $(printf '%s\n' "${need[@]}" | sort -u)
+    if [ -n "$made_policy" ]; then $sudo rm -f "$policy"; fi
+else
+    echo "setup: rabbitmq-server, openssh, iproute2 and util-linux are installed"
+fi
+
+if ! command -v cargo >/dev/null 2>&1; then
+    echo "setup: cargo is not installed; install Rust with rustup (https://rustup.rs), then rerun" >&2
+    exit 1
+fi
+for component in fmt clippy; do
+    if ! cargo "$component" --version >/dev/null 2>&1; then
+        echo "setup: cargo $component is missing; run 'rustup component add $( [ $component = fmt ] && echo rustfmt || echo clippy )', then rerun" >&2
+        exit 1
+    fi
+done

@@ -1,0 +1,445 @@
+//! `warren check`: every validation error, each naming its key and the fix, all of them
+//! reported at once; through the library (table) and through the binary (CLI).
+
+use std::path::Path;
+use std::process::Command;
+use warren::inventory::{self, InventoryError};
+
+/// A small valid inventory; each case edits it.
+const BASE: &str = r#"
+[cluster]
+name = "t"
+cookie = { file = "cookie" }
+
+[[hosts]]
+name = "central"
+address = "10.0.0.10"
+os = "linux"
+role = "central"
+
+[[hosts]]
+name = "a"
+address = "10.0.0.11"
+os = "windows"
+password = { env = "WARREN_TEST_PW" }
+role = "site"
+
+[[hosts]]
+name = "b"
+address = "10.0.0.12"
+os = "linux"
+role = "site"
+
+[[sites]]
+host = "a"
+exchange = "site.a"
+queue = "site.a.data"
+
+[[sites]]
+host = "b"
+exchange = "site.b"
+queue = "site.b.data"
+"#;
+
+fn problems(text: &str) -> Vec<String> {
+    match inventory::parse(text, Path::new("inv.toml")) {
+        Ok(_) => vec![],
+        Err(InventoryError::Invalid { problems, .. }) => {
+            problems.iter().map(|p| p.to_string()).collect()
+        }
+        Err(e) => vec![e.to_string()],
+    }
+}
+
+#[test]
+fn base_inventory_is_valid() {
+    assert_eq!(problems(BASE), Vec::<String>::new());
+}
+
+/// (what, edit as (from, to) on BASE, key expected, words expected in the message)
+const CASES: &[(&str, (&str, &str), &str, &str)] = &[
+    (
+        "duplicate host name",
+        ("name = \"b\"", "name = \"A\""),
+        "hosts[2].name",
+        "also the name of hosts[1]",
+    ),
+    (
+        "duplicate address",
+        ("10.0.0.12", "10.0.0.11"),
+        "hosts[2].address",
+        "also the address of hosts[1] (a)",
+    ),
+    (
+        "site on an unknown host",
+        ("host = \"b\"", "host = \"nowhere\""),
+        "sites[1].host",
+        "\"nowhere\" is not a host",
+    ),
+    (
+        "site on the central host",
+        ("host = \"b\"", "host = \"central\""),
+        "sites[1].host",
+        "is the central host",
+    ),
+    (
+        "two sites on one host",
+        ("host = \"b\"", "host = \"a\""),
+        "sites[1].host",
+        "already has a site",
+    ),
+    (
+        "mirror on a missing host",
+        (
+            "queue = \"site.b.data\"",
+            "queue = \"site.b.data\"\nmirrors = [\"gone\"]",
+        ),
+        "sites[1].mirrors[0]",
+        "\"gone\" is not a host",
+    ),
+    (
+        "mirror on the site's own host",
+        (
+            "queue = \"site.b.data\"",
+            "queue = \"site.b.data\"\nmirrors = [\"b\"]",
+        ),
+        "sites[1].mirrors[0]",
+        "the site's own host",
+    ),
+    (
+        "empty mirror list",
+        (
+            "queue = \"site.b.data\"",
+            "queue = \"site.b.data\"\nmirrors = []",
+        ),
+        "sites[1].mirrors",
+        "no copy",
+    ),
+    (
+        "reserved queue name",
+        ("queue = \"site.a.data\"", "queue = \"amq.data\""),
+        "sites[0].queue",
+        "reserved for RabbitMQ",
+    ),
+    (
+        "empty exchange name",
+        ("exchange = \"site.a\"", "exchange = \"\""),
+        "sites[0].exchange",
+        "it is empty",
+    ),
+    (
+        "duplicate queue",
+        ("queue = \"site.b.data\"", "queue = \"site.a.data\""),
+        "sites[1].queue",
+        "also the queue of sites[0]",
+    ),
+    (
+        "host name RabbitMQ cannot use in a node name",
+        ("name = \"b\"", "name = \"b.example.com\""),
+        "hosts[2].name",
+        "short name",
+    ),
+    (
+        "unknown replication",
+        (
+            "cookie = { file = \"cookie\" }",
+            "cookie = { file = \"cookie\" }\nreplication = \"raft\"",
+        ),
+        "cluster.replication",
+        "\"mirrored\", \"quorum\"",
+    ),
+    (
+        "unknown join method",
+        (
+            "cookie = { file = \"cookie\" }",
+            "cookie = { file = \"cookie\" }\njoin = \"shovel\"",
+        ),
+        "cluster.join",
+        "\"cli\", \"config\"",
+    ),
+    (
+        "unknown config format",
+        (
+            "cookie = { file = \"cookie\" }",
+            "cookie = { file = \"cookie\" }\nconfig_format = \"yaml\"",
+        ),
+        "cluster.config_format",
+        "\"rabbitmq.conf\", \"rabbitmq.config\"",
+    ),
+    (
+        "unknown partition handling",
+        (
+            "cookie = { file = \"cookie\" }",
+            "cookie = { file = \"cookie\" }\npartition_handling = \"pause_if_all_down\"",
+        ),
+        "cluster.partition_handling",
+        "\"ignore\"",
+    ),
+    (
+        "bad plugin name",
+        (
+            "cookie = { file = \"cookie\" }",
+            "cookie = { file = \"cookie\" }\nplugins = [\"Rabbit MQTT\"]",
+        ),
+        "cluster.plugins[0]",
+        "not a plugin name",
+    ),
+    (
+        "secret given by neither file nor env",
+        ("cookie = { file = \"cookie\" }", "cookie = { }"),
+        "cluster.cookie",
+        "exactly one of file",
+    ),
+    (
+        "no central host",
+        ("role = \"central\"", "role = \"site\""),
+        "hosts",
+        "no host has role = \"central\"",
+    ),
+    (
+        "second central host",
+        ("os = \"linux\"\nrole = \"site\"", "os = \"linux\"\nrole = \"central\""),
+        "hosts[2].role",
+        "second central host",
+    ),
+    (
+        "winrm to a linux host",
+        (
+            "os = \"linux\"\nrole = \"site\"",
+            "os = \"linux\"\ntransport = \"winrm\"\nrole = \"site\"",
+        ),
+        "hosts[2].transport",
+        "use \"ssh\"",
+    ),
+    (
+        "systemd on windows",
+        (
+            "role = \"site\"\n\n[[hosts]]\nname = \"b\"",
+            "role = \"site\"\nservice = \"systemd\"\n\n[[hosts]]\nname = \"b\"",
+        ),
+        "hosts[1].service",
+        "Windows has no systemd",
+    ),
+    (
+        "windows host without a password",
+        ("password = { env = \"WARREN_TEST_PW\" }\n", ""),
+        "hosts[1].password",
+        "needs a password reference",
+    ),
+    (
+        "two listeners on one port",
+        (
+            "os = \"linux\"\nrole = \"site\"",
+            "os = \"linux\"\nrole = \"site\"\nports = { amqp = 15672 }",
+        ),
+        "hosts[2].ports.management",
+        "also the amqp port",
+    ),
+    (
+        "unknown path key",
+        (
+            "os = \"linux\"\nrole = \"site\"",
+            "os = \"linux\"\nrole = \"site\"\npaths = { base = \"/x\" }",
+        ),
+        "hosts[2].paths.base",
+        "unknown path for a linux host",
+    ),
+    (
+        "central as a ram node",
+        (
+            "role = \"central\"",
+            "role = \"central\"\nnode_type = \"ram\"",
+        ),
+        "hosts[0].node_type",
+        "make it \"disc\"",
+    ),
+    (
+        "guest user",
+        (
+            "[[sites]]\nhost = \"a\"",
+            "[[users]]\nname = \"guest\"\npassword = { env = \"X\" }\n\n[[sites]]\nhost = \"a\"",
+        ),
+        "users[0].name",
+        "built-in user",
+    ),
+    (
+        "permission on another vhost",
+        (
+            "[[sites]]\nhost = \"a\"",
+            "[[users]]\nname = \"u\"\npassword = { env = \"X\" }\npermissions = [{ vhost = \"other\", configure = \"\", write = \"\", read = \".*\" }]\n\n[[sites]]\nhost = \"a\"",
+        ),
+        "users[0].permissions[0].vhost",
+        "one virtual host",
+    ),
+];
+
+#[test]
+fn every_validation_error_names_its_key() {
+    for (what, (from, to), key, words) in CASES {
+        assert!(BASE.contains(from), "case {what}: BASE lacks {from:?}");
+        let text = BASE.replacen(from, to, 1);
+        let found = problems(&text);
+        let hit = found
+            .iter()
+            .any(|p| p.starts_with(&format!("{key}: ")) && p.contains(words));
+        assert!(
+            hit,
+            "case {what}: expected a problem at {key} mentioning {words:?}, got {found:#?}"
+        );
+    }
+}
+
+#[test]
+fn quorum_with_fewer_than_three_nodes_is_reported() {
+    let start = BASE.find("[[hosts]]\nname = \"b\"").unwrap();
+    let end = BASE.find("[[sites]]").unwrap();
+    let mut text = format!("{}{}", &BASE[..start], &BASE[end..]);
+    text = text.replace(
+        "[[sites]]\nhost = \"b\"",
+        "# b removed\n[[sites]]\nhost = \"a\"",
+    );
+    let text = text.replace(
+        "cookie = { file = \"cookie\" }",
+        "cookie = { file = \"cookie\" }\nreplication = \"quorum\"",
+    );
+    let found = problems(&text);
+    assert!(
+        found.iter().any(|p| p.starts_with("cluster.replication: ")
+            && p.contains("at least three nodes")
+            && p.contains("has 2")),
+        "{found:#?}"
+    );
+}
+
+#[test]
+fn no_disc_node_is_reported() {
+    let text = BASE
+        .replace(
+            "role = \"central\"",
+            "role = \"central\"\nnode_type = \"ram\"",
+        )
+        .replace("role = \"site\"", "role = \"site\"\nnode_type = \"ram\"");
+    let found = problems(&text);
+    assert!(
+        found
+            .iter()
+            .any(|p| p.starts_with("hosts: no host is a disc node")),
+        "{found:#?}"
+    );
+}
+
+#[test]
+fn unknown_keys_are_refused_with_the_line() {
+    let text = BASE.replace(
+        "os = \"linux\"\nrole = \"central\"",
+        "os = \"linux\"\nrole = \"central\"\nflavour = \"x\"",
+    );
+    let found = problems(&text);
+    assert_eq!(found.len(), 1, "{found:#?}");
+    assert!(
+        found[0].starts_with("inv.toml: unknown field `flavour`"),
+        "{}",
+        found[0]
+    );
+    assert!(found[0].contains("(line 11)"), "{}", found[0]);
+}
+
+fn warren(dir: &Path, args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_warren"))
+        .args(args)
+        .current_dir(dir)
+        .env_remove("WARREN_TEST_PW")
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn check_reports_every_problem_at_once_and_exits_1() {
+    let dir = tempfile::tempdir().unwrap();
+    let text = BASE
+        .replace("10.0.0.12", "10.0.0.11")
+        .replace("host = \"b\"", "host = \"nowhere\"")
+        .replace("queue = \"site.a.data\"", "queue = \"amq.a\"");
+    std::fs::write(dir.path().join("inventory.toml"), text).unwrap();
+    let out = warren(dir.path(), &["check"]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    for key in ["hosts[2].address", "sites[1].host", "sites[0].queue"] {
+        assert!(
+            err.lines()
+                .any(|l| l.starts_with(&format!("error: inventory.toml: {key}: "))),
+            "{key} missing from:\n{err}"
+        );
+    }
+    assert!(out.stdout.is_empty());
+}
+
+#[test]
+fn check_reports_unreadable_secrets_by_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let text = BASE.replace(
+        "name = \"b\"\naddress = \"10.0.0.12\"",
+        "name = \"b\"\naddress = \"10.0.0.12\"\nkey = \"missing_key\"",
+    );
+    std::fs::write(dir.path().join("inventory.toml"), &text).unwrap();
+    // The cookie path exists but is a folder: unreadable.
+    std::fs::create_dir(dir.path().join("cookie")).unwrap();
+    let out = warren(dir.path(), &["check"]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("inventory.toml: cluster.cookie: cannot read"),
+        "{err}"
+    );
+    assert!(
+        err.contains(
+            "inventory.toml: hosts[1].password: environment variable WARREN_TEST_PW is not set"
+        ),
+        "{err}"
+    );
+    assert!(
+        err.contains("inventory.toml: hosts[2].key: cannot read the SSH key"),
+        "{err}"
+    );
+}
+
+#[test]
+fn check_passes_and_does_not_create_the_cookie() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("inventory.toml"), BASE).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_warren"))
+        .arg("check")
+        .current_dir(dir.path())
+        .env("WARREN_TEST_PW", "pw")
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains("ok: cluster \"t\", 3 hosts (2 sites)"),
+        "{stdout}"
+    );
+    assert!(!dir.path().join("cookie").exists());
+}
+
+#[test]
+fn a_bad_cookie_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("inventory.toml"), BASE).unwrap();
+    std::fs::write(dir.path().join("cookie"), "has spaces in it\n").unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_warren"))
+        .arg("check")
+        .current_dir(dir.path())
+        .env("WARREN_TEST_PW", "pw")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("cluster.cookie: the cookie in file"), "{err}");
+    assert!(!err.contains("has spaces"), "the cookie leaked: {err}");
+}

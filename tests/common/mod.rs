@@ -1,0 +1,113 @@
+//! Helpers for tests that run warren against the lab's real hosts: the warren binary,
+//! and the operator's own tools (OpenSSH's client, rabbitmqctl on the host) to check
+//! what warren did, independently of warren's own code.
+
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+pub fn warren(dir: &Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_warren"))
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .expect("run warren")
+}
+
+/// Runs warren and fails the test, with its output, unless it succeeds.
+pub fn warren_ok(dir: &Path, args: &[&str]) -> String {
+    let out = warren(dir, args);
+    assert!(
+        out.status.success(),
+        "warren {} failed ({}):\n{}\n{}",
+        args.join(" "),
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// A lab host as the tests address it.
+#[derive(Debug, Clone)]
+pub struct Host {
+    pub name: String,
+    pub address: String,
+}
+
+pub fn lab_hosts(n: usize) -> Vec<Host> {
+    (0..n)
+        .map(|i| {
+            let h = warren::lab::LabHost::new(i);
+            Host {
+                name: h.name,
+                address: h.address,
+            }
+        })
+        .collect()
+}
+
+/// `ssh root@host command` with the lab's key, checking the host key strictly.
+pub fn ssh(dir: &Path, host: &Host, command: &str) -> Output {
+    let lab = dir.join("lab");
+    Command::new("ssh")
+        .args([
+            "-i",
+            lab.join("id_ed25519").to_str().unwrap(),
+            "-o",
+            &format!("UserKnownHostsFile={}", lab.join("known_hosts").display()),
+            "-o",
+            "StrictHostKeyChecking=yes",
+            "-o",
+            "BatchMode=yes",
+            "-o",
+            "ConnectTimeout=5",
+            &format!("root@{}", host.address),
+            command,
+        ])
+        .output()
+        .expect("run ssh")
+}
+
+/// Like `ssh`, but fails the test unless the command succeeds; returns trimmed stdout.
+pub fn ssh_ok(dir: &Path, host: &Host, command: &str) -> String {
+    let out = ssh(dir, host, command);
+    assert!(
+        out.status.success(),
+        "on {}: `{command}` failed ({}): {}",
+        host.name,
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+/// The OS pid of the RabbitMQ node on `host`, asked of the node itself (the lab's
+/// hosts share this machine's process table, so pgrep would see every host's).
+pub fn rabbit_pid(dir: &Path, host: &Host) -> String {
+    ssh_ok(dir, host, "rabbitmqctl -q eval 'os:getpid().'")
+        .trim_matches('"')
+        .to_string()
+}
+
+/// A working folder for a lab test, kept under target/ so a failed run's lab can be
+/// inspected; emptied at the start.
+pub fn workdir(name: &str) -> PathBuf {
+    let d = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(name);
+    if d.exists() {
+        std::fs::remove_dir_all(&d).unwrap();
+    }
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+pub fn namespaces() -> Vec<String> {
+    let out = Command::new("ip").args(["netns", "list"]).output().unwrap();
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| l.split_whitespace().next())
+        .filter(|n| n.starts_with(warren::lab::NETNS_PREFIX))
+        .map(str::to_string)
+        .collect()
+}

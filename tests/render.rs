@@ -1,0 +1,375 @@
+//! `warren render`: golden (snapshot) tests of every file rendered for the user's
+//! inventory and for a lab inventory, in every replication mode, join method and
+//! config format; template overrides; determinism; the cookie only in cookie files.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+const COOKIE: &str = "GOLDENCOOKIE0123456789ABCDEFGHIJ";
+const PASSWORDS: &[(&str, &str)] = &[
+    ("WARREN_WINRM_PASSWORD", "winrm-secret-pw"),
+    ("WARREN_BACKEND_PASSWORD", "backend-secret-pw"),
+    ("WARREN_ADMIN_PASSWORD", "admin-secret-pw"),
+];
+
+fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn user_inventory() -> String {
+    std::fs::read_to_string(repo().join("inventory.toml")).unwrap()
+}
+
+fn lab_inventory() -> String {
+    let hosts: Vec<_> = (0..5).map(warren::lab::LabHost::new).collect();
+    warren::lab::lab_inventory(&hosts)
+}
+
+/// A folder holding `inventory` with its secrets in place (the cookie at both paths
+/// the two inventories name it by).
+fn workspace(inventory: &str) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path();
+    std::fs::write(p.join("inventory.toml"), inventory).unwrap();
+    std::fs::create_dir_all(p.join("secrets")).unwrap();
+    std::fs::write(p.join("secrets/erlang.cookie"), COOKIE).unwrap();
+    std::fs::write(p.join("erlang.cookie"), format!("{COOKIE}\n")).unwrap();
+    std::fs::write(p.join("secrets/admin.password"), "lab-admin-pw").unwrap();
+    std::fs::write(p.join("secrets/backend.password"), "lab-backend-pw").unwrap();
+    dir
+}
+
+fn warren(dir: &Path, args: &[&str]) -> Output {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_warren"));
+    cmd.args(args).current_dir(dir);
+    for (k, v) in PASSWORDS {
+        cmd.env(k, v);
+    }
+    cmd.output().unwrap()
+}
+
+/// Renders into `dir/out` and returns every file by its path under `out`.
+fn render(dir: &Path, extra: &[&str]) -> BTreeMap<String, Vec<u8>> {
+    let out_dir = dir.join("out");
+    let mut args = vec!["render", "--out", out_dir.to_str().unwrap()];
+    args.extend_from_slice(extra);
+    let out = warren(dir, &args);
+    assert!(
+        out.status.success(),
+        "render failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let all = |o: &Output| {
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&o.stdout),
+            String::from_utf8_lossy(&o.stderr)
+        )
+    };
+    assert!(!all(&out).contains(COOKIE), "the cookie was printed");
+    let mut files = BTreeMap::new();
+    collect(&out_dir, &out_dir, &mut files);
+    files
+}
+
+fn collect(root: &Path, dir: &Path, files: &mut BTreeMap<String, Vec<u8>>) {
+    for e in std::fs::read_dir(dir).unwrap() {
+        let p = e.unwrap().path();
+        if p.is_dir() {
+            collect(root, &p, files);
+        } else {
+            let rel = p.strip_prefix(root).unwrap().to_string_lossy().into_owned();
+            files.insert(rel, std::fs::read(&p).unwrap());
+        }
+    }
+}
+
+/// One text holding every file, CRLF line ends shown as `\r`, so the snapshot
+/// shows exactly what Windows hosts receive.
+fn tree_text(files: &BTreeMap<String, Vec<u8>>) -> String {
+    let mut s = String::new();
+    for (path, bytes) in files {
+        let text = String::from_utf8(bytes.clone()).unwrap();
+        s.push_str(&format!(
+            "===== {path}\n{}\n",
+            text.replace("\r\n", "\\r\n")
+        ));
+    }
+    s
+}
+
+/// The cookie appears in the cookie files, in full, and nowhere else; no password does.
+fn assert_secrets_contained(files: &BTreeMap<String, Vec<u8>>) {
+    let mut cookie_files = 0;
+    for (path, bytes) in files {
+        let text = String::from_utf8_lossy(bytes);
+        if path.ends_with(".erlang.cookie") {
+            assert_eq!(text, COOKIE, "{path} must hold exactly the cookie");
+            cookie_files += 1;
+        } else {
+            assert!(!text.contains(COOKIE), "the cookie leaked into {path}");
+        }
+        for (_, pw) in PASSWORDS {
+            assert!(!text.contains(pw), "a password leaked into {path}");
+        }
+        assert!(!text.contains("lab-admin-pw") && !text.contains("lab-backend-pw"));
+    }
+    assert!(cookie_files > 0);
+}
+
+fn golden(name: &str, inventory: &str) -> BTreeMap<String, Vec<u8>> {
+    let dir = workspace(inventory);
+    let files = render(dir.path(), &[]);
+    assert_secrets_contained(&files);
+    insta::assert_snapshot!(name, tree_text(&files));
+    files
+}
+
+#[test]
+fn golden_user_inventory_mirrored() {
+    let files = golden("user_mirrored", &user_inventory());
+    // Windows and Linux both present, at their target paths with the colon dropped.
+    assert!(files.contains_key("win1/C/Windows/System32/config/systemprofile/.erlang.cookie"));
+    assert!(files.contains_key("win1/C/Users/Administrator/.erlang.cookie"));
+    assert!(files.contains_key("mgmt/etc/rabbitmq/rabbitmq.conf"));
+    assert!(files.contains_key("mgmt/var/lib/rabbitmq/.erlang.cookie"));
+    assert!(files.contains_key("cluster/definitions.json"));
+}
+
+#[test]
+fn golden_user_inventory_quorum() {
+    let inv = user_inventory().replace("replication = \"mirrored\"", "replication = \"quorum\"");
+    golden("user_quorum", &inv);
+}
+
+#[test]
+fn golden_user_inventory_config_join() {
+    let inv = user_inventory().replace("join = \"cli\"", "join = \"config\"");
+    golden("user_config_join", &inv);
+}
+
+#[test]
+fn golden_user_inventory_erlang_terms() {
+    let inv = user_inventory().replace(
+        "config_format = \"rabbitmq.conf\"",
+        "config_format = \"rabbitmq.config\"",
+    );
+    let files = golden("user_erlang_terms", &inv);
+    assert!(files.contains_key("mgmt/etc/rabbitmq/rabbitmq.config"));
+    assert!(!files.contains_key("mgmt/etc/rabbitmq/rabbitmq.conf"));
+}
+
+#[test]
+fn golden_user_inventory_erlang_terms_config_join() {
+    let inv = user_inventory()
+        .replace("join = \"cli\"", "join = \"config\"")
+        .replace(
+            "config_format = \"rabbitmq.conf\"",
+            "config_format = \"rabbitmq.config\"",
+        );
+    let files = golden("user_erlang_terms_config_join", &inv);
+    let conf = String::from_utf8_lossy(
+        &files["win2/C/Users/Administrator/AppData/Roaming/RabbitMQ/rabbitmq.config"],
+    )
+    .into_owned();
+    assert!(conf.contains("{cluster_nodes, {['rabbit@mgmt', 'rabbit@win1', 'rabbit@win2', 'rabbit@win3', 'rabbit@win4'], disc}}"), "{conf}");
+}
+
+#[test]
+fn golden_lab_inventory() {
+    let files = golden("lab", &lab_inventory());
+    assert!(files.contains_key("central/etc/hosts"));
+    // Lab hosts have no systemd: no drop-in.
+    assert!(!files.keys().any(|k| k.contains("systemd")));
+}
+
+/// Where each site queue lives and where its copies are: the placement that the
+/// rendered files cannot show, because definitions name no nodes for quorum members.
+#[test]
+fn golden_placement() {
+    let mut s = String::new();
+    for (name, text) in [
+        ("mirrored", user_inventory()),
+        (
+            "quorum",
+            user_inventory().replace("replication = \"mirrored\"", "replication = \"quorum\""),
+        ),
+        (
+            "lab quorum",
+            lab_inventory().replace("replication = \"mirrored\"", "replication = \"quorum\""),
+        ),
+    ] {
+        let inv = warren::inventory::parse(&text, Path::new("inventory.toml")).unwrap();
+        s.push_str(&format!("{name}:\n"));
+        for site in &inv.sites {
+            let copies: Vec<String> = site
+                .mirrors
+                .iter()
+                .map(|&m| inv.hosts[m].node_name())
+                .collect();
+            s.push_str(&format!(
+                "  {} on {}, copies on {}\n",
+                site.queue,
+                inv.hosts[site.host].node_name(),
+                copies.join(", ")
+            ));
+        }
+    }
+    insta::assert_snapshot!("placement", s);
+}
+
+#[test]
+fn rendering_is_deterministic() {
+    let a = workspace(&user_inventory());
+    let b = workspace(&user_inventory());
+    let first = render(a.path(), &[]);
+    let again = render(a.path(), &[]);
+    let elsewhere = render(b.path(), &[]);
+    assert_eq!(first, again);
+    assert_eq!(first, elsewhere);
+}
+
+#[test]
+fn a_template_beside_the_inventory_overrides_the_builtin_one() {
+    let plain = render(workspace(&user_inventory()).path(), &[]);
+    let dir = workspace(&user_inventory());
+    let tdir = dir.path().join("templates/common");
+    std::fs::create_dir_all(&tdir).unwrap();
+    std::fs::write(
+        tdir.join("enabled_plugins.tera"),
+        "%% site-specific: {{ host.name }}\n[{{ cluster.plugins | join(sep=\",\") }},rabbitmq_shovel].\n",
+    )
+    .unwrap();
+    let out = warren(dir.path(), &["render", "--out", "out"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("template common/enabled_plugins.tera: using"),
+        "{stderr}"
+    );
+    let mut files = BTreeMap::new();
+    collect(&dir.path().join("out"), &dir.path().join("out"), &mut files);
+    assert_eq!(files.len(), plain.len());
+    for (path, bytes) in &files {
+        if path.ends_with("enabled_plugins") {
+            let host = path.split('/').next().unwrap();
+            let text = String::from_utf8_lossy(bytes);
+            assert_eq!(
+                text,
+                format!("%% site-specific: {host}\n[rabbitmq_management,rabbitmq_mqtt,rabbitmq_shovel].\n")
+            );
+        } else {
+            assert_eq!(
+                bytes, &plain[path],
+                "{path} changed although its template was not overridden"
+            );
+        }
+    }
+}
+
+#[test]
+fn a_broken_override_is_named() {
+    let dir = workspace(&user_inventory());
+    let tdir = dir.path().join("templates/linux");
+    std::fs::create_dir_all(&tdir).unwrap();
+    std::fs::write(
+        tdir.join("rabbitmq-env.conf.tera"),
+        "NODENAME={{ host.name\n",
+    )
+    .unwrap();
+    let out = warren(dir.path(), &["render", "--out", "out"]);
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("templates/linux/rabbitmq-env.conf.tera: the template does not parse"),
+        "{stderr}"
+    );
+    assert!(stderr.lines().count() <= 3, "{stderr}");
+}
+
+#[test]
+fn render_one_host() {
+    let dir = workspace(&user_inventory());
+    let files = render(dir.path(), &["--host", "win3"]);
+    assert!(!files.is_empty());
+    assert!(
+        files.keys().all(|k| k.starts_with("win3/")),
+        "{:?}",
+        files.keys()
+    );
+    let out = warren(dir.path(), &["render", "--host", "nope"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--host nope: no such host"));
+}
+
+#[test]
+fn render_creates_a_missing_cookie_file_privately() {
+    let dir = workspace(&user_inventory());
+    std::fs::remove_file(dir.path().join("secrets/erlang.cookie")).unwrap();
+    let files = render(dir.path(), &[]);
+    let made = std::fs::read_to_string(dir.path().join("secrets/erlang.cookie")).unwrap();
+    assert_eq!(made.len(), 32);
+    assert_eq!(
+        files["mgmt/var/lib/rabbitmq/.erlang.cookie"],
+        made.as_bytes()
+    );
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(dir.path().join("secrets/erlang.cookie"))
+        .unwrap()
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o600);
+    let rendered_mode =
+        std::fs::metadata(dir.path().join("out/mgmt/var/lib/rabbitmq/.erlang.cookie"))
+            .unwrap()
+            .permissions()
+            .mode();
+    assert_eq!(
+        rendered_mode & 0o077,
+        0,
+        "the rendered cookie must not be readable by others"
+    );
+}
+
+/// Every Erlang-terms file (rabbitmq.config, enabled_plugins) is read back by Erlang
+/// itself, the way RabbitMQ reads it: `file:consult/1`.
+#[test]
+fn erlang_terms_files_parse_in_erlang() {
+    let erl =
+        which::which("erl").expect("erl is installed with rabbitmq-server (make test installs it)");
+    let inv = user_inventory()
+        .replace("join = \"cli\"", "join = \"config\"")
+        .replace(
+            "config_format = \"rabbitmq.conf\"",
+            "config_format = \"rabbitmq.config\"",
+        );
+    let dir = workspace(&inv);
+    let files = render(dir.path(), &[]);
+    let mut checked = 0;
+    for path in files
+        .keys()
+        .filter(|p| p.ends_with("rabbitmq.config") || p.ends_with("enabled_plugins"))
+    {
+        let full = dir.path().join("out").join(path);
+        let expr = format!(
+            "case file:consult(\"{}\") of {{ok, [_]}} -> halt(0); Other -> io:format(\"~p~n\", [Other]), halt(1) end.",
+            full.display()
+        );
+        let out = Command::new(&erl)
+            .args(["-noshell", "-eval", &expr])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{path} does not parse as Erlang terms: {}",
+            String::from_utf8_lossy(&out.stdout)
+        );
+        checked += 1;
+    }
+    assert_eq!(checked, 10);
+}
