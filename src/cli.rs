@@ -36,6 +36,30 @@ pub enum Command {
         #[arg(long)]
         host: Option<String>,
     },
+    /// Gather every host's state and print what `apply` would do; changes nothing.
+    Plan {
+        /// Exit 2 when something would change.
+        #[arg(long)]
+        exit_code: bool,
+        /// Print how long each phase took.
+        #[arg(long)]
+        timings: bool,
+    },
+    /// Bootstrap or converge the cluster: plan, confirm, push, restart what changed, join, declare, verify.
+    Apply {
+        /// Do not ask for confirmation.
+        #[arg(long)]
+        yes: bool,
+        /// Only show the plan (the same as `warren plan`).
+        #[arg(long)]
+        dry_run: bool,
+        /// Allow resetting a node that belongs to another cluster or holds messages.
+        #[arg(long)]
+        force: bool,
+        /// Print how long each phase took.
+        #[arg(long)]
+        timings: bool,
+    },
     /// A local lab of real hosts in network namespaces (root only).
     Lab {
         #[command(subcommand)]

@@ -1,8 +1,15 @@
 //! warren turns a handful of servers with RabbitMQ installed into the cluster described
 //! by one `inventory.toml`: render, plan, apply, verify. See README.md for the map.
 
+pub mod apply;
 pub mod cli;
 pub mod commands;
+pub mod facts;
 pub mod inventory;
 pub mod lab;
+pub mod plan;
+pub mod platform;
+pub mod rabbitmq;
 pub mod render;
+pub mod transport;
+pub mod ui;

@@ -36,7 +36,7 @@ pub struct VhostDef {
     pub name: String,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, Clone, Debug, PartialEq)]
 pub struct PermissionDef {
     pub user: String,
     pub vhost: String,
@@ -94,6 +94,15 @@ pub fn policy_name(host: &str) -> String {
 
 /// Builds the definitions. Reads the users' passwords (to hash them).
 pub fn build(inv: &Inventory) -> Result<Definitions> {
+    let mut d = build_without_passwords(inv);
+    for u in &inv.users {
+        d.users.push(user_def(inv, u)?);
+    }
+    Ok(d)
+}
+
+/// Everything but the users (whose entries need their password hashes).
+pub fn build_without_passwords(inv: &Inventory) -> Definitions {
     let vhost = inv.cluster.vhost.clone();
     let mut d = Definitions {
         users: Vec::new(),
@@ -107,7 +116,6 @@ pub fn build(inv: &Inventory) -> Result<Definitions> {
         bindings: Vec::new(),
     };
     for u in &inv.users {
-        d.users.push(user_def(inv, u)?);
         for p in &u.permissions {
             d.permissions.push(PermissionDef {
                 user: u.name.clone(),
@@ -169,7 +177,7 @@ pub fn build(inv: &Inventory) -> Result<Definitions> {
             });
         }
     }
-    Ok(d)
+    d
 }
 
 /// The definitions as pretty JSON with a final newline.

@@ -1,0 +1,624 @@
+//! The executor: runs exactly the plan's steps, in order (the central node first, then
+//! each host; joins one node at a time; then the cluster's resources), stops at the
+//! first failure and says what was done and what was not. Everything it does can be
+//! done again: a rerun plans from the facts and picks up where this one stopped.
+
+use crate::facts::{self, Membership};
+use crate::inventory::{Host, Inventory, JoinMethod, Replication, Role};
+use crate::plan::cluster::{self as cplan, ClusterPlan, Op};
+use crate::plan::{HostPlan, Plan, Service};
+use crate::rabbitmq::api::{self, enc, Credentials};
+use crate::transport::{sh_quote, Transport};
+use crate::ui::Progress;
+use anyhow::{anyhow, bail, Context, Result};
+use serde_json::json;
+use std::time::{Duration, Instant};
+
+#[derive(Debug, Default)]
+pub struct Report {
+    /// What was done, one line each, in order.
+    pub done: Vec<String>,
+    pub restarted: Vec<String>,
+    pub joined: Vec<String>,
+    pub cluster_changes: usize,
+    /// (phase, seconds)
+    pub timings: Vec<(String, f64)>,
+}
+
+/// A failed apply: what failed, what had been done, what was left.
+#[derive(Debug)]
+pub struct Failed {
+    pub error: anyhow::Error,
+    pub done: Vec<String>,
+    pub not_done: Vec<String>,
+}
+
+impl std::fmt::Display for Failed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        writeln!(f, "{:#}", self.error)?;
+        if self.done.is_empty() {
+            writeln!(f, "nothing was changed")?;
+        } else {
+            writeln!(f, "done before the failure:")?;
+            for d in &self.done {
+                writeln!(f, "  {d}")?;
+            }
+        }
+        if !self.not_done.is_empty() {
+            writeln!(f, "not done:")?;
+            for d in &self.not_done {
+                writeln!(f, "  {d}")?;
+            }
+        }
+        write!(
+            f,
+            "fix the cause and rerun `warren apply`: it continues from here"
+        )
+    }
+}
+
+impl std::error::Error for Failed {}
+
+pub struct Executor<'a> {
+    inv: &'a Inventory,
+    conns: &'a mut [Box<dyn Transport>],
+    progress: &'a Progress,
+    force: bool,
+    report: Report,
+}
+
+/// The index of the central host: nodes are handled seed first.
+fn order(inv: &Inventory) -> Vec<usize> {
+    let c = inv
+        .hosts
+        .iter()
+        .position(|h| h.role == Role::Central)
+        .expect("validated");
+    std::iter::once(c)
+        .chain((0..inv.hosts.len()).filter(|&i| i != c))
+        .collect()
+}
+
+/// Runs `plan`. On failure, says what was done and what was not.
+pub fn execute(
+    inv: &Inventory,
+    plan: &Plan,
+    conns: &mut [Box<dyn Transport>],
+    progress: &Progress,
+    force: bool,
+) -> std::result::Result<Report, Failed> {
+    let mut ex = Executor {
+        inv,
+        conns,
+        progress,
+        force,
+        report: Report::default(),
+    };
+    let mut pending: Vec<String> = Vec::new();
+    for &i in &order(inv) {
+        let hp = &plan.hosts[i];
+        if hp.changes() {
+            pending.push(format!("{}: {}", hp.host, host_summary(hp)));
+        }
+    }
+    for j in &plan.joins {
+        pending.push(format!("join {} to {}", j.node, j.seed));
+    }
+    pending.push("cluster resources, then placement and sync read back".into());
+
+    let result = (|| -> Result<()> {
+        let t0 = Instant::now();
+        for &i in &order(inv) {
+            let hp = &plan.hosts[i];
+            if hp.changes() {
+                ex.host(i, hp)?;
+                pending.remove(0);
+            }
+        }
+        ex.report
+            .timings
+            .push(("files and restarts".into(), t0.elapsed().as_secs_f64()));
+        let t0 = Instant::now();
+        for j in &plan.joins {
+            ex.join(&j.host)?;
+            pending.remove(0);
+        }
+        ex.report
+            .timings
+            .push(("joins".into(), t0.elapsed().as_secs_f64()));
+        let t0 = Instant::now();
+        ex.cluster()?;
+        ex.report.timings.push((
+            "cluster resources and sync".into(),
+            t0.elapsed().as_secs_f64(),
+        ));
+        pending.clear();
+        Ok(())
+    })();
+    match result {
+        Ok(()) => Ok(ex.report),
+        Err(error) => Err(Failed {
+            error,
+            done: ex.report.done,
+            not_done: pending,
+        }),
+    }
+}
+
+fn host_summary(hp: &HostPlan) -> String {
+    let mut parts = Vec::new();
+    if !hp.files.is_empty() {
+        parts.push(format!("write {} file(s)", hp.files.len()));
+    }
+    match &hp.service {
+        Service::Restart { .. } => parts.push("restart RabbitMQ".into()),
+        Service::Start => parts.push("start RabbitMQ".into()),
+        Service::Leave => {}
+    }
+    parts.join(", ")
+}
+
+impl Executor<'_> {
+    fn did(&mut self, host: &str, what: String) {
+        self.progress.done(host, &what);
+        self.report.done.push(format!("{host}: {what}"));
+    }
+
+    fn host(&mut self, i: usize, hp: &HostPlan) -> Result<()> {
+        let h = &self.inv.hosts[i];
+        let t = &mut *self.conns[i];
+        if let Service::Restart { reasons, .. } = &hp.service {
+            self.progress.host(
+                &h.name,
+                &format!("stopping RabbitMQ ({})", reasons.join(", ")),
+            );
+            crate::platform::stop(t, h, hp.manager)?;
+        }
+        for f in &hp.files {
+            self.progress.host(&h.name, &format!("writing {}", f.path));
+            t.upload(
+                &f.path,
+                f.content.bytes(),
+                f.owner.as_deref(),
+                f.mode,
+                f.in_place,
+            )?;
+        }
+        let wrote: Vec<&str> = hp
+            .files
+            .iter()
+            .map(|f| crate::plan::file_name(&f.path))
+            .collect();
+        match &hp.service {
+            Service::Leave => {
+                self.did(
+                    &h.name,
+                    format!("wrote {} (no restart needed)", wrote.join(", ")),
+                );
+            }
+            Service::Start | Service::Restart { .. } => {
+                let daemon_reload = matches!(
+                    hp.service,
+                    Service::Restart {
+                        daemon_reload: true,
+                        ..
+                    }
+                );
+                self.progress.host(&h.name, "starting RabbitMQ");
+                crate::platform::start(t, h, hp.manager, daemon_reload)?;
+                let verb = if hp.service == Service::Start {
+                    "started"
+                } else {
+                    "restarted"
+                };
+                if wrote.is_empty() {
+                    self.did(&h.name, format!("{verb} RabbitMQ"));
+                } else {
+                    self.did(
+                        &h.name,
+                        format!("wrote {}; {verb} RabbitMQ", wrote.join(", ")),
+                    );
+                }
+                if verb == "restarted" {
+                    self.report.restarted.push(h.name.clone());
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn join(&mut self, host: &str) -> Result<()> {
+        let inv = self.inv;
+        let i = inv
+            .hosts
+            .iter()
+            .position(|h| h.name == host)
+            .expect("plan host");
+        let ci = inv
+            .hosts
+            .iter()
+            .position(|h| h.role == Role::Central)
+            .expect("validated");
+        let h = &inv.hosts[i];
+        let central = &inv.hosts[ci];
+        let seed = central.node_name();
+        // Decided now, from the node lists, not from the plan's earlier reading.
+        let m = facts::cluster_status(&mut *self.conns[i], h)?;
+        if m.nodes.contains(&seed) {
+            self.did(host, format!("already a member of {seed}'s cluster"));
+            return Ok(());
+        }
+        self.check_safe_to_reset(i, &m)?;
+        self.preflight_join(i, ci)?;
+        self.progress.host(host, &format!("joining {seed}"));
+        let by_config = inv.cluster.join == JoinMethod::Config;
+        crate::platform::join(
+            &mut *self.conns[i],
+            &seed,
+            h.node_type == crate::inventory::NodeType::Ram,
+            by_config,
+        )?;
+        let after = facts::cluster_status(&mut *self.conns[i], h)?;
+        if !after.nodes.contains(&seed) {
+            bail!(
+                "{}: {} did not join {seed}{}: its cluster_status lists {}; check its log in the RabbitMQ log folder",
+                host,
+                h.node_name(),
+                if by_config { " by peer discovery" } else { "" },
+                after.nodes.join(", ")
+            );
+        }
+        self.report.joined.push(host.to_string());
+        self.did(host, format!("joined {seed}'s cluster"));
+        Ok(())
+    }
+
+    fn check_safe_to_reset(&mut self, i: usize, m: &Membership) -> Result<()> {
+        let h = &self.inv.hosts[i];
+        let others: Vec<&String> = m.nodes.iter().filter(|n| **n != m.node).collect();
+        if !others.is_empty() && !self.force {
+            bail!(
+                "{}: {} belongs to another cluster (with {}); warren does not reset a cluster member: remove it from that cluster, or rerun with --force",
+                h.name,
+                h.node_name(),
+                others.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(", ")
+            );
+        }
+        let out = self.conns[i].query(
+            "rabbitmqctl -q list_queues --local messages --formatter json",
+            Duration::from_secs(60),
+        )?;
+        let rows: Vec<serde_json::Value> =
+            serde_json::from_str(out.stdout.trim()).unwrap_or_default();
+        let messages: u64 = rows.iter().filter_map(|r| r["messages"].as_u64()).sum();
+        if messages > 0 && !self.force {
+            bail!(
+                "{}: {} holds {messages} messages that joining would delete (join resets the node); drain them, or rerun with --force",
+                h.name,
+                h.node_name()
+            );
+        }
+        Ok(())
+    }
+
+    /// Before a node joins: both nodes resolve each other's names to the inventory's
+    /// addresses, and the joining host reaches the seed's epmd and distribution port.
+    fn preflight_join(&mut self, i: usize, ci: usize) -> Result<()> {
+        let inv = self.inv;
+        let (h, c) = (&inv.hosts[i], &inv.hosts[ci]);
+        for (from, target) in [(i, c), (ci, h)] {
+            let who = &inv.hosts[from];
+            let out = self.conns[from].query(
+                &format!("getent hosts {}", sh_quote(&target.name)),
+                Duration::from_secs(10),
+            )?;
+            let addr = out.stdout.split_whitespace().next().unwrap_or("");
+            if addr.is_empty() {
+                bail!(
+                    "{}: the name {} does not resolve there, so node {} cannot be reached; set hosts_file = true in the inventory or add it to DNS, then rerun",
+                    who.name, target.name, target.node_name()
+                );
+            }
+            if target.address.parse::<std::net::IpAddr>().is_ok() && addr != target.address {
+                bail!(
+                    "{}: the name {} resolves to {addr} there, but the inventory says {}; names must resolve the same way everywhere: fix DNS or the hosts file, then rerun",
+                    who.name, target.name, target.address
+                );
+            }
+        }
+        for port in [4369, c.ports.dist] {
+            let probe = format!(
+                "timeout 5 bash -c {}",
+                sh_quote(&format!("</dev/tcp/{}/{port}", c.address))
+            );
+            let out = self.conns[i].query(&probe, Duration::from_secs(15))?;
+            if !out.ok() {
+                bail!(
+                    "{}: cannot reach {} port {port} ({}) on {}; open it in the firewall between the hosts, then rerun",
+                    h.name,
+                    if port == 4369 { "epmd" } else { "Erlang distribution" },
+                    c.name,
+                    c.address
+                );
+            }
+        }
+        Ok(())
+    }
+
+    /// The central node's API and credentials that work now.
+    fn api(&mut self) -> Result<(usize, u16, Credentials)> {
+        let inv = self.inv;
+        let ci = inv
+            .hosts
+            .iter()
+            .position(|h| h.role == Role::Central)
+            .expect("validated");
+        let port = inv.hosts[ci].ports.management;
+        for c in facts::credentials(inv) {
+            let r = self.conns[ci].http(
+                port,
+                "GET",
+                "/api/overview",
+                Some((&c.user, c.password.expose())),
+                None,
+            )?;
+            if r.status == 200 {
+                return Ok((ci, port, c));
+            }
+        }
+        bail!(
+            "{}: the management API on port {port} accepts neither the inventory's administrator nor guest (from localhost); check the users, then rerun",
+            inv.hosts[ci].name
+        )
+    }
+
+    fn cluster(&mut self) -> Result<()> {
+        let inv = self.inv;
+        let (ci, port, creds) = self.api()?;
+        let central = inv.hosts[ci].name.clone();
+        let now = facts::gather_cluster(&mut *self.conns[ci], port, &creds)?;
+        // The plan said what to make sure of; what is left to do is read now.
+        let fresh = cplan::plan(inv, &Ok(now));
+        if let ClusterPlan::Known { blockers, .. } = &fresh {
+            if let Some(b) = blockers.first() {
+                bail!("{b}");
+            }
+        }
+        let vh = enc(&inv.cluster.vhost);
+        for ch in fresh.changes() {
+            self.progress
+                .host(&central, &format!("{} {}", ch.resource.label(), ch.name));
+            let t = &mut *self.conns[ci];
+            match &ch.op {
+                Op::PutVhost(v) => api::send(
+                    t,
+                    port,
+                    &creds,
+                    "PUT",
+                    &format!("/api/vhosts/{}", enc(v)),
+                    &json!({}),
+                )?,
+                Op::PutUser { name, tags } => {
+                    let user = inv
+                        .users
+                        .iter()
+                        .find(|u| &u.name == name)
+                        .expect("inventory user");
+                    let pw = user
+                        .password
+                        .read()
+                        .map_err(|e| anyhow!("user {name}: {e}"))?;
+                    api::send(
+                        t,
+                        port,
+                        &creds,
+                        "PUT",
+                        &format!("/api/users/{}", enc(name)),
+                        &json!({"password": pw.expose(), "tags": tags.join(",")}),
+                    )?
+                }
+                Op::PutPermission(p) => api::send(
+                    t,
+                    port,
+                    &creds,
+                    "PUT",
+                    &format!("/api/permissions/{}/{}", enc(&p.vhost), enc(&p.user)),
+                    &json!({"configure": p.configure, "write": p.write, "read": p.read}),
+                )?,
+                Op::PutPolicy(p) => api::send(
+                    t,
+                    port,
+                    &creds,
+                    "PUT",
+                    &format!("/api/policies/{}/{}", enc(&p.vhost), enc(&p.name)),
+                    &json!({"pattern": p.pattern, "definition": p.definition, "priority": p.priority, "apply-to": p.apply_to}),
+                )?,
+                Op::PutExchange(e) => api::send(
+                    t,
+                    port,
+                    &creds,
+                    "PUT",
+                    &format!("/api/exchanges/{vh}/{}", enc(&e.name)),
+                    &json!({"type": e.kind, "durable": e.durable, "auto_delete": e.auto_delete, "internal": e.internal, "arguments": e.arguments}),
+                )?,
+                Op::DeclareQueue { def, node, members } => {
+                    api::send(
+                        t,
+                        port,
+                        &creds,
+                        "PUT",
+                        &format!("/api/queues/{vh}/{}", enc(&def.name)),
+                        &json!({"durable": def.durable, "auto_delete": def.auto_delete, "arguments": def.arguments, "node": node}),
+                    )?;
+                    if !members.is_empty() {
+                        self.fix_members(ci, port, &creds, &def.name, members)?;
+                    }
+                }
+                Op::PutBinding(b) => api::send(
+                    t,
+                    port,
+                    &creds,
+                    "POST",
+                    &format!(
+                        "/api/bindings/{vh}/e/{}/q/{}",
+                        enc(&b.source),
+                        enc(&b.destination)
+                    ),
+                    &json!({"routing_key": b.routing_key, "arguments": b.arguments}),
+                )?,
+                Op::AddMember { queue, node } => self.member(ci, queue, node, true)?,
+                Op::DeleteMember { queue, node } => self.member(ci, queue, node, false)?,
+                Op::SyncQueue { queue } => api::send(
+                    t,
+                    port,
+                    &creds,
+                    "POST",
+                    &format!("/api/queues/{vh}/{}/actions", enc(queue)),
+                    &json!({"action": "sync"}),
+                )?,
+            }
+            self.report.cluster_changes += 1;
+            let what = format!(
+                "{} {} {}: {}",
+                ch.action.symbol(),
+                ch.resource.label(),
+                ch.name,
+                ch.detail
+            );
+            self.did(&central, what);
+        }
+        self.await_placement(ci, port, &creds)
+    }
+
+    /// A new quorum queue gets the members RabbitMQ picks; make them the inventory's.
+    fn fix_members(
+        &mut self,
+        ci: usize,
+        port: u16,
+        creds: &Credentials,
+        queue: &str,
+        want: &[String],
+    ) -> Result<()> {
+        let path = format!(
+            "/api/queues/{}/{}",
+            enc(&self.inv.cluster.vhost),
+            enc(queue)
+        );
+        let q: api::QueueInfo = api::get(&mut *self.conns[ci], port, creds, &path)?;
+        for m in want.iter().filter(|m| !q.members.contains(m)) {
+            self.member(ci, queue, m, true)?;
+        }
+        for m in q.members.iter().filter(|m| !want.contains(m)) {
+            self.member(ci, queue, m, false)?;
+        }
+        Ok(())
+    }
+
+    fn member(&mut self, ci: usize, queue: &str, node: &str, add: bool) -> Result<()> {
+        let verb = if add { "add_member" } else { "delete_member" };
+        let cmd = format!(
+            "rabbitmq-queues -q {verb} -p {} {} {}",
+            sh_quote(&self.inv.cluster.vhost),
+            sh_quote(queue),
+            sh_quote(node)
+        );
+        let out = self.conns[ci].run(&cmd, Duration::from_secs(120))?;
+        if !out.ok() {
+            bail!(
+                "{}: rabbitmq-queues {verb} {queue} {node} failed: {}",
+                self.inv.hosts[ci].name,
+                out.last_line()
+            );
+        }
+        Ok(())
+    }
+
+    /// Reads back from RabbitMQ where every site queue lives, until each master (or
+    /// leader) is on its site's node and every copy is in place and synchronised.
+    fn await_placement(&mut self, ci: usize, port: u16, creds: &Credentials) -> Result<()> {
+        let inv = self.inv;
+        let deadline = Instant::now() + Duration::from_secs(120);
+        loop {
+            let queues: Vec<api::QueueInfo> =
+                api::get(&mut *self.conns[ci], port, creds, "/api/queues")
+                    .context("reading the queues back")?;
+            let problems = placement_problems(inv, &queues);
+            if problems.is_empty() {
+                self.did(
+                    &inv.hosts[ci].name,
+                    format!(
+                        "read back: {} site queue(s) placed and synchronised",
+                        inv.sites.len()
+                    ),
+                );
+                return Ok(());
+            }
+            if Instant::now() > deadline {
+                bail!("after 120 s: {}", problems.join("; "));
+            }
+            self.progress
+                .host(&inv.hosts[ci].name, &format!("waiting: {}", problems[0]));
+            std::thread::sleep(Duration::from_millis(500));
+        }
+    }
+}
+
+/// What differs between the queues RabbitMQ reports and the inventory's placement.
+pub fn placement_problems(inv: &Inventory, queues: &[api::QueueInfo]) -> Vec<String> {
+    let mut out = Vec::new();
+    for s in &inv.sites {
+        let site: &Host = &inv.hosts[s.host];
+        let node = site.node_name();
+        let copies: Vec<String> = s
+            .mirrors
+            .iter()
+            .map(|&m| inv.hosts[m].node_name())
+            .collect();
+        let Some(q) = queues
+            .iter()
+            .find(|q| q.name == s.queue && q.vhost == inv.cluster.vhost)
+        else {
+            out.push(format!("queue {} does not exist", s.queue));
+            continue;
+        };
+        if q.master() != Some(node.as_str()) {
+            out.push(format!(
+                "queue {}: master on {}, not {node}",
+                s.queue,
+                q.master().unwrap_or("no node")
+            ));
+        }
+        match inv.cluster.replication {
+            Replication::Mirrored => {
+                for c in &copies {
+                    if !q.slave_nodes.contains(c) {
+                        out.push(format!("queue {}: no mirror on {c}", s.queue));
+                    } else if !q.synchronised_slave_nodes.contains(c) {
+                        out.push(format!("queue {}: mirror on {c} not synchronised", s.queue));
+                    }
+                }
+            }
+            Replication::Quorum => {
+                let mut want = copies.clone();
+                want.push(node.clone());
+                want.sort();
+                let mut have = q.members.clone();
+                have.sort();
+                if have != want {
+                    out.push(format!(
+                        "queue {}: members {} , not {}",
+                        s.queue,
+                        have.join(", "),
+                        want.join(", ")
+                    ));
+                }
+                for m in &want {
+                    if !q.online.contains(m) {
+                        out.push(format!("queue {}: member {m} not online", s.queue));
+                    }
+                }
+            }
+        }
+    }
+    out
+}

@@ -1,0 +1,97 @@
+//! `warren apply`: the plan, then (after a confirmation, or --yes) its execution, then
+//! the summary of what changed.
+
+use crate::cli::Outcome;
+use crate::plan::{self, ClusterPlan};
+use crate::ui::Progress;
+use anyhow::{bail, Result};
+use std::io::{BufRead, IsTerminal, Write};
+use std::path::Path;
+use std::time::Instant;
+
+pub struct Flags {
+    pub yes: bool,
+    pub dry_run: bool,
+    pub force: bool,
+    pub timings: bool,
+}
+
+pub fn run(path: &Path, flags: Flags) -> Result<Outcome> {
+    if flags.dry_run {
+        return super::plan::run(path, false, flags.timings);
+    }
+    let mut p = super::plan::prepare(path, flags.force)?;
+    print!("{}", plan::view::text(&p.plan));
+    let mut blocked: Vec<String> = p
+        .plan
+        .blockers
+        .iter()
+        .map(|b| format!("{}: {}", b.host, b.message))
+        .collect();
+    if let ClusterPlan::Known { blockers, .. } = &p.plan.cluster {
+        blocked.extend(blockers.iter().cloned());
+    }
+    if !blocked.is_empty() {
+        bail!("{}\nnothing was changed", blocked.join("\n"));
+    }
+    if !p.plan.has_changes() {
+        if flags.timings {
+            super::plan::print_timings(&p.timings);
+        }
+        return Ok(Outcome::Success);
+    }
+    if !flags.yes {
+        if !std::io::stdin().is_terminal() {
+            bail!("not asking on a non-interactive input: rerun with --yes to apply this plan");
+        }
+        eprint!("Apply this plan? Only 'yes' goes ahead: ");
+        std::io::stderr().flush().ok();
+        let mut answer = String::new();
+        std::io::stdin().lock().read_line(&mut answer)?;
+        if answer.trim() != "yes" {
+            bail!("not applied: the answer was not 'yes'; nothing was changed");
+        }
+    }
+    let steps = p
+        .plan
+        .hosts
+        .iter()
+        .map(|h| h.files.len() as u64 + 1)
+        .sum::<u64>()
+        + p.plan.joins.len() as u64
+        + p.plan.cluster.changes().len() as u64
+        + 1;
+    let names: Vec<String> = p.inv.hosts.iter().map(|h| h.name.clone()).collect();
+    let progress = Progress::new(&names, steps);
+    let t0 = Instant::now();
+    let result = crate::apply::execute(&p.inv, &p.plan, &mut p.conns, &progress, flags.force);
+    progress.finish();
+    match result {
+        Ok(report) => {
+            println!();
+            println!(
+                "Applied: {} change(s); restarted {}; joined {}; {} cluster change(s). ({:.1} s)",
+                report.done.len(),
+                list(&report.restarted),
+                list(&report.joined),
+                report.cluster_changes,
+                t0.elapsed().as_secs_f64()
+            );
+            if flags.timings {
+                let mut all = p.timings.clone();
+                all.extend(report.timings);
+                super::plan::print_timings(&all);
+            }
+            Ok(Outcome::Success)
+        }
+        Err(failed) => Err(anyhow::anyhow!("{failed}")),
+    }
+}
+
+fn list(v: &[String]) -> String {
+    if v.is_empty() {
+        "none".into()
+    } else {
+        v.join(", ")
+    }
+}

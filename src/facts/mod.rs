@@ -1,0 +1,517 @@
+//! Facts: what the hosts report, gathered in parallel through read-only `Probe`s. A
+//! fact is a command (or API call) plus a parser. A host that cannot be reached or read
+//! is an error for that host, never "unchanged".
+
+use crate::inventory::{Host, Inventory, Role, Secret};
+use crate::rabbitmq::api::{self, Credentials};
+use crate::render::{HostRender, RenderedFile};
+use crate::transport::{sh_quote, ssh::Ssh, Probe, Transport};
+use anyhow::{anyhow, bail, Context, Result};
+use serde::Deserialize;
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+const QUERY_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// A managed file as the host has it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FileState {
+    Missing,
+    /// Content is read for files that hold no secret, to show diffs.
+    Text {
+        content: Vec<u8>,
+        mode: u32,
+        owner: String,
+    },
+    /// Secrets are read as a SHA-256 only: the value never leaves the host.
+    Hash {
+        sha256: String,
+        mode: u32,
+        owner: String,
+    },
+}
+
+/// Cluster membership as one node sees it, from RabbitMQ's own node lists.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Membership {
+    pub node: String,
+    /// Every node of the cluster this node belongs to (itself included).
+    pub nodes: Vec<String>,
+    pub running: Vec<String>,
+    pub ram: Vec<String>,
+    pub partitions: Vec<String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct NodeFacts {
+    /// The RabbitMQ OS process, from its pid file.
+    pub pid: Option<u32>,
+    /// `None` when the node is not running (or did not answer).
+    pub membership: Option<Membership>,
+    pub version: Option<String>,
+    /// The management API answered, with these credentials.
+    pub api: Option<Credentials>,
+    /// Messages in this node's queues; read for nodes that would have to be reset.
+    pub messages: Option<u64>,
+}
+
+#[derive(Debug, Clone)]
+pub struct HostFacts {
+    pub host: String,
+    pub systemd: bool,
+    pub files: BTreeMap<String, FileState>,
+    pub node: NodeFacts,
+    /// The management port the running node uses (from its current config).
+    pub api_port: u16,
+}
+
+impl HostFacts {
+    pub fn running(&self) -> bool {
+        self.node.pid.is_some()
+    }
+}
+
+/// Everything warren manages in the cluster, as the central node's API reports it.
+#[derive(Debug, Clone, Default)]
+pub struct ClusterFacts {
+    pub vhosts: Vec<api::VhostInfo>,
+    pub users: Vec<api::UserInfo>,
+    pub permissions: Vec<api::PermissionInfo>,
+    pub policies: Vec<api::PolicyInfo>,
+    pub exchanges: Vec<api::ExchangeInfo>,
+    pub queues: Vec<api::QueueInfo>,
+    pub bindings: Vec<api::BindingInfo>,
+    pub nodes: Vec<api::NodeInfo>,
+}
+
+/// The cluster's state could not be read yet: why, in one sentence.
+#[derive(Debug, Clone)]
+pub struct Unreadable(pub String);
+
+pub struct Facts {
+    pub hosts: Vec<HostFacts>,
+    pub cluster: std::result::Result<ClusterFacts, Unreadable>,
+}
+
+/// The credentials warren tries for the management API, in order.
+pub fn credentials(inv: &Inventory) -> Vec<Credentials> {
+    let mut out = Vec::new();
+    for u in &inv.users {
+        if u.tags.iter().any(|t| t == "administrator") {
+            if let Ok(pw) = u.password.read() {
+                out.push(Credentials {
+                    user: u.name.clone(),
+                    password: pw,
+                });
+            }
+        }
+    }
+    out.push(Credentials {
+        user: "guest".into(),
+        password: Secret::new("guest".into()),
+    });
+    out
+}
+
+/// Connects to every host in parallel. Returns each host's connection or the error
+/// that kept warren from it.
+pub fn connect_all(inv: &Inventory) -> Vec<Result<Box<dyn Transport>>> {
+    std::thread::scope(|s| {
+        let handles: Vec<_> = inv
+            .hosts
+            .iter()
+            .map(|h| s.spawn(move || connect(h)))
+            .collect();
+        handles
+            .into_iter()
+            .map(|j| {
+                j.join()
+                    .unwrap_or_else(|_| Err(anyhow!("connection thread panicked")))
+            })
+            .collect()
+    })
+}
+
+pub fn connect(h: &Host) -> Result<Box<dyn Transport>> {
+    match h.transport {
+        crate::inventory::TransportKind::Ssh => Ok(Box::new(Ssh::connect(h)?)),
+        crate::inventory::TransportKind::Winrm => bail!(
+            "{}: the WinRM transport is not built yet; reach this host over SSH (OpenSSH Server ships with Windows Server 2019+) with transport = \"ssh\"",
+            h.name
+        ),
+    }
+}
+
+/// Gathers every host's facts in parallel through the given connections.
+pub fn gather_hosts(
+    inv: &Inventory,
+    desired: &[HostRender],
+    conns: &mut [Box<dyn Transport>],
+) -> Vec<Result<HostFacts>> {
+    let creds = credentials(inv);
+    std::thread::scope(|s| {
+        let handles: Vec<_> = conns
+            .iter_mut()
+            .zip(&inv.hosts)
+            .zip(desired)
+            .map(|((c, h), d)| {
+                let creds = &creds;
+                s.spawn(move || host_facts(&mut **c, inv, h, d, creds))
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|j| {
+                j.join()
+                    .unwrap_or_else(|_| Err(anyhow!("fact thread panicked")))
+            })
+            .collect()
+    })
+}
+
+fn host_facts(
+    p: &mut dyn Probe,
+    inv: &Inventory,
+    h: &Host,
+    desired: &HostRender,
+    creds: &[Credentials],
+) -> Result<HostFacts> {
+    let data_dir = match &h.paths {
+        crate::inventory::Paths::Linux { data_dir, .. } => data_dir.clone(),
+        crate::inventory::Paths::Windows { .. } => {
+            bail!(
+                "{}: reading a Windows host's files is not built yet",
+                h.name
+            )
+        }
+    };
+    let mut script = String::from(
+        "f() { if [ -f \"$1\" ]; then printf '@@file %s %s\\n' \"$(stat -c '%a:%U' \"$1\")\" \"$1\"; base64 -w0 \"$1\"; echo; else printf '@@missing - %s\\n' \"$1\"; fi; }\n\
+         s() { if [ -f \"$1\" ]; then printf '@@hash %s %s\\n' \"$(stat -c '%a:%U' \"$1\")\" \"$1\"; sha256sum \"$1\" | cut -d' ' -f1; else printf '@@missing - %s\\n' \"$1\"; fi; }\n",
+    );
+    for f in &desired.files {
+        let func = if f.content.is_secret() { "s" } else { "f" };
+        script.push_str(&format!("{func} {}\n", sh_quote(&f.path)));
+    }
+    let pid_file = format!("{data_dir}/mnesia/{}.pid", h.node_name());
+    script.push_str(&format!(
+        "if [ -d /run/systemd/system ]; then echo '@@systemd yes'; else echo '@@systemd no'; fi\n\
+         p=$(cat {} 2>/dev/null); if [ -n \"$p\" ] && [ -d /proc/$p ]; then echo \"@@pid $p\"; else echo '@@pid none'; fi\n",
+        sh_quote(&pid_file)
+    ));
+    let out = p.query(&script, QUERY_TIMEOUT)?;
+    if !out.ok() {
+        bail!(
+            "{}: reading the managed files failed: {}",
+            h.name,
+            out.last_line()
+        );
+    }
+    let (files, systemd, pid) = parse_file_facts(&out.stdout)
+        .with_context(|| format!("{}: unexpected answer while reading files", h.name))?;
+    let api_port = current_management_port(&files, desired).unwrap_or(h.ports.management);
+    let mut node = NodeFacts {
+        pid,
+        membership: None,
+        version: None,
+        api: None,
+        messages: None,
+    };
+    if pid.is_some() {
+        read_node(p, h, api_port, creds, &mut node)?;
+        let seed = inv.central().node_name();
+        let member = node
+            .membership
+            .as_ref()
+            .is_some_and(|m| m.nodes.contains(&seed));
+        if !member && h.role != Role::Central {
+            node.messages = Some(local_messages(p, h)?);
+        }
+    }
+    Ok(HostFacts {
+        host: h.name.clone(),
+        systemd,
+        files,
+        node,
+        api_port,
+    })
+}
+
+type FileFacts = (BTreeMap<String, FileState>, bool, Option<u32>);
+
+fn parse_file_facts(out: &str) -> Result<FileFacts> {
+    let mut files = BTreeMap::new();
+    let mut systemd = false;
+    let mut pid = None;
+    let mut lines = out.lines();
+    while let Some(line) = lines.next() {
+        let Some(rest) = line.strip_prefix("@@") else {
+            continue;
+        };
+        let (kind, rest) = rest.split_once(' ').unwrap_or((rest, ""));
+        match kind {
+            "systemd" => systemd = rest == "yes",
+            "pid" => pid = rest.parse().ok(),
+            "missing" => {
+                let path = rest.split_once(' ').map(|(_, p)| p).unwrap_or("");
+                files.insert(path.to_string(), FileState::Missing);
+            }
+            "file" | "hash" => {
+                let (meta, path) = rest
+                    .split_once(' ')
+                    .ok_or_else(|| anyhow!("bad line {line}"))?;
+                let (mode, owner) = meta.split_once(':').unwrap_or((meta, ""));
+                let mode = u32::from_str_radix(mode, 8).unwrap_or(0);
+                let payload = lines.next().unwrap_or("").trim();
+                let state = if kind == "file" {
+                    use base64::Engine;
+                    FileState::Text {
+                        content: base64::engine::general_purpose::STANDARD
+                            .decode(payload)
+                            .context("file content is not base64")?,
+                        mode,
+                        owner: owner.to_string(),
+                    }
+                } else {
+                    FileState::Hash {
+                        sha256: payload.to_string(),
+                        mode,
+                        owner: owner.to_string(),
+                    }
+                };
+                files.insert(path.to_string(), state);
+            }
+            _ => {}
+        }
+    }
+    Ok((files, systemd, pid))
+}
+
+/// The management port the node runs with now: from its current config file when
+/// that names one, else the inventory's.
+fn current_management_port(
+    files: &BTreeMap<String, FileState>,
+    desired: &HostRender,
+) -> Option<u16> {
+    let conf = desired.files.iter().find(|f| {
+        f.template
+            .is_some_and(|t| t.starts_with("common/rabbitmq.conf"))
+    })?;
+    let FileState::Text { content, .. } = files.get(&conf.path)? else {
+        return None;
+    };
+    let text = String::from_utf8_lossy(content);
+    for line in text.lines() {
+        let line = line.trim();
+        if let Some(v) = line.strip_prefix("management.tcp.port") {
+            return v.trim().trim_start_matches('=').trim().parse().ok();
+        }
+        if let Some(i) = line.find("{tcp_config, [{port, ") {
+            let rest = &line[i + "{tcp_config, [{port, ".len()..];
+            return rest.split('}').next()?.trim().parse().ok();
+        }
+    }
+    None
+}
+
+#[derive(Deserialize)]
+struct ClusterStatus {
+    #[serde(default)]
+    disk_nodes: Vec<String>,
+    #[serde(default)]
+    ram_nodes: Vec<String>,
+    #[serde(default)]
+    running_nodes: Vec<String>,
+    #[serde(default)]
+    partitions: BTreeMap<String, Vec<String>>,
+    #[serde(default)]
+    versions: BTreeMap<String, serde_json::Value>,
+}
+
+/// The node's own view: through the management API when it answers (fast), else
+/// `rabbitmqctl cluster_status` (a fresh node has no management plugin yet).
+fn read_node(
+    p: &mut dyn Probe,
+    h: &Host,
+    port: u16,
+    creds: &[Credentials],
+    node: &mut NodeFacts,
+) -> Result<()> {
+    for c in creds {
+        let Ok(r) = p.http(
+            port,
+            "GET",
+            "/api/overview",
+            Some((&c.user, c.password.expose())),
+            None,
+        ) else {
+            break; // nothing listens: no management plugin
+        };
+        if r.status != 200 {
+            continue;
+        }
+        let overview: api::Overview = serde_json::from_str(&r.body)
+            .with_context(|| format!("{}: /api/overview: unexpected answer", h.name))?;
+        let nodes: Vec<api::NodeInfo> = api::get(p, port, c, "/api/nodes")?;
+        node.version = Some(overview.rabbitmq_version);
+        node.membership = Some(Membership {
+            node: overview.node,
+            nodes: nodes.iter().map(|n| n.name.clone()).collect(),
+            running: nodes
+                .iter()
+                .filter(|n| n.running)
+                .map(|n| n.name.clone())
+                .collect(),
+            ram: nodes
+                .iter()
+                .filter(|n| n.node_type == "ram")
+                .map(|n| n.name.clone())
+                .collect(),
+            partitions: nodes.iter().flat_map(|n| n.partitions.clone()).collect(),
+        });
+        node.api = Some(c.clone());
+        return Ok(());
+    }
+    node.membership = Some(cluster_status(p, h)?);
+    Ok(())
+}
+
+/// `rabbitmqctl cluster_status` as JSON: membership from RabbitMQ's node lists.
+pub fn cluster_status(p: &mut dyn Probe, h: &Host) -> Result<Membership> {
+    let out = p.query(
+        "rabbitmqctl -q cluster_status --formatter json",
+        QUERY_TIMEOUT,
+    )?;
+    if !out.ok() {
+        bail!(
+            "{}: RabbitMQ runs but `rabbitmqctl cluster_status` failed: {}",
+            h.name,
+            out.last_line()
+        );
+    }
+    let s: ClusterStatus = serde_json::from_str(out.stdout.trim())
+        .with_context(|| format!("{}: cluster_status: unexpected answer", h.name))?;
+    let mut nodes = s.disk_nodes.clone();
+    nodes.extend(s.ram_nodes.iter().cloned());
+    nodes.sort();
+    let _ = s.versions;
+    Ok(Membership {
+        node: h.node_name(),
+        nodes,
+        running: s.running_nodes,
+        ram: s.ram_nodes,
+        partitions: s.partitions.into_values().flatten().collect(),
+    })
+}
+
+/// How many messages the node's queues hold (before a reset would drop them).
+fn local_messages(p: &mut dyn Probe, h: &Host) -> Result<u64> {
+    let out = p.query(
+        "rabbitmqctl -q list_queues --local messages --formatter json",
+        QUERY_TIMEOUT,
+    )?;
+    if !out.ok() {
+        bail!(
+            "{}: `rabbitmqctl list_queues` failed: {}",
+            h.name,
+            out.last_line()
+        );
+    }
+    let rows: Vec<BTreeMap<String, serde_json::Value>> =
+        serde_json::from_str(out.stdout.trim()).unwrap_or_default();
+    Ok(rows
+        .iter()
+        .filter_map(|r| r.get("messages").and_then(|m| m.as_u64()))
+        .sum())
+}
+
+/// Reads everything warren manages in the cluster through `p`, the central host.
+pub fn gather_cluster(p: &mut dyn Probe, port: u16, c: &Credentials) -> Result<ClusterFacts> {
+    Ok(ClusterFacts {
+        vhosts: api::get(p, port, c, "/api/vhosts")?,
+        users: api::get(p, port, c, "/api/users")?,
+        permissions: api::get(p, port, c, "/api/permissions")?,
+        policies: api::get(p, port, c, "/api/policies")?,
+        exchanges: api::get(p, port, c, "/api/exchanges")?,
+        queues: api::get(p, port, c, "/api/queues")?,
+        bindings: api::get(p, port, c, "/api/bindings")?,
+        nodes: api::get(p, port, c, "/api/nodes")?,
+    })
+}
+
+/// All facts: hosts in parallel, then the cluster through the central host.
+/// `Err` lists the hosts that could not be read, one line each.
+pub fn gather(
+    inv: &Inventory,
+    desired: &[HostRender],
+    conns: &mut [Box<dyn Transport>],
+) -> Result<Facts> {
+    let results = gather_hosts(inv, desired, conns);
+    let mut hosts = Vec::new();
+    let mut errors = Vec::new();
+    for r in results {
+        match r {
+            Ok(f) => hosts.push(f),
+            Err(e) => errors.push(format!("{e:#}")),
+        }
+    }
+    if !errors.is_empty() {
+        bail!("{}", errors.join("\n"));
+    }
+    let cluster = read_cluster(inv, &hosts, conns);
+    Ok(Facts { hosts, cluster })
+}
+
+pub fn read_cluster(
+    inv: &Inventory,
+    hosts: &[HostFacts],
+    conns: &mut [Box<dyn Transport>],
+) -> std::result::Result<ClusterFacts, Unreadable> {
+    let ci = inv
+        .hosts
+        .iter()
+        .position(|h| h.role == Role::Central)
+        .expect("validated");
+    let cf = &hosts[ci];
+    match &cf.node.api {
+        None if !cf.running() => Err(Unreadable(format!(
+            "RabbitMQ is not running on {}",
+            cf.host
+        ))),
+        None => Err(Unreadable(format!(
+            "the management API of {} does not answer yet (its plugin is enabled by this apply)",
+            cf.host
+        ))),
+        Some(c) => gather_cluster(&mut *conns[ci], cf.api_port, c)
+            .map_err(|e| Unreadable(format!("{e:#}"))),
+    }
+}
+
+/// Waits until `rabbitmqctl await_startup` succeeds on the host, retrying while the
+/// node registers with epmd.
+pub fn await_startup(t: &mut dyn Probe, timeout: Duration) -> Result<()> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let out = t.query(
+            "rabbitmqctl -q await_startup --timeout 30",
+            Duration::from_secs(60),
+        )?;
+        if out.ok() {
+            return Ok(());
+        }
+        if Instant::now() > deadline {
+            bail!(
+                "{}: RabbitMQ did not finish starting within {} s: {}",
+                t.host(),
+                timeout.as_secs(),
+                out.last_line()
+            );
+        }
+        std::thread::sleep(Duration::from_secs(1));
+    }
+}
+
+/// The file facts for one desired file.
+pub fn file_state<'a>(facts: &'a HostFacts, f: &RenderedFile) -> &'a FileState {
+    facts.files.get(&f.path).unwrap_or(&FileState::Missing)
+}

@@ -1,0 +1,463 @@
+//! The plan: desired state (the render) minus actual state (the facts), as ordered
+//! steps with reasons. `plan()` does no I/O; the executor runs exactly these steps.
+
+pub mod cluster;
+pub mod view;
+
+use crate::facts::{Facts, FileState, HostFacts};
+use crate::inventory::{Host, Inventory, JoinMethod, NodeType, Role, ServiceManager};
+use crate::render::{Content, Effect, HostRender, Ownership, RenderedFile};
+pub use cluster::{ClusterPlan, Resource, ResourceChange};
+use sha2::{Digest, Sha256};
+
+/// What a step does, shown as a symbol: `+` create, `~` change.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Action {
+    Create,
+    Update,
+}
+
+impl Action {
+    pub fn symbol(self) -> &'static str {
+        match self {
+            Action::Create => "+",
+            Action::Update => "~",
+        }
+    }
+}
+
+/// A file to write.
+#[derive(Debug, Clone)]
+pub struct FileChange {
+    pub path: String,
+    pub action: Action,
+    /// The whole file as it will be written (for a block: the host's file with the
+    /// block put in place).
+    pub content: Content,
+    pub owner: Option<String>,
+    pub mode: Option<u32>,
+    pub in_place: bool,
+    /// A unified diff; for a secret only "(sensitive value) changed".
+    pub diff: String,
+    /// Why writing it does or does not need a restart.
+    pub effect: Effect,
+    pub restarts: bool,
+    pub why: String,
+}
+
+/// Stopping and starting RabbitMQ on one host.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Service {
+    /// Running, and nothing it reads changed.
+    Leave,
+    /// Not running: start it (after writing files, if any).
+    Start,
+    /// Stop, write the files, (daemon-reload,) start.
+    Restart {
+        reasons: Vec<String>,
+        daemon_reload: bool,
+    },
+}
+
+#[derive(Debug, Clone)]
+pub struct HostPlan {
+    pub host: String,
+    pub node: String,
+    pub manager: ServiceManager,
+    pub files: Vec<FileChange>,
+    pub service: Service,
+    /// Every no-op with its reason, e.g. "rabbitmq.conf: already up to date".
+    pub unchanged: Vec<String>,
+}
+
+impl HostPlan {
+    pub fn changes(&self) -> bool {
+        !self.files.is_empty() || self.service != Service::Leave
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Join {
+    pub host: String,
+    pub node: String,
+    pub seed: String,
+    pub method: JoinMethod,
+    pub ram: bool,
+    /// Why it joins ("standalone", "not running: checked when started").
+    pub why: String,
+}
+
+/// A change warren will not make without `--force`, or cannot make at all.
+#[derive(Debug, Clone)]
+pub struct Blocker {
+    pub host: String,
+    pub message: String,
+}
+
+#[derive(Debug, Clone)]
+pub struct Plan {
+    pub cluster_name: String,
+    pub hosts: Vec<HostPlan>,
+    pub joins: Vec<Join>,
+    pub cluster: ClusterPlan,
+    pub blockers: Vec<Blocker>,
+}
+
+impl Plan {
+    pub fn has_changes(&self) -> bool {
+        self.hosts.iter().any(HostPlan::changes)
+            || !self.joins.is_empty()
+            || self.cluster.has_changes()
+    }
+    pub fn restarts(&self) -> usize {
+        self.hosts
+            .iter()
+            .filter(|h| matches!(h.service, Service::Restart { .. }))
+            .count()
+    }
+}
+
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Options {
+    /// Allow resetting nodes that are in another cluster or hold messages.
+    pub force: bool,
+}
+
+/// The service manager a host really has: `auto` is decided by its facts.
+pub fn manager(h: &Host, f: &HostFacts) -> ServiceManager {
+    match h.service {
+        ServiceManager::Auto if h.os == crate::inventory::Os::Windows => ServiceManager::Windows,
+        ServiceManager::Auto if f.systemd => ServiceManager::Systemd,
+        ServiceManager::Auto => ServiceManager::Direct,
+        m => m,
+    }
+}
+
+/// The desired files of a host, as its service manager needs them (no systemd
+/// drop-in where systemd does not run RabbitMQ).
+pub fn files_for(r: &HostRender, m: ServiceManager) -> impl Iterator<Item = &RenderedFile> {
+    r.files
+        .iter()
+        .filter(move |f| f.effect != Effect::DaemonReloadRestart || m == ServiceManager::Systemd)
+}
+
+pub fn plan(inv: &Inventory, desired: &[HostRender], facts: &Facts, opts: Options) -> Plan {
+    let mut blockers = Vec::new();
+    let hosts: Vec<HostPlan> = inv
+        .hosts
+        .iter()
+        .zip(desired)
+        .zip(&facts.hosts)
+        .map(|((h, d), f)| host_plan(h, d, f))
+        .collect();
+    let joins = joins(inv, facts, opts, &mut blockers);
+    let cluster = cluster::plan(inv, &facts.cluster);
+    Plan {
+        cluster_name: inv.cluster.name.clone(),
+        hosts,
+        joins,
+        cluster,
+        blockers,
+    }
+}
+
+fn host_plan(h: &Host, d: &HostRender, f: &HostFacts) -> HostPlan {
+    let m = manager(h, f);
+    let mut files = Vec::new();
+    let mut unchanged = Vec::new();
+    for rf in files_for(d, m) {
+        match file_change(rf, crate::facts::file_state(f, rf)) {
+            Some(c) => files.push(c),
+            None => unchanged.push(format!("{}: already up to date", rf.path)),
+        }
+    }
+    let reasons: Vec<String> = files
+        .iter()
+        .filter(|c| c.restarts)
+        .map(|c| format!("{} changed", file_name(&c.path)))
+        .collect();
+    let service = if !f.running() {
+        Service::Start
+    } else if reasons.is_empty() {
+        Service::Leave
+    } else {
+        Service::Restart {
+            daemon_reload: files
+                .iter()
+                .any(|c| c.effect == Effect::DaemonReloadRestart),
+            reasons,
+        }
+    };
+    HostPlan {
+        host: h.name.clone(),
+        node: h.node_name(),
+        manager: m,
+        files,
+        service,
+        unchanged,
+    }
+}
+
+pub fn file_name(path: &str) -> &str {
+    path.rsplit(['/', '\\']).next().unwrap_or(path)
+}
+
+fn sha256_hex(b: &[u8]) -> String {
+    Sha256::digest(b)
+        .iter()
+        .map(|x| format!("{x:02x}"))
+        .collect()
+}
+
+/// Puts `block` (from its begin marker to its end marker) into `current`, replacing
+/// the block already there or appending it.
+pub fn merge_block(current: &str, block: &str, begin: &str, end: &str) -> String {
+    let lines: Vec<&str> = current.lines().collect();
+    let start = lines.iter().position(|l| l.starts_with(begin));
+    let stop = start.and_then(|s| {
+        lines[s..]
+            .iter()
+            .position(|l| l.starts_with(end))
+            .map(|e| s + e)
+    });
+    let block = block.trim_end_matches(['\r', '\n']);
+    let mut out = String::new();
+    match (start, stop) {
+        (Some(s), Some(e)) => {
+            for l in &lines[..s] {
+                out.push_str(l);
+                out.push('\n');
+            }
+            out.push_str(block);
+            out.push('\n');
+            for l in &lines[e + 1..] {
+                out.push_str(l);
+                out.push('\n');
+            }
+        }
+        _ => {
+            out.push_str(current);
+            if !current.is_empty() && !current.ends_with('\n') {
+                out.push('\n');
+            }
+            out.push_str(block);
+            out.push('\n');
+        }
+    }
+    out
+}
+
+/// Lines a running member does not need to reread: the peer-discovery node list is
+/// read by a blank node at its first boot only.
+fn restart_relevant(text: &str) -> String {
+    text.lines()
+        .filter(|l| {
+            let t = l.trim_start();
+            !t.starts_with("cluster_formation.classic_config.nodes.")
+                && !t.starts_with("{cluster_nodes,")
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+fn file_change(rf: &RenderedFile, current: &FileState) -> Option<FileChange> {
+    let (cur_mode, cur_owner) = match current {
+        FileState::Missing => (None, None),
+        FileState::Text { mode, owner, .. } | FileState::Hash { mode, owner, .. } => {
+            (Some(*mode), Some(owner.as_str()))
+        }
+    };
+    let content = match (&rf.ownership, current) {
+        (Ownership::Block { begin, end }, FileState::Text { content, .. }) => {
+            Content::Text(merge_block(
+                &String::from_utf8_lossy(content),
+                &text_of(&rf.content),
+                begin,
+                end,
+            ))
+        }
+        _ => rf.content.clone(),
+    };
+    let same_content = match current {
+        FileState::Missing => false,
+        FileState::Text { content: c, .. } => c.as_slice() == content.bytes(),
+        FileState::Hash { sha256, .. } => *sha256 == sha256_hex(content.bytes()),
+    };
+    let same_meta = rf.mode.is_none_or(|m| cur_mode == Some(m))
+        && rf.owner.as_deref().is_none_or(|o| cur_owner == Some(o));
+    if same_content && same_meta {
+        return None;
+    }
+    let action = if matches!(current, FileState::Missing) {
+        Action::Create
+    } else {
+        Action::Update
+    };
+    let diff = if content.is_secret() {
+        match current {
+            FileState::Missing => "(sensitive value) will be written".to_string(),
+            _ if same_content => "(sensitive value) unchanged; owner or mode corrected".to_string(),
+            _ => "(sensitive value) changed".to_string(),
+        }
+    } else {
+        let old = match current {
+            FileState::Text { content, .. } => String::from_utf8_lossy(content).into_owned(),
+            _ => String::new(),
+        };
+        let new = text_of(&content);
+        let mut d = if same_content {
+            String::new()
+        } else {
+            similar::TextDiff::from_lines(&old, &new)
+                .unified_diff()
+                .context_radius(2)
+                .header(
+                    &format!("{} (now)", rf.path),
+                    &format!("{} (after apply)", rf.path),
+                )
+                .to_string()
+        };
+        if !same_meta && !matches!(current, FileState::Missing) {
+            d.push_str(&format!(
+                "owner/mode: {}:{:o} -> {}:{:o}\n",
+                cur_owner.unwrap_or("-"),
+                cur_mode.unwrap_or(0),
+                rf.owner.as_deref().unwrap_or("-"),
+                rf.mode.unwrap_or(0)
+            ));
+        }
+        d
+    };
+    let (restarts, why) = match rf.effect {
+        Effect::None => (false, "read when used; no restart".to_string()),
+        _ if same_content => (false, "owner or mode only; no restart".to_string()),
+        Effect::Restart | Effect::DaemonReloadRestart | Effect::ReinstallService
+            if !same_content && only_node_list_changed(current, &content) =>
+        {
+            (
+                false,
+                "only the peer-discovery node list changed, which a member never rereads; no restart"
+                    .to_string(),
+            )
+        }
+        Effect::Restart => (true, "RabbitMQ reads it at start: restart".to_string()),
+        Effect::DaemonReloadRestart => (true, "systemd reads it: daemon-reload and restart".to_string()),
+        Effect::ReinstallService => (true, "read at service install: reinstall the service".to_string()),
+        Effect::StopWriteStart => (
+            true,
+            "the node and its CLI read it: stop RabbitMQ, write, start".to_string(),
+        ),
+    };
+    Some(FileChange {
+        path: rf.path.clone(),
+        action,
+        content,
+        owner: rf.owner.clone(),
+        mode: rf.mode,
+        in_place: matches!(rf.ownership, Ownership::Block { .. }),
+        diff,
+        effect: rf.effect,
+        restarts,
+        why,
+    })
+}
+
+fn only_node_list_changed(current: &FileState, new: &Content) -> bool {
+    match current {
+        FileState::Text { content, .. } => {
+            restart_relevant(&String::from_utf8_lossy(content)) == restart_relevant(&text_of(new))
+        }
+        _ => false,
+    }
+}
+
+fn text_of(c: &Content) -> String {
+    String::from_utf8_lossy(c.bytes()).into_owned()
+}
+
+/// Which nodes join the seed (the central node), decided from RabbitMQ's node lists.
+fn joins(inv: &Inventory, facts: &Facts, opts: Options, blockers: &mut Vec<Blocker>) -> Vec<Join> {
+    let central = inv.central();
+    let seed = central.node_name();
+    let mut out = Vec::new();
+    for (h, f) in inv.hosts.iter().zip(&facts.hosts) {
+        if h.role == Role::Central {
+            continue;
+        }
+        let join = |why: String| Join {
+            host: h.name.clone(),
+            node: h.node_name(),
+            seed: seed.clone(),
+            method: inv.cluster.join,
+            ram: h.node_type == NodeType::Ram,
+            why,
+        };
+        let Some(m) = &f.node.membership else {
+            out.push(join(
+                "not running now: joins if it is not a member once started".into(),
+            ));
+            continue;
+        };
+        if m.nodes.contains(&seed) {
+            continue;
+        }
+        let others: Vec<&String> = m.nodes.iter().filter(|n| **n != m.node).collect();
+        let messages = f.node.messages.unwrap_or(0);
+        if !others.is_empty() && !opts.force {
+            blockers.push(Blocker {
+                host: h.name.clone(),
+                message: format!(
+                    "{} belongs to another cluster (with {}); warren does not reset a cluster member: remove it from that cluster, or rerun with --force to reset it",
+                    h.node_name(),
+                    others.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(", ")
+                ),
+            });
+            continue;
+        }
+        if messages > 0 && !opts.force {
+            blockers.push(Blocker {
+                host: h.name.clone(),
+                message: format!(
+                    "{} holds {messages} messages that joining would delete (join resets the node); drain them, or rerun with --force",
+                    h.node_name()
+                ),
+            });
+            continue;
+        }
+        out.push(join(if others.is_empty() {
+            "standalone".to_string()
+        } else {
+            "in another cluster; reset by --force".to_string()
+        }));
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn block_is_appended_then_replaced_in_place() {
+        let begin = "# BEGIN warren cluster x";
+        let end = "# END warren cluster x";
+        let block = format!("{begin}: managed\n10.0.0.1 a\n{end}\n");
+        let host = "127.0.0.1 localhost\n::1 localhost\n";
+        let once = merge_block(host, &block, begin, end);
+        assert_eq!(once, format!("{host}{block}"));
+        assert_eq!(merge_block(&once, &block, begin, end), once);
+        let block2 = format!("{begin}: managed\n10.0.0.1 a\n10.0.0.2 b\n{end}\n");
+        let edited = format!("{once}10.9.9.9 mine\n");
+        let twice = merge_block(&edited, &block2, begin, end);
+        assert_eq!(twice, format!("{host}{block2}10.9.9.9 mine\n"));
+    }
+
+    #[test]
+    fn node_list_lines_do_not_need_a_restart() {
+        let a = "cluster_name = x\ncluster_formation.classic_config.nodes.1 = rabbit@a\n";
+        let b = "cluster_name = x\ncluster_formation.classic_config.nodes.1 = rabbit@a\ncluster_formation.classic_config.nodes.2 = rabbit@b\n";
+        assert_eq!(restart_relevant(a), restart_relevant(b));
+        assert_ne!(restart_relevant(a), restart_relevant("cluster_name = y\n"));
+    }
+}

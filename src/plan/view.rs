@@ -1,0 +1,145 @@
+//! The plan as a person reads it: per host its file diffs (secrets redacted) and what
+//! happens to RabbitMQ, then the joins, then the cluster's resources; "No changes."
+//! said plainly.
+
+use super::{ClusterPlan, Plan, Service};
+use std::fmt::Write;
+
+pub fn text(p: &Plan) -> String {
+    let mut s = String::new();
+    for h in &p.hosts {
+        let _ = writeln!(s, "{} ({}, {}):", h.host, h.node, h.manager);
+        if !h.changes() {
+            let _ = writeln!(
+                s,
+                "  = no changes ({} files up to date, RabbitMQ running)",
+                h.unchanged.len()
+            );
+            continue;
+        }
+        for f in &h.files {
+            let _ = writeln!(s, "  {} {}  ({})", f.action.symbol(), f.path, f.why);
+            for line in f.diff.lines() {
+                let _ = writeln!(s, "      {line}");
+            }
+        }
+        match &h.service {
+            Service::Leave => {
+                let _ = writeln!(s, "  = RabbitMQ keeps running: nothing it reads changed");
+            }
+            Service::Start => {
+                let _ = writeln!(s, "  > start RabbitMQ: it is not running");
+            }
+            Service::Restart {
+                reasons,
+                daemon_reload,
+            } => {
+                let _ = writeln!(
+                    s,
+                    "  ! restart RabbitMQ{}: {}",
+                    if *daemon_reload {
+                        " (after systemctl daemon-reload)"
+                    } else {
+                        ""
+                    },
+                    reasons.join(", ")
+                );
+            }
+        }
+    }
+    if !p.joins.is_empty() {
+        let _ = writeln!(s, "cluster membership:");
+        for j in &p.joins {
+            let _ = writeln!(
+                s,
+                "  + join {} to {} as a {} node, by {} ({})",
+                j.node,
+                j.seed,
+                if j.ram { "ram" } else { "disc" },
+                match j.method {
+                    crate::inventory::JoinMethod::Cli => "rabbitmqctl join_cluster",
+                    crate::inventory::JoinMethod::Config => "peer discovery",
+                },
+                j.why
+            );
+        }
+    }
+    let _ = writeln!(s, "cluster resources:");
+    match &p.cluster {
+        ClusterPlan::Unknown { reason, changes } => {
+            let _ = writeln!(
+                s,
+                "  ? cannot be read yet: {reason}; after the steps above, apply reads them and makes sure of:"
+            );
+            for c in changes {
+                let _ = writeln!(s, "    {} {}: {}", c.resource.label(), c.name, c.detail);
+            }
+        }
+        ClusterPlan::Known {
+            changes,
+            unchanged,
+            blockers,
+            notes,
+        } => {
+            for c in changes {
+                let _ = writeln!(
+                    s,
+                    "  {} {} {}: {}",
+                    c.action.symbol(),
+                    c.resource.label(),
+                    c.name,
+                    c.detail
+                );
+            }
+            if changes.is_empty() {
+                let _ = writeln!(s, "  = no changes ({unchanged} up to date)");
+            }
+            for b in blockers {
+                let _ = writeln!(s, "  x {b}");
+            }
+            for n in notes {
+                let _ = writeln!(s, "  note: {n}");
+            }
+        }
+    }
+    for b in &p.blockers {
+        let _ = writeln!(s, "x {}: {}", b.host, b.message);
+    }
+    let _ = writeln!(s);
+    let _ = writeln!(s, "{}", summary(p));
+    s
+}
+
+pub fn summary(p: &Plan) -> String {
+    if !p.has_changes() && p.blockers.is_empty() {
+        return "No changes. The cluster matches the inventory.".to_string();
+    }
+    let files: usize = p.hosts.iter().map(|h| h.files.len()).sum();
+    let hosts = p.hosts.iter().filter(|h| !h.files.is_empty()).count();
+    let starts = p
+        .hosts
+        .iter()
+        .filter(|h| h.service == Service::Start)
+        .count();
+    let mut parts = vec![
+        format!("{files} file(s) on {hosts} host(s)"),
+        format!("{} restart(s)", p.restarts()),
+    ];
+    if starts > 0 {
+        parts.push(format!("{starts} start(s)"));
+    }
+    parts.push(format!("{} join(s)", p.joins.len()));
+    match &p.cluster {
+        ClusterPlan::Unknown { .. } => {
+            parts.push("cluster resources ensured after the node steps".into())
+        }
+        ClusterPlan::Known { changes, .. } => {
+            parts.push(format!("{} cluster change(s)", changes.len()))
+        }
+    }
+    let mut s = format!("Plan: {}.", parts.join(", "));
+    if !p.blockers.is_empty() {
+        s.push_str(&format!(" {} blocked (marked x).", p.blockers.len()));
+    }
+    s
+}

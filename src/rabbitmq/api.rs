@@ -1,0 +1,235 @@
+//! RabbitMQ's management HTTP API, reached through a host's transport (an SSH
+//! direct-tcpip channel to 127.0.0.1:PORT on the host): typed reads of what warren
+//! manages, and the writes the executor makes.
+
+use crate::transport::{HttpResponse, Probe, Transport};
+use anyhow::{bail, Context, Result};
+use serde::de::DeserializeOwned;
+use serde::Deserialize;
+use serde_json::{Map, Value};
+
+/// Credentials for the API: the inventory's administrator, or `guest`, which RabbitMQ
+/// accepts only from localhost, which is where the tunnelled requests come from.
+#[derive(Clone)]
+pub struct Credentials {
+    pub user: String,
+    pub password: crate::inventory::Secret<String>,
+}
+
+impl std::fmt::Debug for Credentials {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} / (sensitive value)", self.user)
+    }
+}
+
+pub fn enc(s: &str) -> String {
+    let mut out = String::new();
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+fn request(
+    p: &mut dyn Probe,
+    port: u16,
+    creds: &Credentials,
+    method: &str,
+    path: &str,
+    body: Option<&str>,
+) -> Result<HttpResponse> {
+    Ok(p.http(
+        port,
+        method,
+        path,
+        Some((&creds.user, creds.password.expose())),
+        body,
+    )?)
+}
+
+pub fn get<T: DeserializeOwned>(
+    p: &mut dyn Probe,
+    port: u16,
+    creds: &Credentials,
+    path: &str,
+) -> Result<T> {
+    let r = request(p, port, creds, "GET", path, None)?;
+    if r.status != 200 {
+        bail!(
+            "{}: GET {path} answered {}: {}",
+            p.host(),
+            r.status,
+            r.body.trim()
+        );
+    }
+    serde_json::from_str(&r.body)
+        .with_context(|| format!("{}: GET {path}: unexpected answer", p.host()))
+}
+
+/// PUT, POST or DELETE; any 2xx is success.
+pub fn send(
+    t: &mut dyn Transport,
+    port: u16,
+    creds: &Credentials,
+    method: &str,
+    path: &str,
+    body: &Value,
+) -> Result<()> {
+    let text = body.to_string();
+    let r = request(t, port, creds, method, path, Some(&text))?;
+    if !(200..300).contains(&r.status) {
+        bail!(
+            "{}: {method} {path} answered {}: {}",
+            t.host(),
+            r.status,
+            r.body.trim()
+        );
+    }
+    Ok(())
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct Overview {
+    pub node: String,
+    #[serde(default)]
+    pub rabbitmq_version: String,
+    #[serde(default)]
+    pub cluster_name: String,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct NodeInfo {
+    pub name: String,
+    #[serde(default)]
+    pub running: bool,
+    #[serde(rename = "type", default)]
+    pub node_type: String,
+    #[serde(default)]
+    pub uptime: Option<u64>,
+    #[serde(default)]
+    pub partitions: Vec<String>,
+    #[serde(default)]
+    pub mem_alarm: bool,
+    #[serde(default)]
+    pub disk_free_alarm: bool,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct QueueInfo {
+    pub name: String,
+    pub vhost: String,
+    #[serde(rename = "type", default)]
+    pub kind: String,
+    #[serde(default)]
+    pub durable: bool,
+    #[serde(default)]
+    pub auto_delete: bool,
+    #[serde(default)]
+    pub arguments: Map<String, Value>,
+    #[serde(default)]
+    pub node: Option<String>,
+    #[serde(default)]
+    pub slave_nodes: Vec<String>,
+    #[serde(default)]
+    pub synchronised_slave_nodes: Vec<String>,
+    #[serde(default)]
+    pub leader: Option<String>,
+    #[serde(default)]
+    pub members: Vec<String>,
+    #[serde(default)]
+    pub online: Vec<String>,
+    #[serde(default)]
+    pub policy: Option<String>,
+    #[serde(default)]
+    pub messages: Option<u64>,
+    #[serde(default)]
+    pub consumers: Option<u64>,
+}
+
+impl QueueInfo {
+    /// The node holding the master (classic) or leader (quorum).
+    pub fn master(&self) -> Option<&str> {
+        self.leader.as_deref().or(self.node.as_deref())
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct ExchangeInfo {
+    pub name: String,
+    pub vhost: String,
+    #[serde(rename = "type")]
+    pub kind: String,
+    #[serde(default)]
+    pub durable: bool,
+    #[serde(default)]
+    pub auto_delete: bool,
+    #[serde(default)]
+    pub internal: bool,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct BindingInfo {
+    pub source: String,
+    pub vhost: String,
+    pub destination: String,
+    pub destination_type: String,
+    pub routing_key: String,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct PolicyInfo {
+    pub name: String,
+    pub vhost: String,
+    pub pattern: String,
+    #[serde(rename = "apply-to")]
+    pub apply_to: String,
+    pub definition: Map<String, Value>,
+    pub priority: i64,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct UserInfo {
+    pub name: String,
+    #[serde(default)]
+    pub password_hash: String,
+    #[serde(default)]
+    pub hashing_algorithm: String,
+    #[serde(default, deserialize_with = "tags")]
+    pub tags: Vec<String>,
+}
+
+/// 3.10 answers tags as a list; older versions as a comma-separated string.
+fn tags<'de, D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Vec<String>, D::Error> {
+    let v = Value::deserialize(d)?;
+    Ok(match v {
+        Value::String(s) => s
+            .split(',')
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(str::to_string)
+            .collect(),
+        Value::Array(a) => a
+            .into_iter()
+            .filter_map(|t| t.as_str().map(str::to_string))
+            .collect(),
+        _ => Vec::new(),
+    })
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct PermissionInfo {
+    pub user: String,
+    pub vhost: String,
+    pub configure: String,
+    pub write: String,
+    pub read: String,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct VhostInfo {
+    pub name: String,
+}

@@ -1,0 +1,315 @@
+//! SSH transport (ssh2): key or agent authentication, the host key checked against a
+//! known_hosts file, commands with exit status and output, SFTP uploads written
+//! atomically, and HTTP to the host's own ports through a direct-tcpip channel.
+//! One connection per host, reused for the whole run.
+
+use super::{sh_quote, Exec, HttpResponse, Probe, Result, Transport, TransportError};
+use crate::inventory::Host;
+use base64::Engine;
+use ssh2::{CheckResult, KnownHostFileKind, Session};
+use std::io::{Read, Write};
+use std::net::{TcpStream, ToSocketAddrs};
+use std::path::PathBuf;
+use std::time::Duration;
+
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
+pub struct Ssh {
+    host: String,
+    session: Session,
+    sftp: Option<ssh2::Sftp>,
+    /// Commands go through `sudo -n` when the login user is not root.
+    sudo: bool,
+}
+
+impl Ssh {
+    pub fn connect(h: &Host) -> Result<Ssh> {
+        let addr_text = format!("{}:{}", h.address, h.port);
+        let connect_err = |reason: String| TransportError::Connect {
+            host: h.name.clone(),
+            addr: addr_text.clone(),
+            reason,
+        };
+        let addr = addr_text
+            .to_socket_addrs()
+            .map_err(|e| connect_err(format!("cannot resolve it: {e}")))?
+            .next()
+            .ok_or_else(|| connect_err("the name resolves to no address".into()))?;
+        let tcp = TcpStream::connect_timeout(&addr, CONNECT_TIMEOUT).map_err(|e| {
+            connect_err(format!(
+                "{e}; check that the host is up and its SSH server listens on port {}",
+                h.port
+            ))
+        })?;
+        let mut session = Session::new().map_err(|e| connect_err(e.to_string()))?;
+        session.set_tcp_stream(tcp);
+        session.set_timeout(CONNECT_TIMEOUT.as_millis() as u32);
+        session
+            .handshake()
+            .map_err(|e| connect_err(format!("SSH handshake failed: {e}")))?;
+        check_host_key(&session, h)?;
+        let auth_err = |reason: String| TransportError::Auth {
+            host: h.name.clone(),
+            user: h.user.clone(),
+            reason,
+        };
+        match &h.key {
+            Some(key) => session
+                .userauth_pubkey_file(&h.user, None, key, None)
+                .map_err(|e| auth_err(format!("key {}: {e}", key.display())))?,
+            None => session.userauth_agent(&h.user).map_err(|e| {
+                auth_err(format!(
+                    "SSH agent: {e}; give a key in the inventory or load one into the agent"
+                ))
+            })?,
+        }
+        if !session.authenticated() {
+            return Err(auth_err("not authenticated".into()));
+        }
+        Ok(Ssh {
+            host: h.name.clone(),
+            session,
+            sftp: None,
+            sudo: h.user != "root",
+        })
+    }
+
+    fn io_err(&self, what: &str, e: impl std::fmt::Display) -> TransportError {
+        TransportError::Io {
+            host: self.host.clone(),
+            what: what.to_string(),
+            reason: e.to_string(),
+        }
+    }
+
+    fn exec(&mut self, command: &str, timeout: Duration) -> Result<Exec> {
+        let full = if self.sudo {
+            format!("sudo -n sh -c {}", sh_quote(command))
+        } else {
+            command.to_string()
+        };
+        self.session.set_timeout(timeout.as_millis() as u32);
+        let what = format!("running `{}`", first_words(command));
+        let mut ch = self
+            .session
+            .channel_session()
+            .map_err(|e| self.io_err(&what, e))?;
+        ch.exec(&full).map_err(|e| self.io_err(&what, e))?;
+        let mut stdout = Vec::new();
+        ch.read_to_end(&mut stdout)
+            .map_err(|e| self.io_err(&what, e))?;
+        let mut stderr = Vec::new();
+        ch.stderr()
+            .read_to_end(&mut stderr)
+            .map_err(|e| self.io_err(&what, e))?;
+        ch.wait_close().map_err(|e| self.io_err(&what, e))?;
+        let status = ch.exit_status().map_err(|e| self.io_err(&what, e))?;
+        Ok(Exec {
+            status,
+            stdout: String::from_utf8_lossy(&stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&stderr).into_owned(),
+        })
+    }
+}
+
+fn first_words(command: &str) -> String {
+    let line = command.lines().next().unwrap_or("");
+    if line.len() > 60 {
+        format!(
+            "{}...",
+            &line[..line
+                .char_indices()
+                .nth(60)
+                .map(|(i, _)| i)
+                .unwrap_or(line.len())]
+        )
+    } else {
+        line.to_string()
+    }
+}
+
+fn known_hosts_file(h: &Host) -> PathBuf {
+    h.known_hosts.clone().unwrap_or_else(|| {
+        PathBuf::from(std::env::var_os("HOME").unwrap_or_default()).join(".ssh/known_hosts")
+    })
+}
+
+/// Strict host key checking: the key must be in the known_hosts file, as it is.
+fn check_host_key(session: &Session, h: &Host) -> Result<()> {
+    let file = known_hosts_file(h);
+    let err = |reason: String| TransportError::HostKey {
+        host: h.name.clone(),
+        reason,
+    };
+    let (key, _) = session
+        .host_key()
+        .ok_or_else(|| err("the server sent no host key".into()))?;
+    let mut known = session.known_hosts().map_err(|e| err(e.to_string()))?;
+    known
+        .read_file(&file, KnownHostFileKind::OpenSSH)
+        .map_err(|e| err(format!("cannot read {}: {e}", file.display())))?;
+    let scan = format!(
+        "ssh-keyscan -p {} {} >> {}",
+        h.port,
+        h.address,
+        file.display()
+    );
+    match known.check_port(&h.address, h.port, key) {
+        CheckResult::Match => Ok(()),
+        CheckResult::NotFound => Err(err(format!(
+            "the host key of {} is not in {}; check its fingerprint, then add it (`{scan}`)",
+            h.address,
+            file.display()
+        ))),
+        CheckResult::Mismatch => Err(err(format!(
+            "the host key of {} does not match the one in {}: the host was reinstalled, or someone is in between; find out which before you replace the entry",
+            h.address,
+            file.display()
+        ))),
+        CheckResult::Failure => Err(err(format!("cannot check the host key against {}", file.display()))),
+    }
+}
+
+impl Probe for Ssh {
+    fn host(&self) -> &str {
+        &self.host
+    }
+
+    fn query(&mut self, command: &str, timeout: Duration) -> Result<Exec> {
+        self.exec(command, timeout)
+    }
+
+    fn http(
+        &mut self,
+        port: u16,
+        method: &str,
+        path: &str,
+        auth: Option<(&str, &str)>,
+        body: Option<&str>,
+    ) -> Result<HttpResponse> {
+        let what = format!("{method} {path} on port {port}");
+        self.session.set_timeout(30_000);
+        let mut ch = self
+            .session
+            .channel_direct_tcpip("127.0.0.1", port, None)
+            .map_err(|e| self.io_err(&what, format!("nothing answers on port {port} ({e})")))?;
+        let mut req =
+            format!("{method} {path} HTTP/1.0\r\nHost: localhost\r\nAccept: application/json\r\n");
+        if let Some((user, password)) = auth {
+            let token =
+                base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"));
+            req.push_str(&format!("Authorization: Basic {token}\r\n"));
+        }
+        let body = body.unwrap_or("");
+        if !body.is_empty() || method != "GET" {
+            req.push_str(&format!(
+                "Content-Type: application/json\r\nContent-Length: {}\r\n",
+                body.len()
+            ));
+        }
+        req.push_str("\r\n");
+        req.push_str(body);
+        ch.write_all(req.as_bytes())
+            .map_err(|e| self.io_err(&what, e))?;
+        ch.send_eof().ok();
+        let mut raw = Vec::new();
+        ch.read_to_end(&mut raw)
+            .map_err(|e| self.io_err(&what, e))?;
+        ch.close().ok();
+        let mut headers = [httparse::EMPTY_HEADER; 64];
+        let mut resp = httparse::Response::new(&mut headers);
+        let head_len = match resp.parse(&raw) {
+            Ok(httparse::Status::Complete(n)) => n,
+            Ok(httparse::Status::Partial) | Err(_) => {
+                return Err(self.io_err(
+                    &what,
+                    format!(
+                        "not an HTTP answer ({} bytes); is it the management port?",
+                        raw.len()
+                    ),
+                ))
+            }
+        };
+        Ok(HttpResponse {
+            status: resp.code.unwrap_or(0),
+            body: String::from_utf8_lossy(&raw[head_len..]).into_owned(),
+        })
+    }
+}
+
+impl Transport for Ssh {
+    fn run(&mut self, command: &str, timeout: Duration) -> Result<Exec> {
+        self.exec(command, timeout)
+    }
+
+    fn upload(
+        &mut self,
+        path: &str,
+        bytes: &[u8],
+        owner: Option<&str>,
+        mode: Option<u32>,
+        in_place: bool,
+    ) -> Result<()> {
+        let what = format!("writing {path}");
+        let tmp = format!("{path}.warren-new");
+        if self.sftp.is_none() {
+            self.session.set_timeout(30_000);
+            let sftp = self.session.sftp().map_err(|e| {
+                self.io_err(
+                    &what,
+                    format!(
+                        "SFTP is not available ({e}); enable the sftp subsystem in sshd_config"
+                    ),
+                )
+            })?;
+            self.sftp = Some(sftp);
+        }
+        let parent = path.rsplit_once('/').map(|(d, _)| d).unwrap_or("/");
+        // The parent folder may not exist yet (a systemd drop-in folder).
+        let mkdir = self.exec(
+            &format!("mkdir -p {}", sh_quote(parent)),
+            Duration::from_secs(30),
+        )?;
+        if !mkdir.ok() {
+            return Err(self.io_err(&what, mkdir.last_line()));
+        }
+        // Uploads go to a private temporary file first (mode 0600), so a secret is
+        // never readable by others, not even for a moment.
+        {
+            let sftp = self.sftp.as_ref().expect("sftp opened above");
+            let mut f = sftp
+                .open_mode(
+                    std::path::Path::new(&tmp),
+                    ssh2::OpenFlags::WRITE | ssh2::OpenFlags::CREATE | ssh2::OpenFlags::TRUNCATE,
+                    0o600,
+                    ssh2::OpenType::File,
+                )
+                .map_err(|e| self.io_err(&what, e))?;
+            f.write_all(bytes).map_err(|e| self.io_err(&what, e))?;
+            f.fsync().ok();
+        }
+        let (t, p) = (sh_quote(&tmp), sh_quote(path));
+        let mut steps = Vec::new();
+        if let Some(o) = owner {
+            steps.push(format!("chown {} {t}", sh_quote(&format!("{o}:{o}"))));
+        }
+        if let Some(m) = mode {
+            steps.push(format!("chmod {m:o} {t}"));
+        }
+        if in_place {
+            steps.push(format!("cat {t} > {p}"));
+            steps.push(format!("rm -f {t}"));
+        } else {
+            steps.push(format!("mv -f {t} {p}"));
+        }
+        let script = steps.join(" && ");
+        let done = self.exec(
+            &format!("{script} || {{ rm -f {t}; exit 1; }}"),
+            Duration::from_secs(30),
+        )?;
+        if !done.ok() {
+            return Err(self.io_err(&what, done.last_line()));
+        }
+        Ok(())
+    }
+}
