@@ -14,16 +14,15 @@ setup:
 build: setup
 	cargo build
 
-## demo: build a 5-host lab, check and render its inventory, show the rendered tree
+## demo: build a 5-host lab, bootstrap the cluster on it with one command, show its status
 demo: build
 	$(SUDO) $(WARREN) lab up
 	$(WARREN) -i lab/inventory.toml check
-	$(WARREN) -i lab/inventory.toml render --out lab/rendered
+	$(WARREN) -i lab/inventory.toml apply --yes --timings
+	$(WARREN) -i lab/inventory.toml status
 	@echo
-	@echo "== rendered files of the lab (lab/rendered), the central host's rabbitmq.conf:"
-	@cd lab/rendered && find . -type f | sort
-	@echo
-	@cat lab/rendered/central/etc/rabbitmq/rabbitmq.conf
+	@echo "A rerun changes nothing:"
+	$(WARREN) -i lab/inventory.toml plan --exit-code
 	@echo
 	@echo "The lab keeps running: ssh -i lab/id_ed25519 -o UserKnownHostsFile=lab/known_hosts root@10.231.77.10"
 	@echo "Remove it with: make lab-down"

@@ -60,6 +60,12 @@ pub enum Command {
         #[arg(long)]
         timings: bool,
     },
+    /// Nodes and queues as the cluster sees them now.
+    Status {
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
     /// A local lab of real hosts in network namespaces (root only).
     Lab {
         #[command(subcommand)]

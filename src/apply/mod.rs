@@ -113,6 +113,11 @@ pub fn execute(
             if hp.changes() {
                 ex.host(i, hp)?;
                 pending.remove(0);
+                if matches!(hp.service, Service::Restart { .. }) {
+                    // The next restart may take a master down: only when every copy
+                    // is synchronised can RabbitMQ promote one without losing messages.
+                    ex.await_copies()?;
+                }
             }
         }
         ex.report
@@ -386,8 +391,6 @@ impl Executor<'_> {
         }
         let vh = enc(&inv.cluster.vhost);
         for ch in fresh.changes() {
-            self.progress
-                .host(&central, &format!("{} {}", ch.resource.label(), ch.name));
             let t = &mut *self.conns[ci];
             match &ch.op {
                 Op::PutVhost(v) => api::send(
@@ -468,6 +471,9 @@ impl Executor<'_> {
                 )?,
                 Op::AddMember { queue, node } => self.member(ci, queue, node, true)?,
                 Op::DeleteMember { queue, node } => self.member(ci, queue, node, false)?,
+                Op::MoveMaster { queue, to, .. } => {
+                    self.move_master(ci, port, &creds, queue, to)?
+                }
                 Op::SyncQueue { queue } => api::send(
                     t,
                     port,
@@ -488,6 +494,70 @@ impl Executor<'_> {
             self.did(&central, what);
         }
         self.await_placement(ci, port, &creds)
+    }
+
+    /// Moves a classic queue's master to `to`, RabbitMQ's way: a policy of higher
+    /// priority that lists only `to` makes RabbitMQ promote the synchronised copy
+    /// there (it never drops a master without a synchronised copy); then the
+    /// temporary policy goes and the queue's own policy adds its mirrors back.
+    fn move_master(
+        &mut self,
+        ci: usize,
+        port: u16,
+        creds: &Credentials,
+        queue: &str,
+        to: &str,
+    ) -> Result<()> {
+        let inv = self.inv;
+        let vh = enc(&inv.cluster.vhost);
+        let qpath = format!("/api/queues/{vh}/{}", enc(queue));
+        let wait = |ex: &mut Self,
+                    what: &str,
+                    done: &dyn Fn(&api::QueueInfo) -> bool|
+         -> Result<()> {
+            let deadline = Instant::now() + Duration::from_secs(120);
+            loop {
+                let q: api::QueueInfo = api::get(&mut *ex.conns[ci], port, creds, &qpath)?;
+                if done(&q) {
+                    return Ok(());
+                }
+                if Instant::now() > deadline {
+                    bail!("queue {queue}: {what} did not happen within 120 s (master {}, synchronised copies {})", q.master().unwrap_or("none"), q.synchronised_slave_nodes.join(", "));
+                }
+                std::thread::sleep(Duration::from_millis(500));
+            }
+        };
+        wait(self, &format!("a synchronised copy on {to}"), &|q| {
+            q.synchronised_slave_nodes.iter().any(|n| n == to) || q.master() == Some(to)
+        })?;
+        let temp = format!("warren-move-{}", enc(queue));
+        api::send(
+            &mut *self.conns[ci],
+            port,
+            creds,
+            "PUT",
+            &format!("/api/policies/{vh}/{temp}"),
+            &json!({
+                "pattern": format!("^{}$", crate::render::definitions::regex_escape(queue)),
+                "definition": {"ha-mode": "nodes", "ha-params": [to], "ha-sync-mode": "automatic"},
+                "priority": 1000,
+                "apply-to": "queues"
+            }),
+        )?;
+        let moved = wait(self, &format!("the move of its master to {to}"), &|q| {
+            q.master() == Some(to)
+        });
+        // The temporary policy goes whether or not the move finished in time.
+        let removed = api::send(
+            &mut *self.conns[ci],
+            port,
+            creds,
+            "DELETE",
+            &format!("/api/policies/{vh}/{temp}"),
+            &json!({}),
+        );
+        moved?;
+        removed
     }
 
     /// A new quorum queue gets the members RabbitMQ picks; make them the inventory's.
@@ -533,6 +603,39 @@ impl Executor<'_> {
         Ok(())
     }
 
+    /// Waits until every existing site queue's copies are synchronised (quorum: every
+    /// member online). Skipped while the central node's API cannot be reached yet
+    /// (a bootstrap, before any queue exists).
+    fn await_copies(&mut self) -> Result<()> {
+        let Ok((ci, port, creds)) = self.api() else {
+            return Ok(());
+        };
+        let deadline = Instant::now() + Duration::from_secs(300);
+        loop {
+            let queues: Vec<api::QueueInfo> =
+                api::get(&mut *self.conns[ci], port, &creds, "/api/queues")?;
+            let waiting: Vec<String> = placement_problems(self.inv, &queues)
+                .into_iter()
+                .filter(|p| p.copies)
+                .map(|p| p.text)
+                .collect();
+            if waiting.is_empty() {
+                return Ok(());
+            }
+            if Instant::now() > deadline {
+                bail!(
+                    "copies not synchronised after 300 s: {}",
+                    waiting.join("; ")
+                );
+            }
+            self.progress.host(
+                &self.inv.hosts[ci].name,
+                &format!("waiting for copies: {}", waiting[0]),
+            );
+            std::thread::sleep(Duration::from_millis(500));
+        }
+    }
+
     /// Reads back from RabbitMQ where every site queue lives, until each master (or
     /// leader) is on its site's node and every copy is in place and synchronised.
     fn await_placement(&mut self, ci: usize, port: u16, creds: &Credentials) -> Result<()> {
@@ -542,7 +645,10 @@ impl Executor<'_> {
             let queues: Vec<api::QueueInfo> =
                 api::get(&mut *self.conns[ci], port, creds, "/api/queues")
                     .context("reading the queues back")?;
-            let problems = placement_problems(inv, &queues);
+            let problems: Vec<String> = placement_problems(inv, &queues)
+                .into_iter()
+                .map(|p| p.text)
+                .collect();
             if problems.is_empty() {
                 self.did(
                     &inv.hosts[ci].name,
@@ -563,9 +669,17 @@ impl Executor<'_> {
     }
 }
 
+/// One way a site queue differs from the inventory's placement.
+pub struct PlacementProblem {
+    pub text: String,
+    /// About a copy (mirror or member) rather than where the master is.
+    pub copies: bool,
+}
+
 /// What differs between the queues RabbitMQ reports and the inventory's placement.
-pub fn placement_problems(inv: &Inventory, queues: &[api::QueueInfo]) -> Vec<String> {
+pub fn placement_problems(inv: &Inventory, queues: &[api::QueueInfo]) -> Vec<PlacementProblem> {
     let mut out = Vec::new();
+    let mut add = |text: String, copies: bool| out.push(PlacementProblem { text, copies });
     for s in &inv.sites {
         let site: &Host = &inv.hosts[s.host];
         let node = site.node_name();
@@ -578,23 +692,34 @@ pub fn placement_problems(inv: &Inventory, queues: &[api::QueueInfo]) -> Vec<Str
             .iter()
             .find(|q| q.name == s.queue && q.vhost == inv.cluster.vhost)
         else {
-            out.push(format!("queue {} does not exist", s.queue));
+            add(format!("queue {} does not exist", s.queue), false);
             continue;
         };
         if q.master() != Some(node.as_str()) {
-            out.push(format!(
-                "queue {}: master on {}, not {node}",
-                s.queue,
-                q.master().unwrap_or("no node")
-            ));
+            add(
+                format!(
+                    "queue {}: master on {}, not {node}",
+                    s.queue,
+                    q.master().unwrap_or("no node")
+                ),
+                false,
+            );
         }
         match inv.cluster.replication {
             Replication::Mirrored => {
-                for c in &copies {
+                // Every copy the queue has must be synchronised, and the inventory's
+                // copies must exist (the master aside, which may sit on one of them).
+                for c in copies.iter().filter(|c| q.master() != Some(c.as_str())) {
                     if !q.slave_nodes.contains(c) {
-                        out.push(format!("queue {}: no mirror on {c}", s.queue));
-                    } else if !q.synchronised_slave_nodes.contains(c) {
-                        out.push(format!("queue {}: mirror on {c} not synchronised", s.queue));
+                        add(format!("queue {}: no mirror on {c}", s.queue), true);
+                    }
+                }
+                for c in &q.slave_nodes {
+                    if !q.synchronised_slave_nodes.contains(c) {
+                        add(
+                            format!("queue {}: mirror on {c} not synchronised", s.queue),
+                            true,
+                        );
                     }
                 }
             }
@@ -605,16 +730,19 @@ pub fn placement_problems(inv: &Inventory, queues: &[api::QueueInfo]) -> Vec<Str
                 let mut have = q.members.clone();
                 have.sort();
                 if have != want {
-                    out.push(format!(
-                        "queue {}: members {} , not {}",
-                        s.queue,
-                        have.join(", "),
-                        want.join(", ")
-                    ));
+                    add(
+                        format!(
+                            "queue {}: members {}, not {}",
+                            s.queue,
+                            have.join(", "),
+                            want.join(", ")
+                        ),
+                        false,
+                    );
                 }
-                for m in &want {
+                for m in &have {
                     if !q.online.contains(m) {
-                        out.push(format!("queue {}: member {m} not online", s.queue));
+                        add(format!("queue {}: member {m} not online", s.queue), true);
                     }
                 }
             }

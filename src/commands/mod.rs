@@ -5,6 +5,7 @@ mod check;
 mod lab;
 mod plan;
 mod render;
+pub mod status;
 
 use crate::cli::{Cli, Command, Outcome};
 use anyhow::Result;
@@ -28,6 +29,7 @@ pub fn run(cli: Cli) -> Result<Outcome> {
                 timings,
             },
         ),
+        Command::Status { json } => status::run(&cli.inventory, json),
         Command::Lab { action } => lab::run(action),
     }
 }

@@ -350,7 +350,7 @@ fn read_node(
         if r.status != 200 {
             continue;
         }
-        let overview: api::Overview = serde_json::from_str(&r.body)
+        let overview: api::Overview = api::parse(&r.body)
             .with_context(|| format!("{}: /api/overview: unexpected answer", h.name))?;
         let nodes: Vec<api::NodeInfo> = api::get(p, port, c, "/api/nodes")?;
         node.version = Some(overview.rabbitmq_version);

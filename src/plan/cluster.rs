@@ -43,6 +43,13 @@ pub enum Op {
     SyncQueue {
         queue: String,
     },
+    /// Move a classic queue's master back to its site's node (after a failover or a
+    /// restart of that node promoted the mirror), once the site's copy is synchronised.
+    MoveMaster {
+        queue: String,
+        to: String,
+        from: String,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -56,6 +63,7 @@ pub enum Resource {
     Binding,
     Members,
     Sync,
+    Master,
 }
 
 impl Resource {
@@ -70,6 +78,7 @@ impl Resource {
             Resource::Binding => "binding",
             Resource::Members => "quorum member",
             Resource::Sync => "sync",
+            Resource::Master => "master",
         }
     }
 }
@@ -388,12 +397,18 @@ pub fn plan(inv: &Inventory, facts: &Result<ClusterFacts, Unreadable>) -> Cluste
                             ));
                         }
                     } else {
-                        if x.node.as_deref() != Some(node.as_str()) {
-                            notes.push(format!(
-                                "queue {}: its master is {}, not {node} (after a failover); apply does not move masters",
-                                def.name,
-                                x.node.as_deref().unwrap_or("unknown")
-                            ));
+                        if let Some(from) = x.node.as_deref().filter(|n| *n != node.as_str()) {
+                            changes.push(ResourceChange {
+                                resource: Resource::Master,
+                                name: def.name.clone(),
+                                action: Action::Update,
+                                detail: format!("on {from} (after a failover or restart): move it back to {node}"),
+                                op: Op::MoveMaster {
+                                    queue: def.name.clone(),
+                                    to: node.clone(),
+                                    from: from.to_string(),
+                                },
+                            });
                         }
                         let site = inv
                             .sites
@@ -436,7 +451,10 @@ pub fn plan(inv: &Inventory, facts: &Result<ClusterFacts, Unreadable>) -> Cluste
                 });
                 (!exists).then(|| (Action::Create, ch.detail.clone()))
             }
-            Op::AddMember { .. } | Op::DeleteMember { .. } | Op::SyncQueue { .. } => None,
+            Op::AddMember { .. }
+            | Op::DeleteMember { .. }
+            | Op::SyncQueue { .. }
+            | Op::MoveMaster { .. } => None,
         };
         match verdict {
             Some((action, detail)) => {
@@ -488,6 +506,7 @@ fn order(r: &Resource) -> u8 {
         Resource::Binding => 6,
         Resource::Members => 7,
         Resource::Sync => 8,
+        Resource::Master => 9,
     }
 }
 

@@ -38,12 +38,17 @@ pub fn stop(t: &mut dyn Transport, h: &Host, m: ServiceManager) -> Result<()> {
         }
         ServiceManager::Direct | ServiceManager::Auto => {
             // With the pid file, `rabbitmqctl stop` returns once the process has exited.
-            must(
-                t,
-                &format!("rabbitmqctl -q stop {}", sh_quote(&pid_file(h))),
-                STOP_TIMEOUT,
-                "rabbitmqctl stop",
-            )?;
+            // When the CLI cannot reach the node (its cookie file was changed under
+            // it), SIGTERM makes the Erlang VM shut down just as cleanly.
+            let pid = sh_quote(&pid_file(h));
+            let script = format!(
+                "rabbitmqctl -q stop {pid} && exit 0\n\
+                 p=$(cat {pid} 2>/dev/null) || exit 1\n\
+                 kill -TERM \"$p\" 2>/dev/null || exit 0\n\
+                 for i in $(seq 1 120); do [ -d /proc/$p ] || exit 0; sleep 1; done\n\
+                 echo \"RabbitMQ (pid $p) did not stop within 120 s\" >&2; exit 1"
+            );
+            must(t, &script, STOP_TIMEOUT, "stopping RabbitMQ")?;
         }
         ServiceManager::Windows => {
             bail!("{}: stopping the Windows service is not built yet", h.name)

@@ -66,8 +66,15 @@ pub fn get<T: DeserializeOwned>(
             r.body.trim()
         );
     }
-    serde_json::from_str(&r.body)
-        .with_context(|| format!("{}: GET {path}: unexpected answer", p.host()))
+    parse(&r.body).with_context(|| format!("{}: GET {path}: unexpected answer", p.host()))
+}
+
+/// RabbitMQ 3.10 at times repeats a key in a queue's JSON (`slave_nodes` while a
+/// mirror restarts); reading through a `Value` keeps the last one, as browsers do,
+/// instead of refusing the whole answer.
+pub fn parse<T: DeserializeOwned>(body: &str) -> Result<T> {
+    let v: Value = serde_json::from_str(body)?;
+    Ok(serde_json::from_value(v)?)
 }
 
 /// PUT, POST or DELETE; any 2xx is success.
@@ -232,4 +239,16 @@ pub struct PermissionInfo {
 #[derive(Debug, Clone, Deserialize)]
 pub struct VhostInfo {
     pub name: String,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_repeated_key_in_a_queue_does_not_refuse_the_answer() {
+        let body = r#"[{"name":"q","vhost":"/","type":"classic","node":"rabbit@a","slave_nodes":[],"slave_nodes":["rabbit@b"]}]"#;
+        let qs: Vec<QueueInfo> = parse(body).unwrap();
+        assert_eq!(qs[0].slave_nodes, vec!["rabbit@b"]);
+    }
 }

@@ -111,3 +111,83 @@ pub fn namespaces() -> Vec<String> {
         .map(str::to_string)
         .collect()
 }
+
+/// Runs `warren -i lab/inventory.toml ARGS` and returns (exit code, stdout, stderr).
+pub fn lab_warren(dir: &Path, args: &[&str]) -> (i32, String, String) {
+    let mut all = vec!["-i", "lab/inventory.toml"];
+    all.extend_from_slice(args);
+    let out = warren(dir, &all);
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// Like `lab_warren`, failing the test unless warren exits 0; returns stdout.
+pub fn lab_warren_ok(dir: &Path, args: &[&str]) -> String {
+    let (code, out, err) = lab_warren(dir, args);
+    assert_eq!(code, 0, "warren {} failed:\n{out}\n{err}", args.join(" "));
+    out
+}
+
+/// A fresh lab of `n` hosts in `dir` (whatever lab existed is removed first).
+pub fn fresh_lab(dir: &Path, n: usize) -> Vec<Host> {
+    warren_ok(dir, &["lab", "down"]);
+    warren_ok(dir, &["lab", "up", "--hosts", &n.to_string()]);
+    lab_hosts(n)
+}
+
+/// `rabbitmqctl ... --formatter json` on `host`, parsed.
+pub fn rabbitmqctl_json(dir: &Path, host: &Host, args: &str) -> serde_json::Value {
+    let out = ssh_ok(
+        dir,
+        host,
+        &format!("rabbitmqctl -q {args} --formatter json"),
+    );
+    serde_json::from_str(&out).unwrap_or_else(|e| panic!("{args} on {}: {e}: {out}", host.name))
+}
+
+/// The nodes RabbitMQ on `host` lists as running members of its cluster, sorted.
+pub fn running_nodes(dir: &Path, host: &Host) -> Vec<String> {
+    let s = rabbitmqctl_json(dir, host, "cluster_status");
+    let mut v: Vec<String> = s["running_nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| n.as_str().unwrap().to_string())
+        .collect();
+    v.sort();
+    v
+}
+
+/// The node an Erlang pid such as `<rabbit@site1.1795.1866.0>` lives on.
+pub fn pid_node(pid: &str) -> String {
+    pid.trim_start_matches('<')
+        .split('.')
+        .next()
+        .unwrap()
+        .to_string()
+}
+
+/// Hashes of every file warren manages on a lab host (and the hosts file), to show
+/// that a command changed nothing.
+pub fn file_hashes(dir: &Path, host: &Host) -> String {
+    ssh_ok(
+        dir,
+        host,
+        "sha256sum /etc/rabbitmq/* /var/lib/rabbitmq/.erlang.cookie /etc/hosts; stat -c '%n %a %U' /etc/rabbitmq/* /var/lib/rabbitmq/.erlang.cookie",
+    )
+}
+
+pub fn all_pids(dir: &Path, hosts: &[Host]) -> Vec<String> {
+    hosts.iter().map(|h| rabbit_pid(dir, h)).collect()
+}
+
+/// Edits the lab's inventory in place.
+pub fn edit_inventory(dir: &Path, from: &str, to: &str) {
+    let p = dir.join("lab/inventory.toml");
+    let text = std::fs::read_to_string(&p).unwrap();
+    assert!(text.contains(from), "lab/inventory.toml has no {from:?}");
+    std::fs::write(&p, text.replacen(from, to, 1)).unwrap();
+}

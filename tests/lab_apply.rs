@@ -1,0 +1,271 @@
+//! `warren plan` and `warren apply` on the lab's real hosts, the user's layout
+//! (classic mirroring, joins by rabbitmqctl, rabbitmq.conf): bootstrap from fresh
+//! hosts, a rerun that changes nothing, dry runs that touch nothing, a host that does
+//! not answer, edits that restart only the hosts they concern, and a sixth host added.
+//! Every result is read back through RabbitMQ itself (rabbitmqctl over SSH).
+
+mod common;
+
+use common::*;
+use std::path::Path;
+use std::process::Command;
+
+/// Every site queue: master on its site's node, a synchronised mirror on central.
+fn assert_user_layout(dir: &Path, hosts: &[Host]) {
+    let central = &hosts[0];
+    // The text output names each pid's node (the JSON formatter does not).
+    let listing = ssh_ok(
+        dir,
+        central,
+        "rabbitmqctl -q list_queues --no-table-headers name pid slave_pids synchronised_slave_pids policy",
+    );
+    for site in &hosts[1..] {
+        let name = format!("site.{}.data", site.name);
+        let row: Vec<&str> = listing
+            .lines()
+            .map(|l| l.split('\t').collect::<Vec<_>>())
+            .find(|cols| cols[0] == name)
+            .unwrap_or_else(|| panic!("queue {name} missing: {listing}"));
+        assert_eq!(row.len(), 5, "{row:?}");
+        assert_eq!(pid_node(row[1]), format!("rabbit@{}", site.name), "{row:?}");
+        let nodes = |col: &str| -> Vec<String> {
+            col.trim_matches(['[', ']'])
+                .split(',')
+                .filter(|p| !p.trim().is_empty())
+                .map(|p| pid_node(p.trim()))
+                .collect()
+        };
+        assert_eq!(
+            nodes(row[2]),
+            vec!["rabbit@central"],
+            "mirrors of {name}: {row:?}"
+        );
+        assert_eq!(
+            nodes(row[3]),
+            vec!["rabbit@central"],
+            "synchronised mirrors of {name}: {row:?}"
+        );
+        assert_eq!(row[4], format!("warren-mirror-{}", site.name));
+    }
+    // Every node sees every other, running, from its own side.
+    let mut want: Vec<String> = hosts.iter().map(|h| format!("rabbit@{}", h.name)).collect();
+    want.sort();
+    for h in hosts {
+        assert_eq!(running_nodes(dir, h), want, "as {} sees it", h.name);
+    }
+    // One cookie everywhere: the cluster's.
+    let hashes: std::collections::BTreeSet<String> = hosts
+        .iter()
+        .map(|h| ssh_ok(dir, h, "sha256sum < /var/lib/rabbitmq/.erlang.cookie"))
+        .collect();
+    assert_eq!(hashes.len(), 1);
+}
+
+fn block_ssh(host: &Host, block: bool) {
+    let ns = format!("{}{}", warren::lab::NETNS_PREFIX, host.name);
+    let op = if block { "-I" } else { "-D" };
+    let ok = Command::new("ip")
+        .args([
+            "netns",
+            "exec",
+            &ns,
+            "iptables",
+            op,
+            "INPUT",
+            "-p",
+            "tcp",
+            "--dport",
+            "22",
+            "-j",
+            "REJECT",
+            "--reject-with",
+            "tcp-reset",
+        ])
+        .status()
+        .unwrap()
+        .success();
+    assert!(ok, "iptables in {ns}");
+}
+
+#[test]
+fn bootstrap_rerun_edit_and_grow() {
+    let dir = workdir("lab_apply");
+    let hosts = fresh_lab(&dir, 5);
+    let mut outputs = String::new();
+
+    // Plan and dry run on fresh hosts: changes shown, nothing touched.
+    let hashes: Vec<String> = hosts.iter().map(|h| file_hashes(&dir, h)).collect();
+    let pids = all_pids(&dir, &hosts);
+    let (code, out, err) = lab_warren(&dir, &["plan", "--exit-code"]);
+    assert_eq!(code, 2, "{out}\n{err}");
+    assert!(
+        out.contains("+ join rabbit@site1 to rabbit@central"),
+        "{out}"
+    );
+    assert!(out.contains("(sensitive value) changed"), "{out}");
+    outputs.push_str(&out);
+    outputs.push_str(&err);
+    let dry = lab_warren_ok(&dir, &["apply", "--dry-run"]);
+    assert!(dry.contains("restart RabbitMQ"), "{dry}");
+    outputs.push_str(&dry);
+    let hashes_after: Vec<String> = hosts.iter().map(|h| file_hashes(&dir, h)).collect();
+    assert_eq!(hashes, hashes_after, "plan or --dry-run changed a file");
+    assert_eq!(
+        pids,
+        all_pids(&dir, &hosts),
+        "plan or --dry-run restarted a node"
+    );
+
+    // Bootstrap.
+    let (code, out, err) = lab_warren(&dir, &["apply", "--yes", "--timings"]);
+    assert_eq!(code, 0, "{out}\n{err}");
+    assert!(out.contains("joined site1, site2, site3, site4"), "{out}");
+    outputs.push_str(&out);
+    outputs.push_str(&err);
+    assert_user_layout(&dir, &hosts);
+    let users = rabbitmqctl_json(&dir, &hosts[0], "list_users");
+    for u in ["admin", "backend"] {
+        assert!(
+            users.as_array().unwrap().iter().any(|x| x["user"] == u),
+            "{users}"
+        );
+    }
+
+    // A rerun changes nothing and restarts nothing.
+    let pids = all_pids(&dir, &hosts);
+    let hashes: Vec<String> = hosts.iter().map(|h| file_hashes(&dir, h)).collect();
+    let (code, out, _) = lab_warren(&dir, &["plan", "--exit-code"]);
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("No changes."), "{out}");
+    let out = lab_warren_ok(&dir, &["apply", "--yes"]);
+    assert!(out.contains("No changes."), "{out}");
+    outputs.push_str(&out);
+    assert_eq!(
+        pids,
+        all_pids(&dir, &hosts),
+        "a no-op apply restarted a node"
+    );
+    assert_eq!(
+        hashes,
+        hosts
+            .iter()
+            .map(|h| file_hashes(&dir, h))
+            .collect::<Vec<_>>()
+    );
+
+    // A host that does not answer: named, nothing changed; back, the rerun finishes.
+    edit_inventory(
+        &dir,
+        "name = \"site3\"\naddress = \"10.231.77.13\"",
+        "name = \"site3\"\naddress = \"10.231.77.13\"\nports = { mqtt = 1884 }",
+    );
+    block_ssh(&hosts[2], true);
+    let (code, out, err) = lab_warren(&dir, &["apply", "--yes"]);
+    block_ssh(&hosts[2], false);
+    assert_eq!(code, 1, "{out}\n{err}");
+    assert!(
+        err.contains("site2: cannot connect to 10.231.77.12:22"),
+        "{err}"
+    );
+    assert!(err.contains("no host was changed"), "{err}");
+    assert_eq!(pids, all_pids(&dir, &hosts));
+
+    // The port edit concerns site3 only: only site3 restarts.
+    let plan = lab_warren_ok(&dir, &["plan"]);
+    assert!(
+        plan.contains("+mqtt.listeners.tcp.default = 1884"),
+        "{plan}"
+    );
+    assert_eq!(plan.matches("! restart RabbitMQ").count(), 1, "{plan}");
+    let out = lab_warren_ok(&dir, &["apply", "--yes"]);
+    assert!(out.contains("restarted site3;"), "{out}");
+    let now = all_pids(&dir, &hosts);
+    for (i, h) in hosts.iter().enumerate() {
+        assert_eq!(
+            now[i] != pids[i],
+            h.name == "site3",
+            "{} restarted: {}",
+            h.name,
+            now[i] != pids[i]
+        );
+    }
+    ssh_ok(
+        &dir,
+        &hosts[0],
+        "timeout 5 bash -c '</dev/tcp/10.231.77.13/1884'",
+    );
+    assert_user_layout(&dir, &hosts);
+
+    // A plugin added concerns every host: each restarts, and comes back a member.
+    edit_inventory(
+        &dir,
+        "plugins = [\"rabbitmq_management\", \"rabbitmq_mqtt\"]",
+        "plugins = [\"rabbitmq_management\", \"rabbitmq_mqtt\", \"rabbitmq_shovel\"]",
+    );
+    let pids = all_pids(&dir, &hosts);
+    let out = lab_warren_ok(&dir, &["apply", "--yes"]);
+    assert!(
+        out.contains("restarted central, site1, site2, site3, site4"),
+        "{out}"
+    );
+    let now = all_pids(&dir, &hosts);
+    assert!(pids.iter().zip(&now).all(|(a, b)| a != b));
+    for h in &hosts {
+        let plugins = ssh_ok(&dir, h, "rabbitmq-plugins -q list -E -m");
+        assert!(
+            plugins.lines().any(|l| l.trim() == "rabbitmq_shovel"),
+            "{}: {plugins}",
+            h.name
+        );
+    }
+    assert_user_layout(&dir, &hosts);
+
+    // A sixth host: plan shows its files, join, queue and policy; for the others
+    // only hosts entries, without restart; apply restarts no other node.
+    warren_ok(&dir, &["lab", "up", "--hosts", "6"]);
+    let six = lab_hosts(6);
+    let pids = all_pids(&dir, &hosts);
+    let plan = lab_warren_ok(&dir, &["plan"]);
+    assert!(
+        plan.contains("+ join rabbit@site5 to rabbit@central"),
+        "{plan}"
+    );
+    assert!(
+        plan.contains(
+            "+ queue site.site5.data: master on rabbit@site5, mirrored on rabbit@central"
+        ),
+        "{plan}"
+    );
+    assert!(plan.contains("+ policy warren-mirror-site5"), "{plan}");
+    assert!(plan.contains("+10.231.77.15 site5"), "{plan}");
+    assert_eq!(
+        plan.matches("! restart RabbitMQ").count(),
+        1,
+        "only site5 restarts: {plan}"
+    );
+    assert_eq!(
+        plan.matches("= RabbitMQ keeps running: nothing it reads changed")
+            .count(),
+        5,
+        "{plan}"
+    );
+    let out = lab_warren_ok(&dir, &["apply", "--yes"]);
+    assert!(out.contains("restarted site5; joined site5;"), "{out}");
+    assert_eq!(
+        pids,
+        all_pids(&dir, &hosts),
+        "adding site5 restarted another node"
+    );
+    assert_user_layout(&dir, &six);
+    let (code, out, _) = lab_warren(&dir, &["plan", "--exit-code"]);
+    assert_eq!(code, 0, "{out}");
+
+    // The cookie never appeared in any output.
+    let cookie = std::fs::read_to_string(dir.join("lab/erlang.cookie")).unwrap();
+    assert!(cookie.trim().len() >= 20);
+    assert!(
+        !outputs.contains(cookie.trim()),
+        "the cookie leaked into warren's output"
+    );
+    warren_ok(&dir, &["lab", "down"]);
+}
