@@ -31,10 +31,11 @@ fn quorum_queues_by_peer_discovery_with_erlang_terms_config() {
 
     // The nodes run the Erlang-terms file and found each other through it.
     for h in &hosts {
-        let files = ssh_ok(&dir, h, "rabbitmq-diagnostics -q config_file_locations");
-        assert!(
-            files.contains("/etc/rabbitmq/rabbitmq.config"),
-            "{}: {files}",
+        let status = rabbitmqctl_json(&dir, h, "status");
+        assert_eq!(
+            status["config_files"],
+            serde_json::json!(["/etc/rabbitmq/rabbitmq.config"]),
+            "{}",
             h.name
         );
     }
