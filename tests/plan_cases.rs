@@ -1,0 +1,313 @@
+//! Plan cases: an inventory and a fixture of facts in, a plan out, no host involved.
+//! `plan()` does no I/O, so each rule of the plan is pinned here by a case.
+
+use std::collections::BTreeMap;
+use warren::facts::{ClusterFacts, Facts, FileState, HostFacts, Membership, NodeFacts, Unreadable};
+use warren::inventory::{self, Inventory};
+use warren::plan::{self, ClusterPlan, Options, Service};
+use warren::render::{self, Rendered};
+
+struct Case {
+    _dir: tempfile::TempDir,
+    inv: Inventory,
+    rendered: Rendered,
+}
+
+fn case(edit: impl Fn(String) -> String) -> Case {
+    let dir = tempfile::tempdir().unwrap();
+    let hosts: Vec<_> = (0..3).map(warren::lab::LabHost::new).collect();
+    let text = edit(warren::lab::lab_inventory(&hosts));
+    let path = dir.path().join("inventory.toml");
+    std::fs::write(&path, &text).unwrap();
+    std::fs::write(dir.path().join("erlang.cookie"), "PLANCASECOOKIE0123456789").unwrap();
+    std::fs::create_dir_all(dir.path().join("secrets")).unwrap();
+    std::fs::write(dir.path().join("secrets/admin.password"), "a").unwrap();
+    std::fs::write(dir.path().join("secrets/backend.password"), "b").unwrap();
+    let inv = inventory::parse(&text, &path).unwrap();
+    let rendered = render::render(&inv, None).unwrap();
+    Case {
+        _dir: dir,
+        inv,
+        rendered,
+    }
+}
+
+fn sha256(b: &[u8]) -> String {
+    use sha2::Digest;
+    sha2::Sha256::digest(b)
+        .iter()
+        .map(|x| format!("{x:02x}"))
+        .collect()
+}
+
+/// Facts of hosts that already have exactly the rendered files, running, members of
+/// one cluster with every node.
+fn converged(c: &Case) -> Vec<HostFacts> {
+    let all: Vec<String> = c.inv.hosts.iter().map(|h| h.node_name()).collect();
+    c.inv
+        .hosts
+        .iter()
+        .zip(&c.rendered.hosts)
+        .map(|(h, r)| {
+            let mut files = BTreeMap::new();
+            for f in &r.files {
+                let state = match &f.content {
+                    render::Content::Secret(s) => FileState::Hash {
+                        sha256: sha256(s.expose().as_bytes()),
+                        mode: f.mode.unwrap_or(0),
+                        owner: f.owner.clone().unwrap_or_default(),
+                    },
+                    render::Content::Text(t) => FileState::Text {
+                        content: t.as_bytes().to_vec(),
+                        mode: f.mode.unwrap_or(0),
+                        owner: f.owner.clone().unwrap_or_default(),
+                    },
+                };
+                files.insert(f.path.clone(), state);
+            }
+            HostFacts {
+                host: h.name.clone(),
+                systemd: false,
+                files,
+                node: NodeFacts {
+                    pid: Some(100),
+                    membership: Some(Membership {
+                        node: h.node_name(),
+                        nodes: all.clone(),
+                        running: all.clone(),
+                        ram: vec![],
+                        partitions: vec![],
+                    }),
+                    version: Some("3.10.8".into()),
+                    api: None,
+                    messages: None,
+                },
+                api_port: 15672,
+            }
+        })
+        .collect()
+}
+
+fn plan_of(c: &Case, hosts: Vec<HostFacts>, force: bool) -> plan::Plan {
+    let facts = Facts {
+        hosts,
+        cluster: Err(Unreadable("not read in this case".into())),
+    };
+    plan::plan(&c.inv, &c.rendered.hosts, &facts, Options { force })
+}
+
+#[test]
+fn converged_hosts_need_nothing() {
+    let c = case(|t| t);
+    let p = plan_of(&c, converged(&c), false);
+    assert!(
+        p.hosts.iter().all(|h| !h.changes()),
+        "{}",
+        plan::view::text(&p)
+    );
+    assert!(p.joins.is_empty());
+    assert!(p.hosts.iter().all(|h| h
+        .unchanged
+        .iter()
+        .all(|u| u.ends_with("already up to date"))));
+}
+
+#[test]
+fn a_fresh_host_is_restarted_then_joined() {
+    let c = case(|t| t);
+    let mut facts = converged(&c);
+    let fresh = &mut facts[1];
+    fresh
+        .files
+        .values_mut()
+        .for_each(|f| *f = FileState::Missing);
+    fresh.node.membership = Some(Membership {
+        node: "rabbit@site1".into(),
+        nodes: vec!["rabbit@site1".into()],
+        running: vec!["rabbit@site1".into()],
+        ram: vec![],
+        partitions: vec![],
+    });
+    fresh.node.messages = Some(0);
+    let p = plan_of(&c, facts, false);
+    assert!(matches!(p.hosts[1].service, Service::Restart { .. }));
+    assert!(p.hosts[1]
+        .files
+        .iter()
+        .any(|f| f.diff == "(sensitive value) will be written"));
+    assert!(!p.hosts[0].changes() && !p.hosts[2].changes());
+    assert_eq!(p.joins.len(), 1);
+    assert_eq!(p.joins[0].node, "rabbit@site1");
+    assert_eq!(p.joins[0].seed, "rabbit@central");
+    let text = plan::view::text(&p);
+    assert!(
+        !text.contains("PLANCASECOOKIE"),
+        "the cookie leaked into the plan"
+    );
+}
+
+#[test]
+fn a_changed_cookie_stops_before_writing() {
+    let c = case(|t| t);
+    let mut facts = converged(&c);
+    for f in facts[2].files.values_mut() {
+        if let FileState::Hash { sha256, .. } = f {
+            *sha256 = "0".repeat(64);
+        }
+    }
+    let p = plan_of(&c, facts, false);
+    let cookie = p.hosts[2]
+        .files
+        .iter()
+        .find(|f| f.path.ends_with(".erlang.cookie"))
+        .unwrap();
+    assert_eq!(cookie.diff, "(sensitive value) changed");
+    assert_eq!(cookie.effect, render::Effect::StopWriteStart);
+    assert!(
+        matches!(&p.hosts[2].service, Service::Restart { reasons, .. } if reasons == &vec![".erlang.cookie changed".to_string()])
+    );
+}
+
+#[test]
+fn a_node_list_only_change_needs_no_restart() {
+    let c = case(|t| t.replace("join = \"cli\"", "join = \"config\""));
+    let mut facts = converged(&c);
+    // The host's config lists one node fewer than the inventory now does.
+    let conf = facts[0]
+        .files
+        .get_mut("/etc/rabbitmq/rabbitmq.conf")
+        .unwrap();
+    if let FileState::Text { content, .. } = conf {
+        let text = String::from_utf8(content.clone()).unwrap();
+        let fewer: String = text
+            .lines()
+            .filter(|l| !l.contains("classic_config.nodes.3"))
+            .map(|l| format!("{l}\n"))
+            .collect();
+        *content = fewer.into_bytes();
+    }
+    let p = plan_of(&c, facts, false);
+    let f = &p.hosts[0].files[0];
+    assert!(!f.restarts, "{}", f.why);
+    assert!(f.why.contains("node list"), "{}", f.why);
+    assert_eq!(p.hosts[0].service, Service::Leave);
+}
+
+#[test]
+fn a_member_of_another_cluster_or_messages_block_without_force() {
+    let c = case(|t| t);
+    let mut facts = converged(&c);
+    facts[1].node.membership = Some(Membership {
+        node: "rabbit@site1".into(),
+        nodes: vec!["rabbit@site1".into(), "rabbit@elsewhere".into()],
+        running: vec!["rabbit@site1".into()],
+        ram: vec![],
+        partitions: vec![],
+    });
+    facts[2].node.membership = Some(Membership {
+        node: "rabbit@site2".into(),
+        nodes: vec!["rabbit@site2".into()],
+        running: vec!["rabbit@site2".into()],
+        ram: vec![],
+        partitions: vec![],
+    });
+    facts[2].node.messages = Some(42);
+    let p = plan_of(&c, facts.clone(), false);
+    assert!(p.joins.is_empty());
+    assert_eq!(p.blockers.len(), 2);
+    assert!(p.blockers[0]
+        .message
+        .contains("belongs to another cluster (with rabbit@elsewhere)"));
+    assert!(p.blockers[1].message.contains("holds 42 messages"));
+    let forced = plan_of(&c, facts, true);
+    assert_eq!(forced.joins.len(), 2);
+    assert!(forced.blockers.is_empty());
+}
+
+#[test]
+fn a_stopped_node_is_started_and_its_membership_checked_then() {
+    let c = case(|t| t);
+    let mut facts = converged(&c);
+    facts[2].node.pid = None;
+    facts[2].node.membership = None;
+    let p = plan_of(&c, facts, false);
+    assert_eq!(p.hosts[2].service, Service::Start);
+    assert_eq!(p.joins.len(), 1);
+    assert!(p.joins[0].why.contains("not running now"));
+}
+
+#[test]
+fn an_unreadable_cluster_is_ensured_not_called_unchanged() {
+    let c = case(|t| t);
+    let p = plan_of(&c, converged(&c), false);
+    match &p.cluster {
+        ClusterPlan::Unknown { reason, changes } => {
+            assert_eq!(reason, "not read in this case");
+            assert!(changes.iter().any(|ch| ch.name == "site.site1.data"));
+        }
+        other => panic!("{other:?}"),
+    }
+    assert!(p.has_changes());
+}
+
+#[test]
+fn a_converged_cluster_plans_no_change_and_a_moved_master_is_moved_back() {
+    let c = case(|t| t);
+    let queues = |master: &str| -> Vec<warren::rabbitmq::api::QueueInfo> {
+        let q = |site: &str, node: &str| {
+            serde_json::from_value(serde_json::json!({
+                "name": format!("site.{site}.data"), "vhost": "/", "type": "classic",
+                "durable": true, "node": node, "slave_nodes": ["rabbit@central"],
+                "synchronised_slave_nodes": ["rabbit@central"],
+                "policy": format!("warren-mirror-{site}")
+            }))
+            .unwrap()
+        };
+        vec![q("site1", master), q("site2", "rabbit@site2")]
+    };
+    let cluster = |master: &str| -> ClusterFacts {
+        let defs = warren::render::definitions::build_without_passwords(&c.inv);
+        ClusterFacts {
+            vhosts: v(serde_json::json!([{"name": "/"}])),
+            users: v(serde_json::json!([
+                {"name": "admin", "password_hash": hash("a"), "hashing_algorithm": "rabbit_password_hashing_sha256", "tags": ["administrator"]},
+                {"name": "backend", "password_hash": hash("b"), "hashing_algorithm": "rabbit_password_hashing_sha256", "tags": []}
+            ])),
+            permissions: v(serde_json::to_value(&defs.permissions).unwrap()),
+            policies: v(serde_json::to_value(&defs.policies).unwrap()),
+            exchanges: v(serde_json::to_value(&defs.exchanges).unwrap()),
+            queues: queues(master),
+            bindings: v(serde_json::to_value(&defs.bindings).unwrap()),
+            nodes: vec![],
+        }
+    };
+    let same = warren::plan::cluster::plan(&c.inv, &Ok(cluster("rabbit@site1")));
+    assert!(!same.has_changes(), "{same:?}");
+    let moved = warren::plan::cluster::plan(&c.inv, &Ok(cluster("rabbit@central")));
+    let changes = moved.changes();
+    assert_eq!(changes.len(), 1, "{changes:?}");
+    assert!(
+        changes[0].detail.contains("move it back to rabbit@site1"),
+        "{}",
+        changes[0].detail
+    );
+}
+
+fn v<T: serde::de::DeserializeOwned>(x: serde_json::Value) -> T {
+    serde_json::from_value(x).unwrap()
+}
+
+/// RabbitMQ's salted SHA-256 of `pw` with a fixed salt.
+fn hash(pw: &str) -> String {
+    use base64::Engine;
+    use sha2::Digest;
+    let salt = [1u8, 2, 3, 4];
+    let mut raw = salt.to_vec();
+    raw.extend(
+        sha2::Sha256::new()
+            .chain_update(salt)
+            .chain_update(pw)
+            .finalize(),
+    );
+    base64::engine::general_purpose::STANDARD.encode(raw)
+}
