@@ -280,28 +280,12 @@ impl Executor<'_> {
 
     fn check_safe_to_reset(&mut self, i: usize, m: &Membership) -> Result<()> {
         let h = &self.inv.hosts[i];
-        let others: Vec<&String> = m.nodes.iter().filter(|n| **n != m.node).collect();
-        if !others.is_empty() && !self.force {
-            bail!(
-                "{}: {} belongs to another cluster (with {}); warren does not reset a cluster member: remove it from that cluster, or rerun with --force",
-                h.name,
-                h.node_name(),
-                others.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(", ")
-            );
+        if self.force {
+            return Ok(());
         }
-        let out = self.conns[i].query(
-            "rabbitmqctl -q list_queues --local messages --formatter json",
-            Duration::from_secs(60),
-        )?;
-        let rows: Vec<serde_json::Value> =
-            serde_json::from_str(out.stdout.trim()).unwrap_or_default();
-        let messages: u64 = rows.iter().filter_map(|r| r["messages"].as_u64()).sum();
-        if messages > 0 && !self.force {
-            bail!(
-                "{}: {} holds {messages} messages that joining would delete (join resets the node); drain them, or rerun with --force",
-                h.name,
-                h.node_name()
-            );
+        let messages = facts::local_messages(&mut *self.conns[i], h)?;
+        if let Some(why) = crate::plan::reset_refusal(m, messages) {
+            bail!("{}: {why}", h.name);
         }
         Ok(())
     }

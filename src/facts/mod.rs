@@ -405,7 +405,7 @@ pub fn cluster_status(p: &mut dyn Probe, h: &Host) -> Result<Membership> {
 }
 
 /// How many messages the node's queues hold (before a reset would drop them).
-fn local_messages(p: &mut dyn Probe, h: &Host) -> Result<u64> {
+pub fn local_messages(p: &mut dyn Probe, h: &Host) -> Result<u64> {
     let out = p.query(
         "rabbitmqctl -q list_queues --local messages --formatter json",
         QUERY_TIMEOUT,

@@ -376,6 +376,31 @@ fn text_of(c: &Content) -> String {
     String::from_utf8_lossy(c.bytes()).into_owned()
 }
 
+/// Why joining (which resets the node) would lose something, if it would: the node
+/// belongs to another cluster, or its queues hold messages. Both need `--force`.
+pub fn reset_refusal(m: &crate::facts::Membership, messages: u64) -> Option<String> {
+    let others: Vec<&str> = m
+        .nodes
+        .iter()
+        .filter(|n| **n != m.node)
+        .map(String::as_str)
+        .collect();
+    if !others.is_empty() {
+        Some(format!(
+            "{} belongs to another cluster (with {}); warren does not reset a cluster member: remove it from that cluster, or rerun with --force to reset it",
+            m.node,
+            others.join(", ")
+        ))
+    } else if messages > 0 {
+        Some(format!(
+            "{} holds {messages} messages that joining would delete (join resets the node); drain them, or rerun with --force",
+            m.node
+        ))
+    } else {
+        None
+    }
+}
+
 /// Which nodes join the seed (the central node), decided from RabbitMQ's node lists.
 fn joins(inv: &Inventory, facts: &Facts, opts: Options, blockers: &mut Vec<Blocker>) -> Vec<Join> {
     let central = inv.central();
@@ -402,30 +427,17 @@ fn joins(inv: &Inventory, facts: &Facts, opts: Options, blockers: &mut Vec<Block
         if m.nodes.contains(&seed) {
             continue;
         }
-        let others: Vec<&String> = m.nodes.iter().filter(|n| **n != m.node).collect();
-        let messages = f.node.messages.unwrap_or(0);
-        if !others.is_empty() && !opts.force {
-            blockers.push(Blocker {
-                host: h.name.clone(),
-                message: format!(
-                    "{} belongs to another cluster (with {}); warren does not reset a cluster member: remove it from that cluster, or rerun with --force to reset it",
-                    h.node_name(),
-                    others.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(", ")
-                ),
-            });
-            continue;
+        let others = m.nodes.iter().any(|n| *n != m.node);
+        if !opts.force {
+            if let Some(message) = reset_refusal(m, f.node.messages.unwrap_or(0)) {
+                blockers.push(Blocker {
+                    host: h.name.clone(),
+                    message,
+                });
+                continue;
+            }
         }
-        if messages > 0 && !opts.force {
-            blockers.push(Blocker {
-                host: h.name.clone(),
-                message: format!(
-                    "{} holds {messages} messages that joining would delete (join resets the node); drain them, or rerun with --force",
-                    h.node_name()
-                ),
-            });
-            continue;
-        }
-        out.push(join(if others.is_empty() {
+        out.push(join(if !others {
             "standalone".to_string()
         } else {
             "in another cluster; reset by --force".to_string()
