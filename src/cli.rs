@@ -60,6 +60,12 @@ pub enum Command {
         #[arg(long)]
         timings: bool,
     },
+    /// Check the live cluster against the inventory; exit 1 when any check fails.
+    Verify {
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
     /// Nodes and queues as the cluster sees them now.
     Status {
         /// Print JSON instead of a table.

@@ -13,3 +13,4 @@ pub mod rabbitmq;
 pub mod render;
 pub mod transport;
 pub mod ui;
+pub mod verify;

@@ -260,6 +260,8 @@ fn bootstrap_rerun_edit_and_grow() {
     let (code, out, _) = lab_warren(&dir, &["plan", "--exit-code"]);
     assert_eq!(code, 0, "{out}");
 
+    verify_scenarios(&dir, &six, &mut outputs);
+
     // The cookie never appeared in any output.
     let cookie = std::fs::read_to_string(dir.join("lab/erlang.cookie")).unwrap();
     assert!(cookie.trim().len() >= 20);
@@ -268,4 +270,104 @@ fn bootstrap_rerun_edit_and_grow() {
         "the cookie leaked into warren's output"
     );
     warren_ok(&dir, &["lab", "down"]);
+}
+
+fn start_rabbit(dir: &Path, h: &Host) {
+    ssh_ok(
+        dir,
+        h,
+        "rabbitmq-server -detached > /dev/null 2>&1 < /dev/null",
+    );
+    ssh_ok(
+        dir,
+        h,
+        "for i in $(seq 1 60); do rabbitmqctl -q await_startup --timeout 30 && exit 0; sleep 1; done; exit 1",
+    );
+}
+
+fn stop_rabbit(dir: &Path, h: &Host) {
+    ssh_ok(
+        dir,
+        h,
+        &format!(
+            "rabbitmqctl -q stop /var/lib/rabbitmq/mnesia/rabbit@{}.pid",
+            h.name
+        ),
+    );
+}
+
+fn verify_json(dir: &Path) -> (i32, serde_json::Value) {
+    let (code, out, err) = lab_warren(dir, &["verify", "--json"]);
+    let v: serde_json::Value =
+        serde_json::from_str(&out).unwrap_or_else(|e| panic!("{e}: {out}\n{err}"));
+    (code, v)
+}
+
+fn failing(v: &serde_json::Value) -> Vec<(String, String, String)> {
+    v["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|c| c["ok"] == false)
+        .map(|c| {
+            (
+                c["name"].as_str().unwrap().to_string(),
+                c["host"].as_str().unwrap().to_string(),
+                format!("{} {}", c["detail"], c["hint"]),
+            )
+        })
+        .collect()
+}
+
+/// `warren verify` and `warren status` on the converged six-host lab: healthy; a site
+/// node stopped, then back.
+fn verify_scenarios(dir: &Path, hosts: &[Host], outputs: &mut String) {
+    let (code, v) = verify_json(dir);
+    assert_eq!((code, failing(&v)), (0, vec![]), "{v:#}");
+    assert_eq!(v["ok"], true);
+    let paths = v["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|c| c["name"] == "message path" && c["ok"] == true)
+        .count();
+    assert_eq!(paths, hosts.len() - 1, "one message path per site");
+    let table = lab_warren_ok(dir, &["verify"]);
+    assert!(table.contains("0 failed"), "{table}");
+    outputs.push_str(&table);
+
+    // RabbitMQ stopped on a site host: named; status shows it down and its master on
+    // the central mirror; back, and after apply moves the master home, all passes.
+    let site2 = &hosts[2];
+    stop_rabbit(dir, site2);
+    let (code, v) = verify_json(dir);
+    assert_eq!(code, 1);
+    let fails = failing(&v);
+    assert!(
+        fails
+            .iter()
+            .any(|(n, h, _)| n == "rabbitmq running" && h == "site2"),
+        "{fails:#?}"
+    );
+    let status: serde_json::Value =
+        serde_json::from_str(&lab_warren_ok(dir, &["status", "--json"])).unwrap();
+    let node = status["nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|n| n["name"] == "rabbit@site2")
+        .unwrap();
+    assert_eq!(node["running"], false, "{status:#}");
+    let q = status["queues"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|q| q["name"] == "site.site2.data")
+        .unwrap();
+    assert_eq!(q["master"], "rabbit@central", "{status:#}");
+    assert_eq!(q["site"], "site2");
+    start_rabbit(dir, site2);
+    lab_warren_ok(dir, &["apply", "--yes"]);
+    let (code, v) = verify_json(dir);
+    assert_eq!((code, failing(&v)), (0, vec![]), "{v:#}");
 }

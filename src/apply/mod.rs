@@ -343,17 +343,8 @@ impl Executor<'_> {
             .position(|h| h.role == Role::Central)
             .expect("validated");
         let port = inv.hosts[ci].ports.management;
-        for c in facts::credentials(inv) {
-            let r = self.conns[ci].http(
-                port,
-                "GET",
-                "/api/overview",
-                Some((&c.user, c.password.expose())),
-                None,
-            )?;
-            if r.status == 200 {
-                return Ok((ci, port, c));
-            }
+        if let Some(c) = api::accepted(&mut *self.conns[ci], port, &facts::credentials(inv))? {
+            return Ok((ci, port, c));
         }
         bail!(
             "{}: the management API on port {port} accepts neither the inventory's administrator nor guest (from localhost); check the users, then rerun",

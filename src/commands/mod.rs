@@ -6,6 +6,7 @@ mod lab;
 mod plan;
 mod render;
 pub mod status;
+mod verify;
 
 use crate::cli::{Cli, Command, Outcome};
 use anyhow::Result;
@@ -30,6 +31,7 @@ pub fn run(cli: Cli) -> Result<Outcome> {
             },
         ),
         Command::Status { json } => status::run(&cli.inventory, json),
+        Command::Verify { json } => verify::run(&cli.inventory, json),
         Command::Lab { action } => lab::run(action),
     }
 }

@@ -65,21 +65,13 @@ pub fn reach_api(inv: &Inventory) -> Result<(Box<dyn Transport>, u16, Credential
                 continue;
             }
         };
-        for c in facts::credentials(inv) {
-            match t.http(
-                h.ports.management,
-                "GET",
-                "/api/overview",
-                Some((&c.user, c.password.expose())),
-                None,
-            ) {
-                Ok(r) if r.status == 200 => return Ok((t, h.ports.management, c, h.name.clone())),
-                Ok(_) => continue,
-                Err(e) => {
-                    tried.push(format!("{e}"));
-                    break;
-                }
-            }
+        match api::accepted(&mut *t, h.ports.management, &facts::credentials(inv)) {
+            Ok(Some(c)) => return Ok((t, h.ports.management, c, h.name.clone())),
+            Ok(None) => tried.push(format!(
+                "{}: the management API refuses the inventory's administrator and guest",
+                h.name
+            )),
+            Err(e) => tried.push(format!("{e}")),
         }
     }
     bail!(

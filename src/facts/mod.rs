@@ -169,7 +169,7 @@ pub fn gather_hosts(
     })
 }
 
-fn host_facts(
+pub fn host_facts(
     p: &mut dyn Probe,
     inv: &Inventory,
     h: &Host,
@@ -353,7 +353,10 @@ fn read_node(
         let overview: api::Overview = api::parse(&r.body)
             .with_context(|| format!("{}: /api/overview: unexpected answer", h.name))?;
         let nodes: Vec<api::NodeInfo> = api::get(p, port, c, "/api/nodes")?;
-        node.version = Some(overview.rabbitmq_version);
+        node.version = Some(format!(
+            "RabbitMQ {}, Erlang {}",
+            overview.rabbitmq_version, overview.erlang_version
+        ));
         node.membership = Some(Membership {
             node: overview.node,
             nodes: nodes.iter().map(|n| n.name.clone()).collect(),

@@ -39,10 +39,10 @@ pub fn stop(t: &mut dyn Transport, h: &Host, m: ServiceManager) -> Result<()> {
         ServiceManager::Direct | ServiceManager::Auto => {
             // With the pid file, `rabbitmqctl stop` returns once the process has exited.
             // When the CLI cannot reach the node (its cookie file was changed under
-            // it), SIGTERM makes the Erlang VM shut down just as cleanly.
+            // it, and then it hangs rather than fails), SIGTERM makes the Erlang VM shut down just as cleanly.
             let pid = sh_quote(&pid_file(h));
             let script = format!(
-                "rabbitmqctl -q stop {pid} && exit 0\n\
+                "timeout 60 rabbitmqctl -q stop {pid} && exit 0\n\
                  p=$(cat {pid} 2>/dev/null) || exit 1\n\
                  kill -TERM \"$p\" 2>/dev/null || exit 0\n\
                  for i in $(seq 1 120); do [ -d /proc/$p ] || exit 0; sleep 1; done\n\

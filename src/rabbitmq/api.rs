@@ -22,6 +22,28 @@ impl std::fmt::Debug for Credentials {
     }
 }
 
+/// The first of `creds` the API on `port` accepts; `Ok(None)` when it refuses them
+/// all, `Err` when nothing answers there.
+pub fn accepted(
+    p: &mut dyn Probe,
+    port: u16,
+    creds: &[Credentials],
+) -> crate::transport::Result<Option<Credentials>> {
+    for c in creds {
+        let r = p.http(
+            port,
+            "GET",
+            "/api/overview",
+            Some((&c.user, c.password.expose())),
+            None,
+        )?;
+        if r.status == 200 {
+            return Ok(Some(c.clone()));
+        }
+    }
+    Ok(None)
+}
+
 pub fn enc(s: &str) -> String {
     let mut out = String::new();
     for b in s.bytes() {
@@ -105,6 +127,8 @@ pub struct Overview {
     #[serde(default)]
     pub rabbitmq_version: String,
     #[serde(default)]
+    pub erlang_version: String,
+    #[serde(default)]
     pub cluster_name: String,
 }
 
@@ -123,6 +147,14 @@ pub struct NodeInfo {
     pub mem_alarm: bool,
     #[serde(default)]
     pub disk_free_alarm: bool,
+    /// The OTP applications the node runs, plugins among them.
+    #[serde(default)]
+    pub applications: Vec<Application>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct Application {
+    pub name: String,
 }
 
 #[derive(Debug, Clone, Deserialize)]

@@ -1,0 +1,46 @@
+//! `warren verify [--json]`: the live cluster checked against the inventory; exit 1
+//! when any check fails.
+
+use crate::cli::Outcome;
+use crate::{inventory, render, verify};
+use anyhow::{bail, Result};
+use std::path::Path;
+
+pub fn run(path: &Path, json: bool) -> Result<Outcome> {
+    let inv = inventory::load(path, inventory::Needs::Hosts)?;
+    let rendered = render::render(&inv, None)?;
+    let checks = verify::run(&inv, &rendered);
+    let failed = checks.iter().filter(|c| !c.ok).count();
+    if json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(
+                &serde_json::json!({"ok": failed == 0, "checks": checks})
+            )?
+        );
+    } else {
+        for c in &checks {
+            println!(
+                "{} {:<22} {:<9} {}",
+                if c.ok { "ok  " } else { "FAIL" },
+                c.name,
+                c.host,
+                c.detail
+            );
+            if let Some(h) = &c.hint {
+                println!("     {:<22} {:<9} hint: {h}", "", "");
+            }
+        }
+        println!();
+        println!("{} checks, {} failed", checks.len(), failed);
+    }
+    if failed > 0 {
+        let names: Vec<String> = checks
+            .iter()
+            .filter(|c| !c.ok)
+            .map(|c| format!("{} on {}", c.name, c.host))
+            .collect();
+        bail!("verify failed: {}", names.join(", "));
+    }
+    Ok(Outcome::Success)
+}

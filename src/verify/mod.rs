@@ -1,0 +1,596 @@
+//! `warren verify`: checks of the live cluster against the inventory, each with the
+//! host it concerns, pass or fail, a one-line detail and, where there is an obvious
+//! fix, a hint. Everything is read from the hosts and from RabbitMQ itself.
+
+use crate::facts::{self, HostFacts};
+use crate::inventory::{Inventory, Replication, Role};
+use crate::plan::cluster::{self as cplan, ClusterPlan, Resource};
+use crate::rabbitmq::api::{self, enc, Credentials};
+use crate::render::Rendered;
+use crate::transport::{sh_quote, Transport};
+use serde::Serialize;
+use serde_json::json;
+use sha2::{Digest, Sha256};
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Check {
+    pub name: String,
+    pub host: String,
+    pub ok: bool,
+    pub detail: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub hint: Option<String>,
+}
+
+#[derive(Default)]
+struct Checks(Vec<Check>);
+
+impl Checks {
+    fn add(
+        &mut self,
+        name: &str,
+        host: &str,
+        ok: bool,
+        detail: impl Into<String>,
+        hint: Option<&str>,
+    ) {
+        self.0.push(Check {
+            name: name.to_string(),
+            host: host.to_string(),
+            ok,
+            detail: detail.into(),
+            hint: if ok { None } else { hint.map(str::to_string) },
+        });
+    }
+}
+
+const APPLY: &str = "run `warren plan` to see the drift and `warren apply` to repair it";
+
+/// Runs every check. Never stops at the first failure: one unreachable host fails its
+/// own checks and the cluster's are still read through the others.
+pub fn run(inv: &Inventory, rendered: &Rendered) -> Vec<Check> {
+    let mut c = Checks::default();
+    let cookie_sha = rendered
+        .hosts
+        .first()
+        .and_then(|h| h.files.iter().find(|f| f.content.is_secret()))
+        .map(|f| hex(&Sha256::digest(f.content.bytes())));
+
+    // Hosts: reachable, RabbitMQ running, cookie, the node's own view of the cluster.
+    let mut conns: Vec<Option<Box<dyn Transport>>> = Vec::new();
+    for (h, r) in inv.hosts.iter().zip(facts::connect_all(inv)) {
+        match r {
+            Ok(t) => {
+                c.add(
+                    "reachable",
+                    &h.name,
+                    true,
+                    format!("{} over {}", h.address, h.transport),
+                    None,
+                );
+                conns.push(Some(t));
+            }
+            Err(e) => {
+                c.add(
+                    "reachable",
+                    &h.name,
+                    false,
+                    format!("{e:#}"),
+                    Some("check that the host is up and its SSH server answers"),
+                );
+                conns.push(None);
+            }
+        }
+    }
+    let creds = facts::credentials(inv);
+    let all_nodes: BTreeSet<String> = inv.hosts.iter().map(|h| h.node_name()).collect();
+    let mut host_facts: Vec<Option<HostFacts>> = Vec::new();
+    let mut versions: BTreeSet<String> = BTreeSet::new();
+    for ((h, d), conn) in inv.hosts.iter().zip(&rendered.hosts).zip(conns.iter_mut()) {
+        let Some(t) = conn else {
+            host_facts.push(None);
+            continue;
+        };
+        let f = match facts::host_facts(&mut **t, inv, h, d, &creds) {
+            Ok(f) => f,
+            Err(e) => {
+                c.add("facts", &h.name, false, format!("{e:#}"), None);
+                host_facts.push(None);
+                continue;
+            }
+        };
+        let running = f.running() && f.node.membership.is_some();
+        c.add(
+            "rabbitmq running",
+            &h.name,
+            running,
+            if running {
+                format!("{} answers", h.node_name())
+            } else {
+                format!("{} is not running", h.node_name())
+            },
+            Some("start RabbitMQ on the host (warren apply starts it)"),
+        );
+        if let (Some(want), Some(cookie)) =
+            (&cookie_sha, d.files.iter().find(|x| x.content.is_secret()))
+        {
+            let ok = matches!(f.files.get(&cookie.path), Some(facts::FileState::Hash { sha256, .. }) if sha256 == want);
+            c.add(
+                "cookie",
+                &h.name,
+                ok,
+                if ok {
+                    "the cluster's cookie (compared by hash)".to_string()
+                } else {
+                    format!("{} differs from the cluster's cookie", cookie.path)
+                },
+                Some(APPLY),
+            );
+        }
+        if let Some(v) = &f.node.version {
+            versions.insert(v.clone());
+        }
+        if let Some(m) = &f.node.membership {
+            let seen: BTreeSet<String> = m.nodes.iter().cloned().collect();
+            let running: BTreeSet<String> = m.running.iter().cloned().collect();
+            let missing: Vec<&String> = all_nodes.difference(&seen).collect();
+            let extra: Vec<&String> = seen.difference(&all_nodes).collect();
+            let down: Vec<&String> = all_nodes
+                .difference(&running)
+                .filter(|n| seen.contains(*n))
+                .collect();
+            let ok = missing.is_empty() && extra.is_empty() && down.is_empty();
+            let detail = if ok {
+                format!("sees all {} nodes running", all_nodes.len())
+            } else {
+                let mut parts = Vec::new();
+                if !missing.is_empty() {
+                    parts.push(format!("not in its cluster: {}", join(&missing)));
+                }
+                if !extra.is_empty() {
+                    parts.push(format!("not in the inventory: {}", join(&extra)));
+                }
+                if !down.is_empty() {
+                    parts.push(format!("not running: {}", join(&down)));
+                }
+                parts.join("; ")
+            };
+            c.add(
+                "cluster view",
+                &h.name,
+                ok,
+                detail,
+                Some("start the nodes that are down; `warren apply` joins the missing ones"),
+            );
+            c.add(
+                "partitions",
+                &h.name,
+                m.partitions.is_empty(),
+                if m.partitions.is_empty() { "none".to_string() } else { format!("partitioned from {}", m.partitions.join(", ")) },
+                Some("restore the network between the nodes, then restart the nodes of the minority side"),
+            );
+        }
+        host_facts.push(Some(f));
+    }
+    let all_versions: Vec<String> = versions.into_iter().collect();
+    c.add(
+        "versions",
+        "cluster",
+        all_versions.len() <= 1,
+        if all_versions.is_empty() {
+            "no node reported its version".to_string()
+        } else {
+            all_versions.join(" / ")
+        },
+        Some("upgrade the nodes to the same RabbitMQ and Erlang versions"),
+    );
+
+    // The cluster, through the first node whose management API answers.
+    let order: Vec<usize> = (0..inv.hosts.len())
+        .filter(|&i| inv.hosts[i].role == Role::Central)
+        .chain((0..inv.hosts.len()).filter(|&i| inv.hosts[i].role != Role::Central))
+        .collect();
+    let via = order.iter().copied().find(|&i| {
+        host_facts[i].as_ref().is_some_and(|f| f.node.api.is_some()) && conns[i].is_some()
+    });
+    let Some(vi) = via else {
+        c.add(
+            "management API",
+            "cluster",
+            false,
+            "no node's management API answers",
+            Some("start RabbitMQ; `warren apply` enables the management plugin"),
+        );
+        return c.0;
+    };
+    let port = host_facts[vi].as_ref().map(|f| f.api_port).unwrap_or(15672);
+    let cred = host_facts[vi]
+        .as_ref()
+        .and_then(|f| f.node.api.clone())
+        .expect("api checked");
+    let t = conns[vi].as_mut().expect("connected");
+    let cf = match facts::gather_cluster(&mut **t, port, &cred) {
+        Ok(cf) => cf,
+        Err(e) => {
+            c.add(
+                "cluster resources",
+                &inv.hosts[vi].name,
+                false,
+                format!("{e:#}"),
+                None,
+            );
+            return c.0;
+        }
+    };
+    for n in &cf.nodes {
+        let host = host_of(inv, &n.name);
+        let mut alarms = Vec::new();
+        if n.mem_alarm {
+            alarms.push("memory");
+        }
+        if n.disk_free_alarm {
+            alarms.push("disk");
+        }
+        c.add(
+            "alarms",
+            &host,
+            alarms.is_empty(),
+            if alarms.is_empty() {
+                "none".to_string()
+            } else {
+                format!("{} alarm: publishers are blocked", alarms.join(" and "))
+            },
+            Some("free memory or disk space on the host"),
+        );
+        if n.running {
+            let apps: BTreeSet<&str> = n.applications.iter().map(|a| a.name.as_str()).collect();
+            let missing: Vec<&String> = inv
+                .cluster
+                .plugins
+                .iter()
+                .filter(|p| !apps.contains(p.as_str()))
+                .collect();
+            c.add(
+                "plugins",
+                &host,
+                missing.is_empty(),
+                if missing.is_empty() {
+                    format!("{} enabled", inv.cluster.plugins.join(", "))
+                } else {
+                    format!("not running: {}", join(&missing))
+                },
+                Some(APPLY),
+            );
+        }
+    }
+    // Site queues: master on the site's node, copies present and synchronised.
+    let problems = crate::apply::placement_problems(inv, &cf.queues);
+    for s in &inv.sites {
+        let site = &inv.hosts[s.host];
+        let mine: Vec<&str> = problems
+            .iter()
+            .filter(|p| {
+                p.text.starts_with(&format!("queue {} ", s.queue))
+                    || p.text.starts_with(&format!("queue {}:", s.queue))
+            })
+            .map(|p| p.text.as_str())
+            .collect();
+        let copies: Vec<String> = s
+            .mirrors
+            .iter()
+            .map(|&m| inv.hosts[m].node_name())
+            .collect();
+        let hint = if mine.iter().any(|p| p.contains("not synchronised")) {
+            format!(
+                "synchronise it: rabbitmqctl sync_queue -p {} {} (or `warren apply`)",
+                inv.cluster.vhost, s.queue
+            )
+        } else {
+            APPLY.to_string()
+        };
+        c.add(
+            "queue placement",
+            &site.name,
+            mine.is_empty(),
+            if mine.is_empty() {
+                format!(
+                    "{} on {}, copies on {} in sync",
+                    s.queue,
+                    site.node_name(),
+                    copies.join(", ")
+                )
+            } else {
+                mine.join("; ")
+            },
+            Some(&hint),
+        );
+        if inv.cluster.replication == Replication::Mirrored {
+            let want = crate::render::definitions::policy_name(&site.name);
+            let got = cf
+                .queues
+                .iter()
+                .find(|q| q.name == s.queue)
+                .and_then(|q| q.policy.clone());
+            c.add(
+                "policy",
+                &site.name,
+                got.as_deref() == Some(want.as_str()),
+                format!(
+                    "{} has policy {}",
+                    s.queue,
+                    got.as_deref().unwrap_or("none")
+                ),
+                Some(APPLY),
+            );
+        }
+    }
+    // Users and permissions as declared.
+    if let ClusterPlan::Known { changes, .. } = cplan::plan(inv, &Ok(cf.clone())) {
+        let drift: Vec<String> = changes
+            .iter()
+            .filter(|ch| matches!(ch.resource, Resource::User | Resource::Permission))
+            .map(|ch| format!("{} {}: {}", ch.resource.label(), ch.name, ch.detail))
+            .collect();
+        c.add(
+            "users and permissions",
+            "cluster",
+            drift.is_empty(),
+            if drift.is_empty() {
+                format!("{} user(s) as declared", inv.users.len())
+            } else {
+                drift.join("; ")
+            },
+            Some(APPLY),
+        );
+    }
+    listeners(&mut c, inv, &mut conns);
+    path(&mut c, inv, &mut conns, &creds);
+    c.0
+}
+
+fn host_of(inv: &Inventory, node: &str) -> String {
+    inv.hosts
+        .iter()
+        .find(|h| h.node_name() == node)
+        .map(|h| h.name.clone())
+        .unwrap_or_else(|| node.to_string())
+}
+
+fn join(v: &[&String]) -> String {
+    v.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(", ")
+}
+
+fn hex(b: &[u8]) -> String {
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+/// From the central host, every node's AMQP, management and MQTT ports answer.
+fn listeners(c: &mut Checks, inv: &Inventory, conns: &mut [Option<Box<dyn Transport>>]) {
+    let Some(ci) = inv.hosts.iter().position(|h| h.role == Role::Central) else {
+        return;
+    };
+    let Some(t) = conns[ci].as_mut() else {
+        return;
+    };
+    for h in &inv.hosts {
+        let mut ports = vec![("amqp", h.ports.amqp)];
+        if inv
+            .cluster
+            .plugins
+            .iter()
+            .any(|p| p == "rabbitmq_management")
+        {
+            ports.push(("management", h.ports.management));
+        }
+        if inv.cluster.plugins.iter().any(|p| p == "rabbitmq_mqtt") {
+            ports.push(("mqtt", h.ports.mqtt));
+        }
+        let mut closed = Vec::new();
+        for (what, port) in &ports {
+            let probe = format!(
+                "timeout 5 bash -c {}",
+                sh_quote(&format!("</dev/tcp/{}/{port}", h.address))
+            );
+            let ok = t
+                .query(&probe, Duration::from_secs(15))
+                .map(|o| o.ok())
+                .unwrap_or(false);
+            if !ok {
+                closed.push(format!("{what} {port}"));
+            }
+        }
+        c.add(
+            "listeners",
+            &h.name,
+            closed.is_empty(),
+            if closed.is_empty() {
+                format!("{} answer from {}", ports.iter().map(|(w, p)| format!("{w} {p}")).collect::<Vec<_>>().join(", "), inv.hosts[ci].name)
+            } else {
+                format!("no answer from {} on {}", inv.hosts[ci].name, closed.join(", "))
+            },
+            Some("check that RabbitMQ runs with the rendered config and the host firewall lets the ports through"),
+        );
+    }
+}
+
+/// The path the backend will use, on a queue of warren's own placed like each site's
+/// queue: published through the site's node, routed, and consumed through the central
+/// node. The user's queues and messages are not touched; what warren creates is
+/// removed afterwards.
+fn path(
+    c: &mut Checks,
+    inv: &Inventory,
+    conns: &mut [Option<Box<dyn Transport>>],
+    creds: &[Credentials],
+) {
+    let Some(ci) = inv.hosts.iter().position(|h| h.role == Role::Central) else {
+        return;
+    };
+    let vh = enc(&inv.cluster.vhost);
+    let port = inv.hosts[ci].ports.management;
+    for s in &inv.sites {
+        let site = &inv.hosts[s.host];
+        let result = path_one(inv, conns, ci, s, creds);
+        // Clean up whatever was made, whatever happened.
+        if let Some(ct) = conns[ci].as_mut() {
+            if let Some(cred) = working(&mut **ct, port, creds) {
+                let queue = format!("{VERIFY}.{}", site.name);
+                let _ = api::send(
+                    &mut **ct,
+                    port,
+                    &cred,
+                    "DELETE",
+                    &format!("/api/queues/{vh}/{}", enc(&queue)),
+                    &json!({}),
+                );
+                let _ = api::send(
+                    &mut **ct,
+                    port,
+                    &cred,
+                    "DELETE",
+                    &format!("/api/policies/{vh}/warren-verify-{}", site.name),
+                    &json!({}),
+                );
+            }
+        }
+        match result {
+            Ok(detail) => c.add("message path", &site.name, true, detail, None),
+            Err(e) => c.add(
+                "message path",
+                &site.name,
+                false,
+                format!("{e:#}"),
+                Some("see the checks above for the node or queue at fault"),
+            ),
+        }
+    }
+    if let Some(ct) = conns[ci].as_mut() {
+        if let Some(cred) = working(&mut **ct, port, creds) {
+            let _ = api::send(
+                &mut **ct,
+                port,
+                &cred,
+                "DELETE",
+                &format!("/api/exchanges/{vh}/{VERIFY}"),
+                &json!({}),
+            );
+        }
+    }
+}
+
+/// warren's own exchange, and the prefix of its queues, for the path check.
+const VERIFY: &str = "warren.verify";
+
+fn path_one(
+    inv: &Inventory,
+    conns: &mut [Option<Box<dyn Transport>>],
+    ci: usize,
+    s: &crate::inventory::Site,
+    creds: &[Credentials],
+) -> anyhow::Result<String> {
+    let vh = enc(&inv.cluster.vhost);
+    let site = &inv.hosts[s.host];
+    let central = &inv.hosts[ci];
+    let cport = central.ports.management;
+    let queue = format!("{VERIFY}.{}", site.name);
+    let ct = conns[ci]
+        .as_mut()
+        .ok_or_else(|| anyhow::anyhow!("{} is not reachable", central.name))?;
+    let cred = working(&mut **ct, cport, creds)
+        .ok_or_else(|| anyhow::anyhow!("the central node's management API does not answer"))?;
+    let mut nodes = vec![json!(site.node_name())];
+    nodes.extend(s.mirrors.iter().map(|&m| json!(inv.hosts[m].node_name())));
+    let mirrored = inv.cluster.replication == Replication::Mirrored;
+    let definition = if mirrored {
+        json!({"ha-mode": "nodes", "ha-params": nodes, "ha-sync-mode": "automatic"})
+    } else {
+        json!({"expires": 600000})
+    };
+    api::send(
+        &mut **ct,
+        cport,
+        &cred,
+        "PUT",
+        &format!("/api/policies/{vh}/warren-verify-{}", site.name),
+        &json!({
+        "pattern": format!("^{}$", crate::render::definitions::regex_escape(&queue)),
+        "definition": definition, "priority": 1000, "apply-to": "queues"}),
+    )?;
+    api::send(
+        &mut **ct,
+        cport,
+        &cred,
+        "PUT",
+        &format!("/api/exchanges/{vh}/{VERIFY}"),
+        &json!({"type": "direct", "durable": false, "auto_delete": false}),
+    )?;
+    let mut args = serde_json::Map::new();
+    if !mirrored {
+        args.insert("x-queue-type".into(), json!("quorum"));
+    }
+    api::send(
+        &mut **ct,
+        cport,
+        &cred,
+        "PUT",
+        &format!("/api/queues/{vh}/{}", enc(&queue)),
+        &json!({"durable": !mirrored, "auto_delete": false, "arguments": args, "node": site.node_name()}),
+    )?;
+    api::send(
+        &mut **ct,
+        cport,
+        &cred,
+        "POST",
+        &format!("/api/bindings/{vh}/e/{VERIFY}/q/{}", enc(&queue)),
+        &json!({"routing_key": site.name}),
+    )?;
+    // Publish through the site's own node.
+    let st = conns[s.host]
+        .as_mut()
+        .ok_or_else(|| anyhow::anyhow!("{} is not reachable", site.name))?;
+    let sport = site.ports.management;
+    let scred = working(&mut **st, sport, creds)
+        .ok_or_else(|| anyhow::anyhow!("the management API of {} does not answer", site.name))?;
+    let nonce = format!("warren-verify-{}-{}", site.name, std::process::id());
+    let r = st.http(sport, "POST", &format!("/api/exchanges/{vh}/{VERIFY}/publish"),
+        Some((&scred.user, scred.password.expose())),
+        Some(&json!({"properties": {"delivery_mode": 2}, "routing_key": site.name, "payload": nonce, "payload_encoding": "string"}).to_string()))?;
+    let routed: serde_json::Value = serde_json::from_str(&r.body).unwrap_or_default();
+    if routed["routed"] != json!(true) {
+        anyhow::bail!(
+            "published through {} but not routed: {}",
+            site.node_name(),
+            r.body.trim()
+        );
+    }
+    // Consume through the central node.
+    let ct = conns[ci].as_mut().expect("checked above");
+    let r = ct.http(
+        cport,
+        "POST",
+        &format!("/api/queues/{vh}/{}/get", enc(&queue)),
+        Some((&cred.user, cred.password.expose())),
+        Some(&json!({"count": 1, "ackmode": "ack_requeue_false", "encoding": "auto"}).to_string()),
+    )?;
+    let got: serde_json::Value = serde_json::from_str(&r.body).unwrap_or_default();
+    if got[0]["payload"] != json!(nonce) {
+        anyhow::bail!(
+            "the message published through {} was not consumed through {}: {}",
+            site.node_name(),
+            central.node_name(),
+            r.body.trim()
+        );
+    }
+    Ok(format!(
+        "published through {}, routed, consumed through {}",
+        site.node_name(),
+        central.node_name()
+    ))
+}
+
+/// The first credentials the API on this connection accepts.
+fn working(t: &mut dyn Transport, port: u16, creds: &[Credentials]) -> Option<Credentials> {
+    api::accepted(t, port, creds).ok().flatten()
+}
