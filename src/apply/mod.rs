@@ -4,7 +4,7 @@
 //! done again: a rerun plans from the facts and picks up where this one stopped.
 
 use crate::facts::{self, Membership};
-use crate::inventory::{Host, Inventory, JoinMethod, Replication, Role};
+use crate::inventory::{Host, Inventory, JoinMethod, Replication};
 use crate::plan::cluster::{self as cplan, ClusterPlan, Op};
 use crate::plan::{HostPlan, Plan, Service};
 use crate::rabbitmq::api::{self, enc, Credentials};
@@ -67,18 +67,6 @@ pub struct Executor<'a> {
     report: Report,
 }
 
-/// The index of the central host: nodes are handled seed first.
-fn order(inv: &Inventory) -> Vec<usize> {
-    let c = inv
-        .hosts
-        .iter()
-        .position(|h| h.role == Role::Central)
-        .expect("validated");
-    std::iter::once(c)
-        .chain((0..inv.hosts.len()).filter(|&i| i != c))
-        .collect()
-}
-
 /// Runs `plan`. On failure, says what was done and what was not.
 pub fn execute(
     inv: &Inventory,
@@ -95,7 +83,7 @@ pub fn execute(
         report: Report::default(),
     };
     let mut pending: Vec<String> = Vec::new();
-    for &i in &order(inv) {
+    for &i in &inv.central_first() {
         let hp = &plan.hosts[i];
         if hp.changes() {
             pending.push(format!("{}: {}", hp.host, host_summary(hp)));
@@ -108,7 +96,7 @@ pub fn execute(
 
     let result = (|| -> Result<()> {
         let t0 = Instant::now();
-        for &i in &order(inv) {
+        for &i in &inv.central_first() {
             let hp = &plan.hosts[i];
             if hp.changes() {
                 ex.host(i, hp)?;
@@ -239,11 +227,7 @@ impl Executor<'_> {
             .iter()
             .position(|h| h.name == host)
             .expect("plan host");
-        let ci = inv
-            .hosts
-            .iter()
-            .position(|h| h.role == Role::Central)
-            .expect("validated");
+        let ci = inv.central_index();
         let h = &inv.hosts[i];
         let central = &inv.hosts[ci];
         let seed = central.node_name();
@@ -337,11 +321,7 @@ impl Executor<'_> {
     /// The central node's API and credentials that work now.
     fn api(&mut self) -> Result<(usize, u16, Credentials)> {
         let inv = self.inv;
-        let ci = inv
-            .hosts
-            .iter()
-            .position(|h| h.role == Role::Central)
-            .expect("validated");
+        let ci = inv.central_index();
         let port = inv.hosts[ci].ports.management;
         if let Some(c) = api::accepted(&mut *self.conns[ci], port, &facts::credentials(inv))? {
             return Ok((ci, port, c));

@@ -3,7 +3,7 @@
 
 use crate::cli::Outcome;
 use crate::facts;
-use crate::inventory::{self, Inventory, Role};
+use crate::inventory::{self, Inventory};
 use crate::rabbitmq::api::{self, Credentials};
 use crate::transport::Transport;
 use anyhow::{bail, Result};
@@ -50,12 +50,7 @@ pub struct Mirror {
 
 /// Connects to the hosts in order (central first) until one's management API answers.
 pub fn reach_api(inv: &Inventory) -> Result<(Box<dyn Transport>, u16, Credentials, String)> {
-    let mut order: Vec<_> = inv
-        .hosts
-        .iter()
-        .filter(|h| h.role == Role::Central)
-        .collect();
-    order.extend(inv.hosts.iter().filter(|h| h.role != Role::Central));
+    let order = inv.central_first().into_iter().map(|i| &inv.hosts[i]);
     let mut tried = Vec::new();
     for h in order {
         let mut t = match facts::connect(h) {

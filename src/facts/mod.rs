@@ -470,11 +470,7 @@ pub fn read_cluster(
     hosts: &[HostFacts],
     conns: &mut [Box<dyn Transport>],
 ) -> std::result::Result<ClusterFacts, Unreadable> {
-    let ci = inv
-        .hosts
-        .iter()
-        .position(|h| h.role == Role::Central)
-        .expect("validated");
+    let ci = inv.central_index();
     let cf = &hosts[ci];
     match &cf.node.api {
         None if !cf.running() => Err(Unreadable(format!(

@@ -231,10 +231,23 @@ pub struct Permission {
 
 impl Inventory {
     pub fn central(&self) -> &Host {
+        &self.hosts[self.central_index()]
+    }
+
+    /// The index of the central host (the seed), which validation guarantees.
+    pub fn central_index(&self) -> usize {
         self.hosts
             .iter()
-            .find(|h| h.role == Role::Central)
+            .position(|h| h.role == Role::Central)
             .expect("validated inventory has a central host")
+    }
+
+    /// Host indexes, the central host first: the order nodes are changed and read in.
+    pub fn central_first(&self) -> Vec<usize> {
+        let c = self.central_index();
+        std::iter::once(c)
+            .chain((0..self.hosts.len()).filter(|&i| i != c))
+            .collect()
     }
 
     pub fn host(&self, name: &str) -> Option<&Host> {

@@ -3,7 +3,7 @@
 //! fix, a hint. Everything is read from the hosts and from RabbitMQ itself.
 
 use crate::facts::{self, HostFacts};
-use crate::inventory::{Inventory, Replication, Role};
+use crate::inventory::{Inventory, Replication};
 use crate::plan::cluster::{self as cplan, ClusterPlan, Resource};
 use crate::rabbitmq::api::{self, enc, Credentials};
 use crate::render::Rendered;
@@ -188,10 +188,7 @@ pub fn run(inv: &Inventory, rendered: &Rendered) -> Vec<Check> {
     );
 
     // The cluster, through the first node whose management API answers.
-    let order: Vec<usize> = (0..inv.hosts.len())
-        .filter(|&i| inv.hosts[i].role == Role::Central)
-        .chain((0..inv.hosts.len()).filter(|&i| inv.hosts[i].role != Role::Central))
-        .collect();
+    let order = inv.central_first();
     let via = order.iter().copied().find(|&i| {
         host_facts[i].as_ref().is_some_and(|f| f.node.api.is_some()) && conns[i].is_some()
     });
@@ -368,9 +365,7 @@ fn hex(b: &[u8]) -> String {
 
 /// From the central host, every node's AMQP, management and MQTT ports answer.
 fn listeners(c: &mut Checks, inv: &Inventory, conns: &mut [Option<Box<dyn Transport>>]) {
-    let Some(ci) = inv.hosts.iter().position(|h| h.role == Role::Central) else {
-        return;
-    };
+    let ci = inv.central_index();
     let Some(t) = conns[ci].as_mut() else {
         return;
     };
@@ -425,9 +420,7 @@ fn path(
     conns: &mut [Option<Box<dyn Transport>>],
     creds: &[Credentials],
 ) {
-    let Some(ci) = inv.hosts.iter().position(|h| h.role == Role::Central) else {
-        return;
-    };
+    let ci = inv.central_index();
     let vh = enc(&inv.cluster.vhost);
     let port = inv.hosts[ci].ports.management;
     for s in &inv.sites {
