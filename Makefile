@@ -14,11 +14,12 @@ setup:
 build: setup
 	cargo build
 
-## demo: build a 5-host lab, bootstrap the cluster on it with one command, show its status
+## demo: build a 5-host lab, bootstrap the cluster on it with one command, prove it, show its status
 demo: build
 	$(SUDO) $(WARREN) lab up
 	$(WARREN) -i lab/inventory.toml check
 	$(WARREN) -i lab/inventory.toml apply --yes --timings
+	$(WARREN) -i lab/inventory.toml verify
 	$(WARREN) -i lab/inventory.toml status
 	@echo
 	@echo "A rerun changes nothing:"

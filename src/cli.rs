@@ -72,6 +72,18 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Rehearse a site failure on a queue of warren's own: publish, stop the site's
+    /// RabbitMQ, read every message from its copy, start it again, wait for the resync.
+    Drill {
+        /// The site host to stop.
+        site: String,
+        /// How many messages to publish.
+        #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u32).range(1..=10000))]
+        messages: u32,
+        /// Do not ask before stopping RabbitMQ on the site host.
+        #[arg(long)]
+        yes: bool,
+    },
     /// A local lab of real hosts in network namespaces (root only).
     Lab {
         #[command(subcommand)]

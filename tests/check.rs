@@ -271,6 +271,33 @@ const CASES: &[(&str, (&str, &str), &str, &str)] = &[
         "users[0].permissions[0].vhost",
         "one virtual host",
     ),
+    (
+        "site user on a host that is not a site",
+        (
+            "[[sites]]\nhost = \"a\"",
+            "[[users]]\nname = \"u\"\npassword = { env = \"X\" }\nsite = \"central\"\n\n[[sites]]\nhost = \"a\"",
+        ),
+        "users[0].site",
+        "\"central\" is not a site host; name one of \"a\", \"b\"",
+    ),
+    (
+        "site user reaching another site",
+        (
+            "[[sites]]\nhost = \"a\"",
+            "[[users]]\nname = \"u\"\npassword = { env = \"X\" }\nsite = \"a\"\npermissions = [{ configure = \"^$\", write = \"^site\\\\.\", read = \"^$\" }]\n\n[[sites]]\nhost = \"a\"",
+        ),
+        "users[0].permissions[0]",
+        "u is the user of site a but may write on exchange site.b (site b), write on queue site.b.data (site b); narrow the patterns",
+    ),
+    (
+        "site user pattern warren cannot evaluate",
+        (
+            "[[sites]]\nhost = \"a\"",
+            "[[users]]\nname = \"u\"\npassword = { env = \"X\" }\nsite = \"a\"\npermissions = [{ configure = \"^$\", write = \"(?<=x)a\", read = \"^$\" }]\n\n[[sites]]\nhost = \"a\"",
+        ),
+        "users[0].permissions[0]",
+        "write pattern \"(?<=x)a\" is not a regular expression warren can evaluate",
+    ),
 ];
 
 #[test]

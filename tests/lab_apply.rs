@@ -261,6 +261,12 @@ fn bootstrap_rerun_edit_and_grow() {
     assert_eq!(code, 0, "{out}");
 
     verify_scenarios(&dir, &six, &mut outputs);
+    unsynchronised_mirror(&dir, &six, &mut outputs);
+    site_user_widened_by_hand(&dir, &six);
+    plugin_stopped(&dir, &six);
+    cookie_changed_by_hand(&dir, &six, &mut outputs);
+    site_cut_off(&dir, &six);
+    drills(&dir, &six, &mut outputs);
 
     // The cookie never appeared in any output.
     let cookie = std::fs::read_to_string(dir.join("lab/erlang.cookie")).unwrap();
@@ -303,6 +309,33 @@ fn verify_json(dir: &Path) -> (i32, serde_json::Value) {
     (code, v)
 }
 
+/// Runs verify, expecting it to fail; returns the failing checks.
+fn verify_failures(dir: &Path) -> Vec<(String, String, String)> {
+    let (code, v) = verify_json(dir);
+    assert_eq!(code, 1, "{v:#}");
+    failing(&v)
+}
+
+/// Runs verify until its failures satisfy `want` (for up to a minute).
+fn verify_fails_with(what: &str, dir: &Path, want: impl Fn(&[(String, String, String)]) -> bool) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        let fails = verify_failures(dir);
+        if want(&fails) {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "verify did not report {what}: {fails:#?}"
+        );
+    }
+}
+
+fn verify_passes(dir: &Path) {
+    let (code, v) = verify_json(dir);
+    assert_eq!((code, failing(&v)), (0, vec![]));
+}
+
 fn failing(v: &serde_json::Value) -> Vec<(String, String, String)> {
     v["checks"]
         .as_array()
@@ -323,7 +356,7 @@ fn failing(v: &serde_json::Value) -> Vec<(String, String, String)> {
 /// node stopped, then back.
 fn verify_scenarios(dir: &Path, hosts: &[Host], outputs: &mut String) {
     let (code, v) = verify_json(dir);
-    assert_eq!((code, failing(&v)), (0, vec![]), "{v:#}");
+    assert_eq!((code, failing(&v)), (0, vec![]));
     assert_eq!(v["ok"], true);
     let paths = v["checks"]
         .as_array()
@@ -335,14 +368,18 @@ fn verify_scenarios(dir: &Path, hosts: &[Host], outputs: &mut String) {
     let table = lab_warren_ok(dir, &["verify"]);
     assert!(table.contains("0 failed"), "{table}");
     outputs.push_str(&table);
+    // status: a table without colour when not on a terminal, in colour when forced.
+    let plain = lab_warren_ok(dir, &["status"]);
+    assert!(plain.contains("site.site1.data"), "{plain}");
+    assert!(!plain.contains('\x1b'), "{plain}");
+    let coloured = lab_warren_env(dir, &["status"], &[("CLICOLOR_FORCE", "1")]);
+    assert!(coloured.contains("\x1b[32mrunning"), "{coloured}");
 
     // RabbitMQ stopped on a site host: named; status shows it down and its master on
     // the central mirror; back, and after apply moves the master home, all passes.
     let site2 = &hosts[2];
     stop_rabbit(dir, site2);
-    let (code, v) = verify_json(dir);
-    assert_eq!(code, 1);
-    let fails = failing(&v);
+    let fails = verify_failures(dir);
     assert!(
         fails
             .iter()
@@ -368,6 +405,280 @@ fn verify_scenarios(dir: &Path, hosts: &[Host], outputs: &mut String) {
     assert_eq!(q["site"], "site2");
     start_rabbit(dir, site2);
     lab_warren_ok(dir, &["apply", "--yes"]);
-    let (code, v) = verify_json(dir);
-    assert_eq!((code, failing(&v)), (0, vec![]), "{v:#}");
+    verify_passes(dir);
+}
+
+fn wait_for(what: &str, limit: std::time::Duration, mut done: impl FnMut() -> bool) {
+    let deadline = std::time::Instant::now() + limit;
+    while !done() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{what}: not within {limit:?}"
+        );
+        std::thread::sleep(std::time::Duration::from_secs(1));
+    }
+}
+
+fn has_failure(fails: &[(String, String, String)], name: &str, host: &str, text: &str) -> bool {
+    fails
+        .iter()
+        .any(|(n, h, d)| n == name && h == host && d.contains(text))
+}
+
+/// A mirror left behind: site1's policy switched to manual sync by hand, messages
+/// published on site1, the central node restarted. verify names the queue with the
+/// sync hint, plan shows the policy's drift, apply repairs both, no message is lost.
+fn unsynchronised_mirror(dir: &Path, hosts: &[Host], outputs: &mut String) {
+    let (central, site1) = (&hosts[0], &hosts[1]);
+    ssh_ok(
+        dir,
+        central,
+        r#"rabbitmqctl -q set_policy -p / --priority 10 --apply-to queues warren-mirror-site1 '^site\.site1\.data$' '{"ha-mode":"nodes","ha-params":["rabbit@site1","rabbit@central"],"ha-sync-mode":"manual"}'"#,
+    );
+    let payloads: Vec<String> = (1..=5).map(|i| format!("order {i}")).collect();
+    publish(dir, site1, "site.site1.data", &payloads);
+    stop_rabbit(dir, central);
+    start_rabbit(dir, central);
+
+    let fails = verify_failures(dir);
+    assert!(
+        has_failure(&fails, "queue placement", "site1", "not synchronised")
+            && has_failure(&fails, "queue placement", "site1", "rabbitmqctl sync_queue"),
+        "{fails:#?}"
+    );
+    let (code, out, _) = lab_warren(dir, &["plan", "--exit-code"]);
+    assert_eq!(code, 2, "{out}");
+    assert!(out.contains("warren-mirror-site1"), "{out}");
+    outputs.push_str(&lab_warren_ok(dir, &["apply", "--yes"]));
+    assert_user_layout(dir, hosts);
+    assert_eq!(queue_messages(dir, central, "site.site1.data"), 5);
+    verify_passes(dir);
+}
+
+/// site1's producer given every permission by hand: verify says which other sites'
+/// exchanges and queues it can now reach; apply narrows it back.
+fn site_user_widened_by_hand(dir: &Path, hosts: &[Host]) {
+    ssh_ok(
+        dir,
+        &hosts[0],
+        "rabbitmqctl -q set_permissions -p / producer-site1 '.*' '.*' '.*'",
+    );
+    let fails = verify_failures(dir);
+    assert!(
+        has_failure(
+            &fails,
+            "site user isolation",
+            "site1",
+            "write on exchange site.site2 (site site2)"
+        ) && has_failure(
+            &fails,
+            "site user isolation",
+            "site1",
+            "read on queue site.site5.data (site site5)"
+        ) && has_failure(&fails, "users and permissions", "cluster", "producer-site1"),
+        "{fails:#?}"
+    );
+    assert_eq!(fails.len(), 2, "{fails:#?}");
+    lab_warren_ok(dir, &["apply", "--yes"]);
+    let perms = ssh_ok(
+        dir,
+        &hosts[0],
+        "rabbitmqctl -q list_user_permissions --no-table-headers producer-site1",
+    );
+    assert_eq!(perms.trim(), "/\t^$\t^site\\.site1$\t^$", "{perms}");
+    verify_passes(dir);
+}
+
+/// A declared plugin stopped on a running node (as a plugin that crashes stays):
+/// verify names it; apply starts it again without restarting the node.
+fn plugin_stopped(dir: &Path, hosts: &[Host]) {
+    let site2 = &hosts[2];
+    ssh_ok(
+        dir,
+        site2,
+        "rabbitmqctl -q eval 'application:stop(rabbitmq_shovel).'",
+    );
+    let fails = verify_failures(dir);
+    assert!(
+        has_failure(&fails, "plugins", "site2", "not running: rabbitmq_shovel"),
+        "{fails:#?}"
+    );
+    let plan = lab_warren_ok(dir, &["plan"]);
+    assert!(
+        plan.contains("~ start plugins rabbitmq_shovel: enabled, but not running"),
+        "{plan}"
+    );
+    let pids = all_pids(dir, hosts);
+    lab_warren_ok(dir, &["apply", "--yes"]);
+    assert_eq!(
+        pids,
+        all_pids(dir, hosts),
+        "a plugin start restarted a node"
+    );
+    let plugins = ssh_ok(dir, site2, "rabbitmq-plugins -q list -e");
+    assert!(
+        plugins
+            .lines()
+            .any(|l| l.starts_with("[E*]") && l.contains("rabbitmq_shovel")),
+        "{plugins}"
+    );
+    verify_passes(dir);
+}
+
+/// The cookie file changed by hand on site3 (the running node keeps its old cookie
+/// in memory, so nothing else notices): verify reports it, plan shows it as a change
+/// without its value, apply puts the cluster's cookie back and restarts only site3.
+fn cookie_changed_by_hand(dir: &Path, hosts: &[Host], outputs: &mut String) {
+    let site3 = &hosts[3];
+    ssh_ok(
+        dir,
+        site3,
+        "f=/var/lib/rabbitmq/.erlang.cookie; chmod 600 $f; printf NOTTHECLUSTERSCOOKIE > $f; chmod 400 $f",
+    );
+    let fails = verify_failures(dir);
+    assert!(
+        has_failure(&fails, "cookie", "site3", "differs"),
+        "{fails:#?}"
+    );
+    assert_eq!(fails.len(), 1, "only the cookie: {fails:#?}");
+    let (code, out, _) = lab_warren(dir, &["plan", "--exit-code"]);
+    assert_eq!(code, 2, "{out}");
+    assert!(out.contains(".erlang.cookie"), "{out}");
+    assert!(!out.contains("NOTTHECLUSTERSCOOKIE"), "{out}");
+    outputs.push_str(&out);
+    let pids = all_pids(dir, hosts);
+    outputs.push_str(&lab_warren_ok(dir, &["apply", "--yes"]));
+    let after = all_pids(dir, hosts);
+    for (i, h) in hosts.iter().enumerate() {
+        assert_eq!(pids[i] != after[i], i == 3, "restarted {}?", h.name);
+    }
+    assert_user_layout(dir, hosts);
+    verify_passes(dir);
+}
+
+/// Drops a lab host's traffic with the other lab hosts, inside its namespace; this
+/// machine (and so SSH from it) still reaches it.
+fn cut_off(host: &Host, cut: bool) {
+    let ns = format!("{}{}", warren::lab::NETNS_PREFIX, host.name);
+    let subnet = format!("{}.0/24", warren::lab::SUBNET);
+    let me = format!("{}.1", warren::lab::SUBNET);
+    let iptables = |args: &[&str]| {
+        let ok = Command::new("ip")
+            .args(["netns", "exec", &ns, "iptables"])
+            .args(args)
+            .status()
+            .unwrap()
+            .success();
+        assert!(ok, "iptables {args:?} in {ns}");
+    };
+    for (chain, dir) in [("INPUT", "-s"), ("OUTPUT", "-d")] {
+        if cut {
+            iptables(&["-I", chain, dir, &subnet, "-j", "DROP"]);
+            iptables(&["-I", chain, dir, &me, "-j", "ACCEPT"]);
+        } else {
+            iptables(&["-F", chain]);
+        }
+    }
+}
+
+/// site4 cut off from the cluster: each side reports the other not running; once the
+/// link is back RabbitMQ reports the partition on both sides; restarting the cut-off
+/// node (verify's hint) and apply bring everything back.
+fn site_cut_off(dir: &Path, hosts: &[Host]) {
+    let (central, site4) = (&hosts[0], &hosts[4]);
+    cut_off(site4, true);
+    // Erlang notices a silent peer after its net tick time (60 s by default).
+    wait_for(
+        "central seeing site4 down",
+        std::time::Duration::from_secs(180),
+        || !running_nodes(dir, central).contains(&"rabbit@site4".to_string()),
+    );
+    wait_for(
+        "site4 seeing central down",
+        std::time::Duration::from_secs(60),
+        || !running_nodes(dir, site4).contains(&"rabbit@central".to_string()),
+    );
+    // RabbitMQ knows; its statistics, which verify reads, follow within seconds.
+    verify_fails_with("each side seeing the other down", dir, |fails| {
+        has_failure(
+            fails,
+            "cluster view",
+            "central",
+            "not running: rabbit@site4",
+        ) && has_failure(fails, "cluster view", "site4", "rabbit@central")
+    });
+    cut_off(site4, false);
+    let partitioned = |h: &Host| {
+        !rabbitmqctl_json(dir, h, "cluster_status")["partitions"]
+            .as_object()
+            .map(|o| o.is_empty())
+            .unwrap_or(true)
+    };
+    wait_for(
+        "the partition reported",
+        std::time::Duration::from_secs(120),
+        || partitioned(central) && partitioned(site4),
+    );
+    verify_fails_with("the partition on both sides", dir, |fails| {
+        has_failure(
+            fails,
+            "partitions",
+            "central",
+            "partitioned from rabbit@site4",
+        ) && has_failure(fails, "partitions", "site4", "rabbit@central")
+    });
+    stop_rabbit(dir, site4);
+    start_rabbit(dir, site4);
+    lab_warren_ok(dir, &["apply", "--yes"]);
+    assert_user_layout(dir, hosts);
+    verify_passes(dir);
+}
+
+/// `warren drill` on every site: refuses without a terminal or --yes and for a host
+/// that is not a site; then on each site it stops RabbitMQ for real (its pid changes),
+/// passes, and leaves the cluster as it found it, the site queue's messages included.
+fn drills(dir: &Path, hosts: &[Host], outputs: &mut String) {
+    let central = &hosts[0];
+    let (code, _, err) = lab_warren(dir, &["drill", "central", "--yes"]);
+    assert_eq!(code, 1);
+    assert!(err.contains("no site host is called central"), "{err}");
+    let pids = all_pids(dir, hosts);
+    let (code, out, err) = lab_warren(dir, &["drill", "site1"]);
+    assert_eq!(code, 1, "{out}");
+    assert!(err.contains("--yes"), "{err}");
+    assert!(out.contains("STOP RabbitMQ on site1"), "{out}");
+    assert_eq!(pids, all_pids(dir, hosts), "a refused drill stopped a node");
+    for site in &hosts[1..] {
+        let before = rabbit_pid(dir, site);
+        let out = lab_warren_ok(dir, &["drill", &site.name, "--yes", "--messages", "20"]);
+        assert!(
+            out.contains(&format!(
+                "Drill passed on {}: 20 confirmed messages were all on rabbit@central",
+                site.name
+            )),
+            "{out}"
+        );
+        outputs.push_str(&out);
+        assert_ne!(
+            rabbit_pid(dir, site),
+            before,
+            "{} was not stopped",
+            site.name
+        );
+        let queues = ssh_ok(
+            dir,
+            central,
+            "rabbitmqctl -q list_queues --no-table-headers name",
+        );
+        assert!(!queues.contains("warren.drill"), "{queues}");
+        let policies = ssh_ok(
+            dir,
+            central,
+            "rabbitmqctl -q list_policies --no-table-headers",
+        );
+        assert!(!policies.contains("warren-drill"), "{policies}");
+    }
+    assert_user_layout(dir, hosts);
+    assert_eq!(queue_messages(dir, central, "site.site1.data"), 5);
+    verify_passes(dir);
 }

@@ -82,5 +82,22 @@ fn quorum_queues_by_peer_discovery_with_erlang_terms_config() {
     let (code, out, _) = lab_warren(&dir, &["plan", "--exit-code"]);
     assert_eq!(code, 0, "{out}");
     assert_eq!(pids, all_pids(&dir, &hosts));
+
+    // A drill on quorum queues: site1 really stops, another member leads with every
+    // message, site1's member is back online after; verify passes afterwards.
+    let before = rabbit_pid(&dir, &hosts[1]);
+    let out = lab_warren_ok(&dir, &["drill", "site1", "--yes", "--messages", "20"]);
+    assert!(
+        out.contains("Drill passed on site1: 20 confirmed messages were all on rabbit@"),
+        "{out}"
+    );
+    assert_ne!(rabbit_pid(&dir, &hosts[1]), before, "site1 was not stopped");
+    let listing = ssh_ok(
+        &dir,
+        &hosts[0],
+        "rabbitmqctl -q list_queues --no-table-headers name",
+    );
+    assert!(!listing.contains("warren.drill"), "{listing}");
+    lab_warren_ok(&dir, &["verify"]);
     warren_ok(&dir, &["lab", "down"]);
 }

@@ -23,6 +23,10 @@ fn case(edit: impl Fn(String) -> String) -> Case {
     std::fs::create_dir_all(dir.path().join("secrets")).unwrap();
     std::fs::write(dir.path().join("secrets/admin.password"), "a").unwrap();
     std::fs::write(dir.path().join("secrets/backend.password"), "b").unwrap();
+    for i in 1..3 {
+        let file = format!("secrets/producer-site{i}.password");
+        std::fs::write(dir.path().join(file), "p").unwrap();
+    }
     let inv = inventory::parse(&text, &path).unwrap();
     let rendered = render::render(&inv, None).unwrap();
     Case {
@@ -83,6 +87,7 @@ fn converged(c: &Case) -> Vec<HostFacts> {
                     messages: None,
                 },
                 api_port: 15672,
+                stopped_plugins: vec![],
             }
         })
         .collect()
@@ -165,6 +170,40 @@ fn a_changed_cookie_stops_before_writing() {
     assert_eq!(cookie.effect, render::Effect::StopWriteStart);
     assert!(
         matches!(&p.hosts[2].service, Service::Restart { reasons, .. } if reasons == &vec![".erlang.cookie changed".to_string()])
+    );
+}
+
+#[test]
+fn a_stopped_plugin_is_started_again_unless_a_restart_starts_it_anyway() {
+    let c = case(|t| t);
+    let mut facts = converged(&c);
+    facts[1].stopped_plugins = vec!["rabbitmq_mqtt".into()];
+    facts[2].stopped_plugins = vec!["rabbitmq_mqtt".into()];
+    let cookie = c.rendered.hosts[2]
+        .files
+        .iter()
+        .find(|f| f.content.is_secret())
+        .unwrap()
+        .path
+        .clone();
+    facts[2].files.insert(
+        cookie,
+        FileState::Hash {
+            sha256: "0".repeat(64),
+            mode: 0o400,
+            owner: "rabbitmq".into(),
+        },
+    );
+    let p = plan_of(&c, facts, false);
+    assert_eq!(p.hosts[1].start_plugins, vec!["rabbitmq_mqtt".to_string()]);
+    assert_eq!(p.hosts[1].service, Service::Leave);
+    assert!(p.hosts[1].changes());
+    assert!(p.hosts[2].start_plugins.is_empty(), "the restart starts it");
+    assert!(matches!(p.hosts[2].service, Service::Restart { .. }));
+    let text = plan::view::text(&p);
+    assert!(
+        text.contains("~ start plugins rabbitmq_mqtt: enabled, but not running"),
+        "{text}"
     );
 }
 
@@ -271,7 +310,9 @@ fn a_converged_cluster_plans_no_change_and_a_moved_master_is_moved_back() {
             vhosts: v(serde_json::json!([{"name": "/"}])),
             users: v(serde_json::json!([
                 {"name": "admin", "password_hash": hash("a"), "hashing_algorithm": "rabbit_password_hashing_sha256", "tags": ["administrator"]},
-                {"name": "backend", "password_hash": hash("b"), "hashing_algorithm": "rabbit_password_hashing_sha256", "tags": []}
+                {"name": "backend", "password_hash": hash("b"), "hashing_algorithm": "rabbit_password_hashing_sha256", "tags": []},
+                {"name": "producer-site1", "password_hash": hash("p"), "hashing_algorithm": "rabbit_password_hashing_sha256", "tags": []},
+                {"name": "producer-site2", "password_hash": hash("p"), "hashing_algorithm": "rabbit_password_hashing_sha256", "tags": []}
             ])),
             permissions: v(serde_json::to_value(&defs.permissions).unwrap()),
             policies: v(serde_json::to_value(&defs.policies).unwrap()),

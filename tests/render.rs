@@ -37,6 +37,13 @@ fn workspace(inventory: &str) -> tempfile::TempDir {
     std::fs::write(p.join("erlang.cookie"), format!("{COOKIE}\n")).unwrap();
     std::fs::write(p.join("secrets/admin.password"), "lab-admin-pw").unwrap();
     std::fs::write(p.join("secrets/backend.password"), "lab-backend-pw").unwrap();
+    for i in 1..=5 {
+        std::fs::write(
+            p.join(format!("secrets/producer-site{i}.password")),
+            format!("lab-producer-site{i}-pw"),
+        )
+        .unwrap();
+    }
     dir
 }
 

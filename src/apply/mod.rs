@@ -148,10 +148,27 @@ fn host_summary(hp: &HostPlan) -> String {
         Service::Start => parts.push("start RabbitMQ".into()),
         Service::Leave => {}
     }
+    if !hp.start_plugins.is_empty() {
+        parts.push(format!("start plugins {}", hp.start_plugins.join(", ")));
+    }
     parts.join(", ")
 }
 
-impl Executor<'_> {
+impl<'a> Executor<'a> {
+    pub fn new(
+        inv: &'a Inventory,
+        conns: &'a mut [Box<dyn Transport>],
+        progress: &'a Progress,
+    ) -> Executor<'a> {
+        Executor {
+            inv,
+            conns,
+            progress,
+            force: false,
+            report: Report::default(),
+        }
+    }
+
     fn did(&mut self, host: &str, what: String) {
         self.progress.done(host, &what);
         self.report.done.push(format!("{host}: {what}"));
@@ -183,6 +200,7 @@ impl Executor<'_> {
             .map(|f| crate::plan::file_name(&f.path))
             .collect();
         match &hp.service {
+            Service::Leave if wrote.is_empty() => {}
             Service::Leave => {
                 self.did(
                     &h.name,
@@ -216,6 +234,13 @@ impl Executor<'_> {
                     self.report.restarted.push(h.name.clone());
                 }
             }
+        }
+        if !hp.start_plugins.is_empty() {
+            let list = hp.start_plugins.join(", ");
+            self.progress
+                .host(&h.name, &format!("starting plugins {list}"));
+            crate::platform::start_plugins(&mut *self.conns[i], h, &hp.start_plugins)?;
+            self.did(&h.name, format!("started plugins {list} again"));
         }
         Ok(())
     }
@@ -319,7 +344,7 @@ impl Executor<'_> {
     }
 
     /// The central node's API and credentials that work now.
-    fn api(&mut self) -> Result<(usize, u16, Credentials)> {
+    pub fn api(&mut self) -> Result<(usize, u16, Credentials)> {
         let inv = self.inv;
         let ci = inv.central_index();
         let port = inv.hosts[ci].ports.management;
@@ -333,6 +358,22 @@ impl Executor<'_> {
     }
 
     fn cluster(&mut self) -> Result<()> {
+        self.cluster_ops(&|_| true)
+    }
+
+    /// Puts a site queue back where the inventory places it, and nothing else: the
+    /// master moves and syncs of a fresh plan for `queue`, then the read-back.
+    pub fn restore_placement(&mut self, queue: &str) -> Result<Vec<String>> {
+        self.cluster_ops(&|op| match op {
+            Op::MoveMaster { queue: q, .. } | Op::SyncQueue { queue: q } => q == queue,
+            _ => false,
+        })?;
+        Ok(std::mem::take(&mut self.report.done))
+    }
+
+    /// The cluster's resources: what a fresh reading shows is left to do, the
+    /// operations `keep` lets through, then the placement read back.
+    fn cluster_ops(&mut self, keep: &dyn Fn(&Op) -> bool) -> Result<()> {
         let inv = self.inv;
         let (ci, port, creds) = self.api()?;
         let central = inv.hosts[ci].name.clone();
@@ -345,7 +386,7 @@ impl Executor<'_> {
             }
         }
         let vh = enc(&inv.cluster.vhost);
-        for ch in fresh.changes() {
+        for ch in fresh.changes().iter().filter(|ch| keep(&ch.op)) {
             let t = &mut *self.conns[ci];
             match &ch.op {
                 Op::PutVhost(v) => api::send(
@@ -516,7 +557,7 @@ impl Executor<'_> {
     }
 
     /// A new quorum queue gets the members RabbitMQ picks; make them the inventory's.
-    fn fix_members(
+    pub fn fix_members(
         &mut self,
         ci: usize,
         port: u16,
@@ -650,18 +691,18 @@ pub fn placement_problems(inv: &Inventory, queues: &[api::QueueInfo]) -> Vec<Pla
             add(format!("queue {} does not exist", s.queue), false);
             continue;
         };
-        if q.master() != Some(node.as_str()) {
-            add(
-                format!(
-                    "queue {}: master on {}, not {node}",
-                    s.queue,
-                    q.master().unwrap_or("no node")
-                ),
-                false,
-            );
-        }
         match inv.cluster.replication {
             Replication::Mirrored => {
+                if q.master() != Some(node.as_str()) {
+                    add(
+                        format!(
+                            "queue {}: master on {}, not {node}",
+                            s.queue,
+                            q.master().unwrap_or("no node")
+                        ),
+                        false,
+                    );
+                }
                 // Every copy the queue has must be synchronised, and the inventory's
                 // copies must exist (the master aside, which may sit on one of them).
                 for c in copies.iter().filter(|c| q.master() != Some(c.as_str())) {
@@ -679,6 +720,13 @@ pub fn placement_problems(inv: &Inventory, queues: &[api::QueueInfo]) -> Vec<Pla
                 }
             }
             Replication::Quorum => {
+                // A quorum queue is declared with its leader on the site's node, but
+                // after a restart the members elect whichever is available; 3.10 has
+                // no command to hand the leadership back, and any leader serves the
+                // same log. So a leader must exist; where it is, is not a fault.
+                if q.master().is_none() {
+                    add(format!("queue {}: no leader", s.queue), false);
+                }
                 let mut want = copies.clone();
                 want.push(node.clone());
                 want.sort();

@@ -5,7 +5,6 @@ use crate::cli::Outcome;
 use crate::plan::{self, ClusterPlan};
 use crate::ui::Progress;
 use anyhow::{bail, Result};
-use std::io::{BufRead, IsTerminal, Write};
 use std::path::Path;
 use std::time::Instant;
 
@@ -41,16 +40,7 @@ pub fn run(path: &Path, flags: Flags) -> Result<Outcome> {
         return Ok(Outcome::Success);
     }
     if !flags.yes {
-        if !std::io::stdin().is_terminal() {
-            bail!("not asking on a non-interactive input: rerun with --yes to apply this plan");
-        }
-        eprint!("Apply this plan? Only 'yes' goes ahead: ");
-        std::io::stderr().flush().ok();
-        let mut answer = String::new();
-        std::io::stdin().lock().read_line(&mut answer)?;
-        if answer.trim() != "yes" {
-            bail!("not applied: the answer was not 'yes'; nothing was changed");
-        }
+        super::confirm("Apply this plan?", "apply this plan")?;
     }
     let steps = p
         .plan
@@ -77,12 +67,30 @@ pub fn run(path: &Path, flags: Flags) -> Result<Outcome> {
                 report.cluster_changes,
                 t0.elapsed().as_secs_f64()
             );
+            // The cluster as a whole, as `warren verify` sees it.
+            let t0 = Instant::now();
+            let rendered = crate::render::render(&p.inv, None)?;
+            let checks = crate::verify::run(&p.inv, &rendered);
+            let mut timings = report.timings;
+            timings.push(("verify".into(), t0.elapsed().as_secs_f64()));
             if flags.timings {
                 let mut all = p.timings.clone();
-                all.extend(report.timings);
+                all.extend(timings);
                 super::plan::print_timings(&all);
             }
-            Ok(Outcome::Success)
+            let failed: Vec<&crate::verify::Check> = checks.iter().filter(|c| !c.ok).collect();
+            if failed.is_empty() {
+                println!("Verified: all {} checks pass.", checks.len());
+                return Ok(Outcome::Success);
+            }
+            let lines: Vec<String> = failed
+                .iter()
+                .map(|c| format!("{} on {}: {}", c.name, c.host, c.detail))
+                .collect();
+            bail!(
+                "applied, but verify fails:\n{}\n`warren verify` shows every check with its hint",
+                lines.join("\n")
+            )
         }
         Err(failed) => Err(anyhow::anyhow!("{failed}")),
     }

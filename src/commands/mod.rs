@@ -2,6 +2,7 @@
 
 mod apply;
 mod check;
+mod drill;
 mod lab;
 mod plan;
 mod render;
@@ -32,6 +33,28 @@ pub fn run(cli: Cli) -> Result<Outcome> {
         ),
         Command::Status { json } => status::run(&cli.inventory, json),
         Command::Verify { json } => verify::run(&cli.inventory, json),
+        Command::Drill {
+            site,
+            messages,
+            yes,
+        } => drill::run(&cli.inventory, &site, messages as usize, yes),
         Command::Lab { action } => lab::run(action),
     }
+}
+
+/// Asks on the terminal; only "yes" goes ahead. Without a terminal it refuses and
+/// names `--yes`, so a script never hangs on a question.
+fn confirm(question: &str, action: &str) -> Result<()> {
+    use std::io::{BufRead, IsTerminal, Write};
+    if !std::io::stdin().is_terminal() {
+        anyhow::bail!("not asking on a non-interactive input: rerun with --yes to {action}");
+    }
+    eprint!("{question} Only 'yes' goes ahead: ");
+    std::io::stderr().flush().ok();
+    let mut answer = String::new();
+    std::io::stdin().lock().read_line(&mut answer)?;
+    if answer.trim() != "yes" {
+        anyhow::bail!("the answer was not 'yes'; nothing was changed");
+    }
+    Ok(())
 }

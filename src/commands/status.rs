@@ -6,6 +6,7 @@ use crate::facts;
 use crate::inventory::{self, Inventory};
 use crate::rabbitmq::api::{self, Credentials};
 use crate::transport::Transport;
+use crate::ui::paint;
 use anyhow::{bail, Result};
 use serde::Serialize;
 use std::path::Path;
@@ -162,10 +163,13 @@ pub fn run(path: &Path, json: bool) -> Result<Outcome> {
     );
     for n in &s.nodes {
         println!(
-            "{:<22} {:<10} {:<8} {:<5} {:>9}  {}",
+            "{:<22} {:<10} {} {:<5} {:>9}  {}",
             n.name,
             n.host.as_deref().unwrap_or("-"),
-            if n.running { "running" } else { "DOWN" },
+            paint(
+                &format!("{:<8}", if n.running { "running" } else { "DOWN" }),
+                n.running
+            ),
             n.node_type,
             n.uptime_s
                 .map(|u| format!("{u}s"))
@@ -173,7 +177,7 @@ pub fn run(path: &Path, json: bool) -> Result<Outcome> {
             if n.alarms.is_empty() {
                 "none".to_string()
             } else {
-                n.alarms.join(",")
+                paint(&n.alarms.join(","), false)
             }
         );
     }
@@ -187,23 +191,25 @@ pub fn run(path: &Path, json: bool) -> Result<Outcome> {
             .mirrors
             .iter()
             .map(|m| {
-                format!(
-                    "{}{}",
-                    m.node,
-                    if m.synchronised {
-                        ""
-                    } else {
-                        " (NOT synchronised)"
-                    }
-                )
+                if m.synchronised {
+                    paint(&m.node, true)
+                } else {
+                    paint(&format!("{} (NOT synchronised)", m.node), false)
+                }
             })
             .collect();
+        // A site queue's master belongs on its site's node.
+        let home = match (&q.site, &q.master) {
+            (Some(site), Some(m)) => inv.host(site).is_some_and(|h| &h.node_name() == m),
+            (None, m) => m.is_some(),
+            _ => false,
+        };
         println!(
-            "{:<24} {:<8} {:<7} {:<16} {:>8} {:>9}  {}",
+            "{:<24} {:<8} {:<7} {} {:>8} {:>9}  {}",
             q.name,
             q.site.as_deref().unwrap_or("-"),
             q.kind,
-            q.master.as_deref().unwrap_or("-"),
+            paint(&format!("{:<16}", q.master.as_deref().unwrap_or("-")), home),
             q.messages,
             q.consumers,
             if copies.is_empty() {

@@ -22,7 +22,7 @@ pub fn run(path: &Path, json: bool) -> Result<Outcome> {
         for c in &checks {
             println!(
                 "{} {:<22} {:<9} {}",
-                if c.ok { "ok  " } else { "FAIL" },
+                crate::ui::paint(if c.ok { "ok  " } else { "FAIL" }, c.ok),
                 c.name,
                 c.host,
                 c.detail

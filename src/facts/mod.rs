@@ -63,6 +63,11 @@ pub struct HostFacts {
     pub node: NodeFacts,
     /// The management port the running node uses (from its current config).
     pub api_port: u16,
+    /// Declared plugins the node has enabled but is not running: a plugin that
+    /// crashed (rabbitmq_shovel 3.10 does when a cluster node goes down) stays
+    /// stopped until it is enabled again. Read live, and only for nodes whose
+    /// statistics show a declared plugin missing.
+    pub stopped_plugins: Vec<String>,
 }
 
 impl HostFacts {
@@ -234,6 +239,7 @@ pub fn host_facts(
         files,
         node,
         api_port,
+        stopped_plugins: Vec::new(),
     })
 }
 
@@ -357,6 +363,12 @@ fn read_node(
             "RabbitMQ {}, Erlang {}",
             overview.rabbitmq_version, overview.erlang_version
         ));
+        // The node's own partitions: the nodes it lost and found again.
+        let partitions = nodes
+            .iter()
+            .find(|n| n.name == overview.node)
+            .map(|n| n.partitions.clone())
+            .unwrap_or_default();
         node.membership = Some(Membership {
             node: overview.node,
             nodes: nodes.iter().map(|n| n.name.clone()).collect(),
@@ -370,7 +382,7 @@ fn read_node(
                 .filter(|n| n.node_type == "ram")
                 .map(|n| n.name.clone())
                 .collect(),
-            partitions: nodes.iter().flat_map(|n| n.partitions.clone()).collect(),
+            partitions,
         });
         node.api = Some(c.clone());
         return Ok(());
@@ -399,11 +411,16 @@ pub fn cluster_status(p: &mut dyn Probe, h: &Host) -> Result<Membership> {
     nodes.sort();
     let _ = s.versions;
     Ok(Membership {
-        node: h.node_name(),
         nodes,
         running: s.running_nodes,
         ram: s.ram_nodes,
-        partitions: s.partitions.into_values().flatten().collect(),
+        node: h.node_name(),
+        // The node's own partitions: the nodes it lost and found again.
+        partitions: s
+            .partitions
+            .get(&h.node_name())
+            .cloned()
+            .unwrap_or_default(),
     })
 }
 
@@ -462,7 +479,57 @@ pub fn gather(
         bail!("{}", errors.join("\n"));
     }
     let cluster = read_cluster(inv, &hosts, conns);
+    if let Ok(cf) = &cluster {
+        for (i, h) in inv.hosts.iter().enumerate() {
+            let stats_miss = cf.nodes.iter().any(|n| {
+                n.name == h.node_name()
+                    && n.running
+                    && inv
+                        .cluster
+                        .plugins
+                        .iter()
+                        .any(|p| !n.applications.iter().any(|a| &a.name == p))
+            });
+            if stats_miss {
+                // Statistics lag behind a restart: only the node itself can say.
+                hosts[i].stopped_plugins = stopped_plugins(&mut *conns[i], inv).unwrap_or_default();
+            }
+        }
+    }
     Ok(Facts { hosts, cluster })
+}
+
+/// The declared plugins that `rabbitmq-plugins` on the host lists as enabled but not
+/// running.
+pub fn stopped_plugins(p: &mut dyn Probe, inv: &Inventory) -> Result<Vec<String>> {
+    #[derive(serde::Deserialize)]
+    struct Listing {
+        plugins: Vec<Plugin>,
+    }
+    #[derive(serde::Deserialize)]
+    struct Plugin {
+        name: String,
+        running: bool,
+    }
+    let out = p.query(
+        "rabbitmq-plugins -q list -e --formatter json",
+        QUERY_TIMEOUT,
+    )?;
+    if !out.ok() {
+        bail!(
+            "{}: rabbitmq-plugins list failed: {}",
+            p.host(),
+            out.last_line()
+        );
+    }
+    let listing: Listing = serde_json::from_str(out.stdout.trim())
+        .with_context(|| format!("{}: unexpected answer from rabbitmq-plugins list", p.host()))?;
+    Ok(listing
+        .plugins
+        .into_iter()
+        .filter(|x| !x.running && inv.cluster.plugins.contains(&x.name))
+        .map(|x| x.name)
+        .collect())
 }
 
 pub fn read_cluster(

@@ -219,6 +219,9 @@ pub struct User {
     pub password: SecretRef,
     pub tags: Vec<String>,
     pub permissions: Vec<Permission>,
+    /// The site host this user belongs to (a site's producer): it may reach that
+    /// site's exchange and queue and nothing of any other site.
+    pub site: Option<usize>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -252,6 +255,40 @@ impl Inventory {
 
     pub fn host(&self, name: &str) -> Option<&Host> {
         self.hosts.iter().find(|h| h.name == name)
+    }
+
+    /// What permissions (configure, write, read patterns, as RabbitMQ matches them
+    /// against resource names) let a user reach of the sites other than `own`: one
+    /// line per exchange or queue, e.g. "write on exchange site.b (site b)". `Err`
+    /// names a pattern that is not a regular expression warren can evaluate.
+    pub fn reach_beyond(
+        &self,
+        own: usize,
+        configure: &str,
+        write: &str,
+        read: &str,
+    ) -> Result<Vec<String>, String> {
+        let mut patterns = Vec::new();
+        for (what, pattern) in [("configure", configure), ("write", write), ("read", read)] {
+            let re = regex::Regex::new(pattern).map_err(|_| {
+                format!(
+                    "{what} pattern \"{pattern}\" is not a regular expression warren can evaluate"
+                )
+            })?;
+            patterns.push((what, re));
+        }
+        let mut out = Vec::new();
+        for s in self.sites.iter().filter(|s| s.host != own) {
+            let site = &self.hosts[s.host].name;
+            for (kind, name) in [("exchange", &s.exchange), ("queue", &s.queue)] {
+                for (what, re) in &patterns {
+                    if re.is_match(name) {
+                        out.push(format!("{what} on {kind} {name} (site {site})"));
+                    }
+                }
+            }
+        }
+        Ok(out)
     }
 
     pub fn site_of(&self, host: &Host) -> Option<&Site> {

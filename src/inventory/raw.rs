@@ -110,6 +110,9 @@ pub struct RawUser {
     pub tags: Vec<String>,
     #[serde(default)]
     pub permissions: Vec<RawPermission>,
+    /// The site host whose user this is.
+    #[serde(default)]
+    pub site: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -81,16 +81,22 @@ pub fn validate(raw: RawInventory, path: &Path, dir: &Path) -> Result<Inventory,
     let cluster = cluster.model;
     hosts_together(&mut p, &raw.hosts, &hosts, &cluster);
     let sites = sites(&mut p, &raw.sites, &hosts, cluster.replication);
-    let users = users(&mut p, &raw.users, &cluster.vhost, dir);
+    let users = users(&mut p, &raw.users, &cluster.vhost, dir, &hosts);
     if p.0.is_empty() {
-        Ok(Inventory {
+        let inv = Inventory {
             path: path.to_path_buf(),
             dir: dir.to_path_buf(),
             cluster,
             hosts,
             sites,
             users,
-        })
+        };
+        site_users_isolated(&mut p, &inv);
+        if p.0.is_empty() {
+            Ok(inv)
+        } else {
+            Err(p.0)
+        }
     } else {
         Err(p.0)
     }
@@ -570,7 +576,7 @@ fn fill_quorum_members(site: usize, members: &mut Vec<usize>, hosts: &[Host]) {
     }
 }
 
-fn users(p: &mut Problems, raw: &[RawUser], vhost: &str, dir: &Path) -> Vec<User> {
+fn users(p: &mut Problems, raw: &[RawUser], vhost: &str, dir: &Path, hosts: &[Host]) -> Vec<User> {
     let mut seen = BTreeMap::new();
     let mut out = Vec::new();
     for (i, u) in raw.iter().enumerate() {
@@ -618,14 +624,62 @@ fn users(p: &mut Problems, raw: &[RawUser], vhost: &str, dir: &Path) -> Vec<User
                 read: perm.read.clone(),
             });
         }
+        let site = u.site.as_ref().and_then(|name| {
+            let found = hosts
+                .iter()
+                .position(|h| &h.name == name && h.role == Role::Site);
+            if found.is_none() {
+                let sites: Vec<&str> = hosts
+                    .iter()
+                    .filter(|h| h.role == Role::Site)
+                    .map(|h| h.name.as_str())
+                    .collect();
+                p.add(
+                    key("site"),
+                    format!(
+                        "\"{name}\" is not a site host; name one of {}, or leave site out for a user that is not a site's",
+                        quoted(&sites)
+                    ),
+                );
+            }
+            found
+        });
         out.push(User {
             name: u.name.clone(),
             password: password.unwrap_or(SecretRef::Env(String::new())),
             tags: u.tags.clone(),
             permissions,
+            site,
         });
     }
     out
+}
+
+/// A site's user reaches nothing of the other sites: no permission pattern of it may
+/// match another site's exchange or queue.
+fn site_users_isolated(p: &mut Problems, inv: &Inventory) {
+    for (i, u) in inv.users.iter().enumerate() {
+        let Some(own) = u.site else { continue };
+        for (j, perm) in u.permissions.iter().enumerate() {
+            let key = format!("users[{i}].permissions[{j}]");
+            match inv.reach_beyond(own, &perm.configure, &perm.write, &perm.read) {
+                Ok(reach) if reach.is_empty() => {}
+                Ok(reach) => p.add(
+                    key,
+                    format!(
+                        "{} is the user of site {} but may {}; narrow the patterns to that site's own names, e.g. write = \"^{}$\"",
+                        u.name,
+                        inv.hosts[own].name,
+                        reach.join(", "),
+                        inv.site_of(&inv.hosts[own])
+                            .map(|s| crate::render::definitions::regex_escape(&s.exchange))
+                            .unwrap_or_default()
+                    ),
+                ),
+                Err(e) => p.add(key, format!("{e}; a site's user needs patterns warren can check")),
+            }
+        }
+    }
 }
 
 fn secret_ref(p: &mut Problems, key: &str, r: &RawSecretRef, dir: &Path) -> Option<SecretRef> {

@@ -340,7 +340,11 @@ impl Lab {
     fn write_inventory(&self, hosts: &[LabHost]) -> Result<()> {
         let secrets = self.dir.join("secrets");
         std::fs::create_dir_all(&secrets)?;
-        for user in ["admin", "backend"] {
+        let producers: Vec<String> = hosts.iter().skip(1).map(|h| producer(&h.name)).collect();
+        let users = ["admin", "backend"]
+            .into_iter()
+            .chain(producers.iter().map(String::as_str));
+        for user in users {
             let file = secrets.join(format!("{user}.password"));
             if !file.exists() {
                 crate::inventory::SecretRef::File(file)
@@ -465,11 +469,21 @@ fn host_entry(h: &LabHost, central: bool) -> String {
     );
     if !central {
         s.push_str(&format!(
-            "\n[[sites]]\nhost = \"{n}\"\nexchange = \"site.{n}\"\nqueue = \"site.{n}.data\"\n",
-            n = h.name
+            "\n[[sites]]\nhost = \"{n}\"\nexchange = \"site.{n}\"\nqueue = \"site.{n}.data\"\n\n\
+             # The site's producer publishes to its own exchange and reaches no other site.\n\
+             [[users]]\nname = \"{p}\"\npassword = {{ file = \"secrets/{p}.password\" }}\n\
+             site = \"{n}\"\n\
+             permissions = [{{ configure = \"^$\", write = \"^site\\\\.{n}$\", read = \"^$\" }}]\n",
+            n = h.name,
+            p = producer(&h.name)
         ));
     }
     s
+}
+
+/// The lab's user for a site's producer.
+fn producer(site: &str) -> String {
+    format!("producer-{site}")
 }
 
 /// Appends the lab hosts that `existing` (an inventory's text) does not list yet.

@@ -67,13 +67,16 @@ pub struct HostPlan {
     pub manager: ServiceManager,
     pub files: Vec<FileChange>,
     pub service: Service,
+    /// Declared plugins to start again on a node that keeps running (enabled, but
+    /// stopped); a restart starts them anyway.
+    pub start_plugins: Vec<String>,
     /// Every no-op with its reason, e.g. "rabbitmq.conf: already up to date".
     pub unchanged: Vec<String>,
 }
 
 impl HostPlan {
     pub fn changes(&self) -> bool {
-        !self.files.is_empty() || self.service != Service::Leave
+        !self.files.is_empty() || self.service != Service::Leave || !self.start_plugins.is_empty()
     }
 }
 
@@ -189,12 +192,18 @@ fn host_plan(h: &Host, d: &HostRender, f: &HostFacts) -> HostPlan {
             reasons,
         }
     };
+    let start_plugins = if service == Service::Leave {
+        f.stopped_plugins.clone()
+    } else {
+        Vec::new()
+    };
     HostPlan {
         host: h.name.clone(),
         node: h.node_name(),
         manager: m,
         files,
         service,
+        start_plugins,
         unchanged,
     }
 }

@@ -46,6 +46,13 @@ pub fn text(p: &Plan) -> String {
                 );
             }
         }
+        if !h.start_plugins.is_empty() {
+            let _ = writeln!(
+                s,
+                "  ~ start plugins {}: enabled, but not running (a plugin that crashed stays stopped until it is enabled again)",
+                h.start_plugins.join(", ")
+            );
+        }
     }
     if !p.joins.is_empty() {
         let _ = writeln!(s, "cluster membership:");
@@ -127,6 +134,14 @@ pub fn summary(p: &Plan) -> String {
     ];
     if starts > 0 {
         parts.push(format!("{starts} start(s)"));
+    }
+    let plugins = p
+        .hosts
+        .iter()
+        .filter(|h| !h.start_plugins.is_empty())
+        .count();
+    if plugins > 0 {
+        parts.push(format!("plugins started again on {plugins} host(s)"));
     }
     parts.push(format!("{} join(s)", p.joins.len()));
     match &p.cluster {

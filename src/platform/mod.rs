@@ -39,10 +39,13 @@ pub fn stop(t: &mut dyn Transport, h: &Host, m: ServiceManager) -> Result<()> {
         ServiceManager::Direct | ServiceManager::Auto => {
             // With the pid file, `rabbitmqctl stop` returns once the process has exited.
             // When the CLI cannot reach the node (its cookie file was changed under
-            // it, and then it hangs rather than fails), SIGTERM makes the Erlang VM shut down just as cleanly.
+            // it, and then the CLI hangs rather than fails; a quick ping finds out),
+            // SIGTERM makes the Erlang VM shut down just as cleanly.
             let pid = sh_quote(&pid_file(h));
             let script = format!(
-                "timeout 60 rabbitmqctl -q stop {pid} && exit 0\n\
+                "if timeout 15 rabbitmqctl -q ping > /dev/null 2>&1; then\n\
+                 \x20 timeout 60 rabbitmqctl -q stop {pid} && exit 0\n\
+                 fi\n\
                  p=$(cat {pid} 2>/dev/null) || exit 1\n\
                  kill -TERM \"$p\" 2>/dev/null || exit 0\n\
                  for i in $(seq 1 120); do [ -d /proc/$p ] || exit 0; sleep 1; done\n\
@@ -95,6 +98,22 @@ pub fn start(
         }
     }
     crate::facts::await_startup(t, START_TIMEOUT)
+}
+
+/// Starts declared plugins that are enabled but stopped: `rabbitmq-plugins enable`
+/// applies the plugin configuration to the running node, which starts them.
+pub fn start_plugins(t: &mut dyn Transport, h: &Host, plugins: &[String]) -> Result<()> {
+    if matches!(h.paths, Paths::Windows { .. }) {
+        bail!("{}: starting plugins on Windows is not built yet", h.name);
+    }
+    let names: Vec<String> = plugins.iter().map(|p| sh_quote(p)).collect();
+    must(
+        t,
+        &format!("rabbitmq-plugins -q enable {}", names.join(" ")),
+        START_TIMEOUT,
+        "rabbitmq-plugins enable",
+    )?;
+    Ok(())
 }
 
 /// Makes a blank-able node a member of the seed's cluster. `rabbitmqctl`: stop_app,

@@ -91,6 +91,37 @@ pub fn get<T: DeserializeOwned>(
     parse(&r.body).with_context(|| format!("{}: GET {path}: unexpected answer", p.host()))
 }
 
+/// GET, with a 404 read as "does not exist".
+pub fn get_opt<T: DeserializeOwned>(
+    p: &mut dyn Probe,
+    port: u16,
+    creds: &Credentials,
+    path: &str,
+) -> Result<Option<T>> {
+    let r = request(p, port, creds, "GET", path, None)?;
+    match r.status {
+        200 => parse(&r.body)
+            .map(Some)
+            .with_context(|| format!("{}: GET {path}: unexpected answer", p.host())),
+        404 => Ok(None),
+        s => bail!("{}: GET {path} answered {s}: {}", p.host(), r.body.trim()),
+    }
+}
+
+/// DELETE; a 404 means it was already gone, which is what was wanted.
+pub fn delete(t: &mut dyn Transport, port: u16, creds: &Credentials, path: &str) -> Result<()> {
+    let r = request(t, port, creds, "DELETE", path, None)?;
+    if !(200..300).contains(&r.status) && r.status != 404 {
+        bail!(
+            "{}: DELETE {path} answered {}: {}",
+            t.host(),
+            r.status,
+            r.body.trim()
+        );
+    }
+    Ok(())
+}
+
 /// RabbitMQ 3.10 at times repeats a key in a queue's JSON (`slave_nodes` while a
 /// mirror restarts); reading through a `Value` keeps the last one, as browsers do,
 /// instead of refusing the whole answer.

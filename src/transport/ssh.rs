@@ -193,8 +193,12 @@ impl Probe for Ssh {
             .session
             .channel_direct_tcpip("127.0.0.1", port, None)
             .map_err(|e| self.io_err(&what, format!("nothing answers on port {port} ({e})")))?;
-        let mut req =
-            format!("{method} {path} HTTP/1.0\r\nHost: localhost\r\nAccept: application/json\r\n");
+        // JSON wherever the API offers it; `*/*` too, because a few endpoints (queue
+        // actions such as sync) declare no content type and answer 406 to a client
+        // that accepts JSON only, without doing anything.
+        let mut req = format!(
+            "{method} {path} HTTP/1.0\r\nHost: localhost\r\nAccept: application/json, */*;q=0.5\r\n"
+        );
         if let Some((user, password)) = auth {
             let token =
                 base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"));

@@ -70,3 +70,15 @@ impl Progress {
         }
     }
 }
+
+/// `text` in green when `good`, in red otherwise, when stdout is a terminal that
+/// takes colour (console's rules: NO_COLOR and CLICOLOR_FORCE are honoured); plain
+/// text otherwise. Pad before painting, so columns stay aligned.
+pub fn paint(text: &str, good: bool) -> String {
+    let s = console::style(text);
+    if good {
+        s.green().to_string()
+    } else {
+        s.red().bold().to_string()
+    }
+}

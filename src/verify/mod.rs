@@ -2,7 +2,7 @@
 //! host it concerns, pass or fail, a one-line detail and, where there is an obvious
 //! fix, a hint. Everything is read from the hosts and from RabbitMQ itself.
 
-use crate::facts::{self, HostFacts};
+use crate::facts::{self, ClusterFacts, HostFacts};
 use crate::inventory::{Inventory, Replication};
 use crate::plan::cluster::{self as cplan, ClusterPlan, Resource};
 use crate::rabbitmq::api::{self, enc, Credentials};
@@ -208,19 +208,46 @@ pub fn run(inv: &Inventory, rendered: &Rendered) -> Vec<Check> {
         .and_then(|f| f.node.api.clone())
         .expect("api checked");
     let t = conns[vi].as_mut().expect("connected");
-    let cf = match facts::gather_cluster(&mut **t, port, &cred) {
-        Ok(cf) => cf,
-        Err(e) => {
-            c.add(
-                "cluster resources",
-                &inv.hosts[vi].name,
-                false,
-                format!("{e:#}"),
-                None,
-            );
-            return c.0;
+    // The management API's queue and node details are statistics that RabbitMQ
+    // refreshes every few seconds, so right after a restart or a master move they
+    // can describe a moment ago. A failing cluster check is read again until the
+    // statistics have had time to catch up; only a failure that outlasts that is
+    // reported.
+    let deadline = std::time::Instant::now() + SETTLE;
+    loop {
+        let checks = match facts::gather_cluster(&mut **t, port, &cred) {
+            Ok(cf) => cluster_checks(inv, &cf),
+            Err(e) => {
+                let mut x = Checks::default();
+                x.add(
+                    "cluster resources",
+                    &inv.hosts[vi].name,
+                    false,
+                    format!("{e:#}"),
+                    None,
+                );
+                x
+            }
+        };
+        if checks.0.iter().all(|k| k.ok) || std::time::Instant::now() >= deadline {
+            c.0.extend(checks.0);
+            break;
         }
-    };
+        std::thread::sleep(Duration::from_secs(1));
+    }
+    listeners(&mut c, inv, &mut conns);
+    path(&mut c, inv, &mut conns, &creds);
+    c.0
+}
+
+/// How long a failing cluster check is read again before it is reported: two of
+/// RabbitMQ's statistics intervals (5 s by default) and a margin.
+const SETTLE: Duration = Duration::from_secs(12);
+
+/// Alarms, plugins, queue placement, policies, users and permissions, from one
+/// reading of the cluster.
+fn cluster_checks(inv: &Inventory, cf: &ClusterFacts) -> Checks {
+    let mut c = Checks::default();
     for n in &cf.nodes {
         let host = host_of(inv, &n.name);
         let mut alarms = Vec::new();
@@ -292,12 +319,25 @@ pub fn run(inv: &Inventory, rendered: &Rendered) -> Vec<Check> {
             &site.name,
             mine.is_empty(),
             if mine.is_empty() {
-                format!(
-                    "{} on {}, copies on {} in sync",
-                    s.queue,
-                    site.node_name(),
-                    copies.join(", ")
-                )
+                let at = cf
+                    .queues
+                    .iter()
+                    .find(|q| q.name == s.queue)
+                    .and_then(|q| q.master().map(str::to_string))
+                    .unwrap_or_default();
+                match inv.cluster.replication {
+                    Replication::Mirrored => format!(
+                        "{} on {at}, copies on {} in sync",
+                        s.queue,
+                        copies.join(", ")
+                    ),
+                    Replication::Quorum => format!(
+                        "{}: leader {at}, members {} and {} online",
+                        s.queue,
+                        site.node_name(),
+                        copies.join(", ")
+                    ),
+                }
             } else {
                 mine.join("; ")
             },
@@ -323,6 +363,31 @@ pub fn run(inv: &Inventory, rendered: &Rendered) -> Vec<Check> {
             );
         }
     }
+    // Each site's user reaches nothing of the other sites, by the permissions
+    // RabbitMQ holds for it (which may have been changed by hand).
+    for u in &inv.users {
+        let Some(own) = u.site else { continue };
+        let site = &inv.hosts[own].name;
+        let held = cf
+            .permissions
+            .iter()
+            .find(|p| p.user == u.name && p.vhost == inv.cluster.vhost);
+        let (ok, detail) = match held {
+            None => (
+                true,
+                format!("{} has no permissions in the virtual host", u.name),
+            ),
+            Some(p) => match inv.reach_beyond(own, &p.configure, &p.write, &p.read) {
+                Ok(reach) if reach.is_empty() => (
+                    true,
+                    format!("{} reaches no other site's exchange or queue", u.name),
+                ),
+                Ok(reach) => (false, format!("{} may {}", u.name, reach.join(", "))),
+                Err(e) => (false, format!("{}: {e}", u.name)),
+            },
+        };
+        c.add("site user isolation", site, ok, detail, Some(APPLY));
+    }
     // Users and permissions as declared.
     if let ClusterPlan::Known { changes, .. } = cplan::plan(inv, &Ok(cf.clone())) {
         let drift: Vec<String> = changes
@@ -342,9 +407,7 @@ pub fn run(inv: &Inventory, rendered: &Rendered) -> Vec<Check> {
             Some(APPLY),
         );
     }
-    listeners(&mut c, inv, &mut conns);
-    path(&mut c, inv, &mut conns, &creds);
-    c.0
+    c
 }
 
 fn host_of(inv: &Inventory, node: &str) -> String {

@@ -191,3 +191,93 @@ pub fn edit_inventory(dir: &Path, from: &str, to: &str) {
     assert!(text.contains(from), "lab/inventory.toml has no {from:?}");
     std::fs::write(&p, text.replacen(from, to, 1)).unwrap();
 }
+
+/// An HTTP request to the management API of a lab host, straight from this machine
+/// (the lab's bridge reaches every host) as the lab's administrator: the operator's
+/// own way in, independent of warren's SSH tunnel. Returns (status, body).
+pub fn management(
+    dir: &Path,
+    host: &Host,
+    method: &str,
+    path: &str,
+    body: Option<&serde_json::Value>,
+) -> (u16, String) {
+    use base64::Engine;
+    use std::io::{Read, Write};
+    let password = std::fs::read_to_string(dir.join("lab/secrets/admin.password")).unwrap();
+    let auth =
+        base64::engine::general_purpose::STANDARD.encode(format!("admin:{}", password.trim()));
+    let body = body.map(|b| b.to_string()).unwrap_or_default();
+    let mut s = std::net::TcpStream::connect((host.address.as_str(), 15672)).unwrap();
+    s.set_read_timeout(Some(std::time::Duration::from_secs(60)))
+        .unwrap();
+    write!(
+        s,
+        "{method} {path} HTTP/1.0\r\nHost: {}\r\nAuthorization: Basic {auth}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        host.address,
+        body.len()
+    )
+    .unwrap();
+    let mut answer = String::new();
+    s.read_to_string(&mut answer).unwrap();
+    let (head, body) = answer.split_once("\r\n\r\n").unwrap_or((&answer, ""));
+    let status = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    (status, body.to_string())
+}
+
+/// Publishes persistent messages to a queue through `host`'s node (the default
+/// exchange, confirmed by the management API), failing unless each is routed.
+pub fn publish(dir: &Path, host: &Host, queue: &str, payloads: &[String]) {
+    for p in payloads {
+        let (status, body) = management(
+            dir,
+            host,
+            "POST",
+            "/api/exchanges/%2F/amq.default/publish",
+            Some(&serde_json::json!({
+                "properties": {"delivery_mode": 2},
+                "routing_key": queue,
+                "payload": p,
+                "payload_encoding": "string"
+            })),
+        );
+        assert_eq!(status, 200, "{body}");
+        assert!(body.contains("\"routed\":true"), "{body}");
+    }
+}
+
+/// `name messages` of every queue, as RabbitMQ on `host` counts them now.
+pub fn queue_messages(dir: &Path, host: &Host, queue: &str) -> u64 {
+    let out = ssh_ok(
+        dir,
+        host,
+        "rabbitmqctl -q list_queues --no-table-headers name messages",
+    );
+    out.lines()
+        .filter_map(|l| l.split_once('\t'))
+        .find(|(n, _)| *n == queue)
+        .map(|(_, m)| m.trim().parse().unwrap())
+        .unwrap_or_else(|| panic!("no queue {queue} on {}: {out}", host.name))
+}
+
+/// Like `lab_warren_ok`, with extra environment variables.
+pub fn lab_warren_env(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> String {
+    let out = Command::new(env!("CARGO_BIN_EXE_warren"))
+        .args(["-i", "lab/inventory.toml"])
+        .args(args)
+        .envs(env.iter().copied())
+        .current_dir(dir)
+        .output()
+        .expect("run warren");
+    assert!(
+        out.status.success(),
+        "warren {} failed:\n{}",
+        args.join(" "),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
