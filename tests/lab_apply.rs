@@ -331,6 +331,14 @@ fn verify_fails_with(what: &str, dir: &Path, want: impl Fn(&[(String, String, St
     }
 }
 
+/// `apply --yes`, which ends with verify and exits 1 when a check fails; returns its
+/// output.
+fn apply_verified(dir: &Path) -> String {
+    let out = lab_warren_ok(dir, &["apply", "--yes"]);
+    assert!(out.contains("Verified: all"), "{out}");
+    out
+}
+
 fn verify_passes(dir: &Path) {
     let (code, v) = verify_json(dir);
     assert_eq!((code, failing(&v)), (0, vec![]));
@@ -404,8 +412,8 @@ fn verify_scenarios(dir: &Path, hosts: &[Host], outputs: &mut String) {
     assert_eq!(q["master"], "rabbit@central", "{status:#}");
     assert_eq!(q["site"], "site2");
     start_rabbit(dir, site2);
-    lab_warren_ok(dir, &["apply", "--yes"]);
-    verify_passes(dir);
+    apply_verified(dir);
+    assert_user_layout(dir, hosts);
 }
 
 fn wait_for(what: &str, limit: std::time::Duration, mut done: impl FnMut() -> bool) {
@@ -449,10 +457,9 @@ fn unsynchronised_mirror(dir: &Path, hosts: &[Host], outputs: &mut String) {
     let (code, out, _) = lab_warren(dir, &["plan", "--exit-code"]);
     assert_eq!(code, 2, "{out}");
     assert!(out.contains("warren-mirror-site1"), "{out}");
-    outputs.push_str(&lab_warren_ok(dir, &["apply", "--yes"]));
+    outputs.push_str(&apply_verified(dir));
     assert_user_layout(dir, hosts);
     assert_eq!(queue_messages(dir, central, "site.site1.data"), 5);
-    verify_passes(dir);
 }
 
 /// site1's producer given every permission by hand: verify says which other sites'
@@ -479,14 +486,13 @@ fn site_user_widened_by_hand(dir: &Path, hosts: &[Host]) {
         "{fails:#?}"
     );
     assert_eq!(fails.len(), 2, "{fails:#?}");
-    lab_warren_ok(dir, &["apply", "--yes"]);
+    apply_verified(dir);
     let perms = ssh_ok(
         dir,
         &hosts[0],
         "rabbitmqctl -q list_user_permissions --no-table-headers producer-site1",
     );
     assert_eq!(perms.trim(), "/\t^$\t^site\\.site1$\t^$", "{perms}");
-    verify_passes(dir);
 }
 
 /// A declared plugin stopped on a running node (as a plugin that crashes stays):
@@ -498,18 +504,22 @@ fn plugin_stopped(dir: &Path, hosts: &[Host]) {
         site2,
         "rabbitmqctl -q eval 'application:stop(rabbitmq_shovel).'",
     );
-    let fails = verify_failures(dir);
-    assert!(
-        has_failure(&fails, "plugins", "site2", "not running: rabbitmq_shovel"),
-        "{fails:#?}"
-    );
-    let plan = lab_warren_ok(dir, &["plan"]);
-    assert!(
-        plan.contains("~ start plugins rabbitmq_shovel: enabled, but not running"),
-        "{plan}"
+    // The node statistics verify starts from are refreshed every 5 s.
+    verify_fails_with("the stopped plugin", dir, |fails| {
+        has_failure(fails, "plugins", "site2", "not running: rabbitmq_shovel")
+    });
+    // plan notices through the node's statistics (refreshed every 5 s), then asks
+    // the node itself.
+    wait_for(
+        "plan showing the plugin start",
+        std::time::Duration::from_secs(30),
+        || {
+            lab_warren_ok(dir, &["plan"])
+                .contains("~ start plugins rabbitmq_shovel: enabled, but not running")
+        },
     );
     let pids = all_pids(dir, hosts);
-    lab_warren_ok(dir, &["apply", "--yes"]);
+    apply_verified(dir);
     assert_eq!(
         pids,
         all_pids(dir, hosts),
@@ -522,7 +532,6 @@ fn plugin_stopped(dir: &Path, hosts: &[Host]) {
             .any(|l| l.starts_with("[E*]") && l.contains("rabbitmq_shovel")),
         "{plugins}"
     );
-    verify_passes(dir);
 }
 
 /// The cookie file changed by hand on site3 (the running node keeps its old cookie
@@ -547,13 +556,12 @@ fn cookie_changed_by_hand(dir: &Path, hosts: &[Host], outputs: &mut String) {
     assert!(!out.contains("NOTTHECLUSTERSCOOKIE"), "{out}");
     outputs.push_str(&out);
     let pids = all_pids(dir, hosts);
-    outputs.push_str(&lab_warren_ok(dir, &["apply", "--yes"]));
+    outputs.push_str(&apply_verified(dir));
     let after = all_pids(dir, hosts);
     for (i, h) in hosts.iter().enumerate() {
         assert_eq!(pids[i] != after[i], i == 3, "restarted {}?", h.name);
     }
     assert_user_layout(dir, hosts);
-    verify_passes(dir);
 }
 
 /// Drops a lab host's traffic with the other lab hosts, inside its namespace; this
@@ -629,9 +637,8 @@ fn site_cut_off(dir: &Path, hosts: &[Host]) {
     });
     stop_rabbit(dir, site4);
     start_rabbit(dir, site4);
-    lab_warren_ok(dir, &["apply", "--yes"]);
+    apply_verified(dir);
     assert_user_layout(dir, hosts);
-    verify_passes(dir);
 }
 
 /// `warren drill` on every site: refuses without a terminal or --yes and for a host

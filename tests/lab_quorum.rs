@@ -10,7 +10,8 @@ use common::*;
 #[test]
 fn quorum_queues_by_peer_discovery_with_erlang_terms_config() {
     let dir = workdir("lab_quorum");
-    let hosts = fresh_lab(&dir, 5);
+    // Three hosts are the fewest quorum queues need, and enough to show each rule.
+    let hosts = fresh_lab(&dir, 3);
     edit_inventory(
         &dir,
         "replication = \"mirrored\"",
@@ -27,7 +28,7 @@ fn quorum_queues_by_peer_discovery_with_erlang_terms_config() {
     assert!(plan.contains("by peer discovery"), "{plan}");
     assert!(plan.contains("+ /etc/rabbitmq/rabbitmq.config"), "{plan}");
     let out = lab_warren_ok(&dir, &["apply", "--yes"]);
-    assert!(out.contains("joined site1, site2, site3, site4"), "{out}");
+    assert!(out.contains("joined site1, site2;"), "{out}");
 
     // The nodes run the Erlang-terms file and found each other through it.
     for h in &hosts {

@@ -492,16 +492,26 @@ pub fn gather(
             });
             if stats_miss {
                 // Statistics lag behind a restart: only the node itself can say.
-                hosts[i].stopped_plugins = stopped_plugins(&mut *conns[i], inv).unwrap_or_default();
+                hosts[i].stopped_plugins = plugin_states(&mut *conns[i], inv)
+                    .map(|s| s.not_running)
+                    .unwrap_or_default();
             }
         }
     }
     Ok(Facts { hosts, cluster })
 }
 
-/// The declared plugins that `rabbitmq-plugins` on the host lists as enabled but not
-/// running.
-pub fn stopped_plugins(p: &mut dyn Probe, inv: &Inventory) -> Result<Vec<String>> {
+/// The declared plugins a node lacks, as `rabbitmq-plugins` on the host reports them
+/// live (the API's node statistics lag a few seconds behind a crash or a restart).
+#[derive(Debug, Clone, Default)]
+pub struct PluginStates {
+    /// Declared, but not in the node's enabled plugins.
+    pub not_enabled: Vec<String>,
+    /// Enabled (explicitly or as a dependency), but not running.
+    pub not_running: Vec<String>,
+}
+
+pub fn plugin_states(p: &mut dyn Probe, inv: &Inventory) -> Result<PluginStates> {
     #[derive(serde::Deserialize)]
     struct Listing {
         plugins: Vec<Plugin>,
@@ -509,12 +519,10 @@ pub fn stopped_plugins(p: &mut dyn Probe, inv: &Inventory) -> Result<Vec<String>
     #[derive(serde::Deserialize)]
     struct Plugin {
         name: String,
+        enabled: String,
         running: bool,
     }
-    let out = p.query(
-        "rabbitmq-plugins -q list -e --formatter json",
-        QUERY_TIMEOUT,
-    )?;
+    let out = p.query("rabbitmq-plugins -q list --formatter json", QUERY_TIMEOUT)?;
     if !out.ok() {
         bail!(
             "{}: rabbitmq-plugins list failed: {}",
@@ -524,12 +532,18 @@ pub fn stopped_plugins(p: &mut dyn Probe, inv: &Inventory) -> Result<Vec<String>
     }
     let listing: Listing = serde_json::from_str(out.stdout.trim())
         .with_context(|| format!("{}: unexpected answer from rabbitmq-plugins list", p.host()))?;
-    Ok(listing
-        .plugins
-        .into_iter()
-        .filter(|x| !x.running && inv.cluster.plugins.contains(&x.name))
-        .map(|x| x.name)
-        .collect())
+    let mut states = PluginStates::default();
+    for want in &inv.cluster.plugins {
+        match listing.plugins.iter().find(|x| &x.name == want) {
+            Some(x) if x.enabled == "enabled" || x.enabled == "implicit" => {
+                if !x.running {
+                    states.not_running.push(want.clone());
+                }
+            }
+            _ => states.not_enabled.push(want.clone()),
+        }
+    }
+    Ok(states)
 }
 
 pub fn read_cluster(

@@ -215,7 +215,9 @@ impl Probe for Ssh {
         req.push_str(body);
         ch.write_all(req.as_bytes())
             .map_err(|e| self.io_err(&what, e))?;
-        ch.send_eof().ok();
+        // No half-close here: the management API's web server drops a request whose
+        // client has closed its side before the answer is ready (a slow /api/nodes
+        // then comes back as 0 bytes). HTTP/1.0 has the server close after answering.
         let mut raw = Vec::new();
         ch.read_to_end(&mut raw)
             .map_err(|e| self.io_err(&what, e))?;

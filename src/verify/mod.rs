@@ -88,12 +88,35 @@ pub fn run(inv: &Inventory, rendered: &Rendered) -> Vec<Check> {
     let all_nodes: BTreeSet<String> = inv.hosts.iter().map(|h| h.node_name()).collect();
     let mut host_facts: Vec<Option<HostFacts>> = Vec::new();
     let mut versions: BTreeSet<String> = BTreeSet::new();
-    for ((h, d), conn) in inv.hosts.iter().zip(&rendered.hosts).zip(conns.iter_mut()) {
-        let Some(t) = conn else {
+    // Every host's facts at once: each has its own connection.
+    let read: Vec<Option<anyhow::Result<HostFacts>>> = std::thread::scope(|s| {
+        let handles: Vec<_> = inv
+            .hosts
+            .iter()
+            .zip(&rendered.hosts)
+            .zip(conns.iter_mut())
+            .map(|((h, d), conn)| {
+                let creds = &creds;
+                s.spawn(move || {
+                    conn.as_mut()
+                        .map(|t| facts::host_facts(&mut **t, inv, h, d, creds))
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|j| {
+                j.join()
+                    .unwrap_or_else(|_| Some(Err(anyhow::anyhow!("fact thread panicked"))))
+            })
+            .collect()
+    });
+    for ((h, d), r) in inv.hosts.iter().zip(&rendered.hosts).zip(read) {
+        let Some(r) = r else {
             host_facts.push(None);
             continue;
         };
-        let f = match facts::host_facts(&mut **t, inv, h, d, &creds) {
+        let f = match r {
             Ok(f) => f,
             Err(e) => {
                 c.add("facts", &h.name, false, format!("{e:#}"), None);
@@ -214,9 +237,14 @@ pub fn run(inv: &Inventory, rendered: &Rendered) -> Vec<Check> {
     // statistics have had time to catch up; only a failure that outlasts that is
     // reported.
     let deadline = std::time::Instant::now() + SETTLE;
+    let mut last = None;
     loop {
         let checks = match facts::gather_cluster(&mut **t, port, &cred) {
-            Ok(cf) => cluster_checks(inv, &cf),
+            Ok(cf) => {
+                let checks = cluster_checks(inv, &cf);
+                last = Some(cf);
+                checks
+            }
             Err(e) => {
                 let mut x = Checks::default();
                 x.add(
@@ -235,17 +263,71 @@ pub fn run(inv: &Inventory, rendered: &Rendered) -> Vec<Check> {
         }
         std::thread::sleep(Duration::from_secs(1));
     }
+    if let Some(cf) = &last {
+        plugins(&mut c, inv, cf, &mut conns);
+    }
     listeners(&mut c, inv, &mut conns);
     path(&mut c, inv, &mut conns, &creds);
     c.0
+}
+
+/// The declared plugins on every running node. The node statistics say which run;
+/// where they say one is missing (as they do for a few seconds after a restart), the
+/// node itself is asked, and its answer counts.
+fn plugins(
+    c: &mut Checks,
+    inv: &Inventory,
+    cf: &ClusterFacts,
+    conns: &mut [Option<Box<dyn Transport>>],
+) {
+    for n in cf.nodes.iter().filter(|n| n.running) {
+        let Some(i) = inv.hosts.iter().position(|h| h.node_name() == n.name) else {
+            continue;
+        };
+        let host = inv.hosts[i].name.clone();
+        let stats_miss = inv
+            .cluster
+            .plugins
+            .iter()
+            .any(|p| !n.applications.iter().any(|a| &a.name == p));
+        let states = match (stats_miss, conns[i].as_mut()) {
+            (false, _) => facts::PluginStates::default(),
+            (true, None) => continue, // unreachable: reported above
+            (true, Some(t)) => match facts::plugin_states(&mut **t, inv) {
+                Ok(s) => s,
+                Err(e) => {
+                    c.add("plugins", &host, false, format!("{e:#}"), None);
+                    continue;
+                }
+            },
+        };
+        let mut wrong = Vec::new();
+        if !states.not_enabled.is_empty() {
+            wrong.push(format!("not enabled: {}", states.not_enabled.join(", ")));
+        }
+        if !states.not_running.is_empty() {
+            wrong.push(format!("not running: {}", states.not_running.join(", ")));
+        }
+        c.add(
+            "plugins",
+            &host,
+            wrong.is_empty(),
+            if wrong.is_empty() {
+                format!("{} running", inv.cluster.plugins.join(", "))
+            } else {
+                wrong.join("; ")
+            },
+            Some(APPLY),
+        );
+    }
 }
 
 /// How long a failing cluster check is read again before it is reported: two of
 /// RabbitMQ's statistics intervals (5 s by default) and a margin.
 const SETTLE: Duration = Duration::from_secs(12);
 
-/// Alarms, plugins, queue placement, policies, users and permissions, from one
-/// reading of the cluster.
+/// Alarms, queue placement, policies, users and permissions, from one reading of
+/// the cluster.
 fn cluster_checks(inv: &Inventory, cf: &ClusterFacts) -> Checks {
     let mut c = Checks::default();
     for n in &cf.nodes {
@@ -268,26 +350,6 @@ fn cluster_checks(inv: &Inventory, cf: &ClusterFacts) -> Checks {
             },
             Some("free memory or disk space on the host"),
         );
-        if n.running {
-            let apps: BTreeSet<&str> = n.applications.iter().map(|a| a.name.as_str()).collect();
-            let missing: Vec<&String> = inv
-                .cluster
-                .plugins
-                .iter()
-                .filter(|p| !apps.contains(p.as_str()))
-                .collect();
-            c.add(
-                "plugins",
-                &host,
-                missing.is_empty(),
-                if missing.is_empty() {
-                    format!("{} enabled", inv.cluster.plugins.join(", "))
-                } else {
-                    format!("not running: {}", join(&missing))
-                },
-                Some(APPLY),
-            );
-        }
     }
     // Site queues: master on the site's node, copies present and synchronised.
     let problems = crate::apply::placement_problems(inv, &cf.queues);
@@ -432,7 +494,10 @@ fn listeners(c: &mut Checks, inv: &Inventory, conns: &mut [Option<Box<dyn Transp
     let Some(t) = conns[ci].as_mut() else {
         return;
     };
-    for h in &inv.hosts {
+    let mut wanted: Vec<Vec<(&str, u16)>> = Vec::new();
+    // One command probes every port at once, each in the background; a line per port.
+    let mut script = String::new();
+    for (i, h) in inv.hosts.iter().enumerate() {
         let mut ports = vec![("amqp", h.ports.amqp)];
         if inv
             .cluster
@@ -445,20 +510,33 @@ fn listeners(c: &mut Checks, inv: &Inventory, conns: &mut [Option<Box<dyn Transp
         if inv.cluster.plugins.iter().any(|p| p == "rabbitmq_mqtt") {
             ports.push(("mqtt", h.ports.mqtt));
         }
-        let mut closed = Vec::new();
-        for (what, port) in &ports {
-            let probe = format!(
-                "timeout 5 bash -c {}",
-                sh_quote(&format!("</dev/tcp/{}/{port}", h.address))
-            );
-            let ok = t
-                .query(&probe, Duration::from_secs(15))
-                .map(|o| o.ok())
-                .unwrap_or(false);
-            if !ok {
-                closed.push(format!("{what} {port}"));
-            }
+        for (_, port) in &ports {
+            let probe = sh_quote(&format!("</dev/tcp/{}/{port}", h.address));
+            script.push_str(&format!(
+                "(timeout 5 bash -c {probe} 2>/dev/null && echo 'open {i} {port}') &\n"
+            ));
         }
+        wanted.push(ports);
+    }
+    script.push_str("wait\n");
+    let open: BTreeSet<(usize, u16)> = t
+        .query(&script, Duration::from_secs(30))
+        .map(|o| {
+            o.stdout
+                .lines()
+                .filter_map(|l| {
+                    let mut w = l.split_whitespace().skip(1);
+                    Some((w.next()?.parse().ok()?, w.next()?.parse().ok()?))
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    for (i, (h, ports)) in inv.hosts.iter().zip(&wanted).enumerate() {
+        let closed: Vec<String> = ports
+            .iter()
+            .filter(|(_, port)| !open.contains(&(i, *port)))
+            .map(|(what, port)| format!("{what} {port}"))
+            .collect();
         c.add(
             "listeners",
             &h.name,
