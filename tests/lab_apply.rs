@@ -320,8 +320,9 @@ fn verify_failures(dir: &Path) -> Vec<(String, String, String)> {
 fn verify_fails_with(what: &str, dir: &Path, want: impl Fn(&[(String, String, String)]) -> bool) {
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
     loop {
-        let fails = verify_failures(dir);
-        if want(&fails) {
+        let (code, v) = verify_json(dir);
+        let fails = failing(&v);
+        if code == 1 && want(&fails) {
             return;
         }
         assert!(
