@@ -540,6 +540,8 @@ fn plugin_stopped(dir: &Path, hosts: &[Host]) {
 /// without its value, apply puts the cluster's cookie back and restarts only site3.
 fn cookie_changed_by_hand(dir: &Path, hosts: &[Host], outputs: &mut String) {
     let site3 = &hosts[3];
+    // Read before the change: afterwards the CLI on site3 cannot talk to its node.
+    let pids = all_pids(dir, hosts);
     ssh_ok(
         dir,
         site3,
@@ -556,7 +558,6 @@ fn cookie_changed_by_hand(dir: &Path, hosts: &[Host], outputs: &mut String) {
     assert!(out.contains(".erlang.cookie"), "{out}");
     assert!(!out.contains("NOTTHECLUSTERSCOOKIE"), "{out}");
     outputs.push_str(&out);
-    let pids = all_pids(dir, hosts);
     outputs.push_str(&apply_verified(dir));
     let after = all_pids(dir, hosts);
     for (i, h) in hosts.iter().enumerate() {
@@ -580,10 +581,12 @@ fn cut_off(host: &Host, cut: bool) {
             .success();
         assert!(ok, "iptables {args:?} in {ns}");
     };
-    for (chain, dir) in [("INPUT", "-s"), ("OUTPUT", "-d")] {
+    for (chain, dir, lo) in [("INPUT", "-s", "-i"), ("OUTPUT", "-d", "-o")] {
         if cut {
             iptables(&["-I", chain, dir, &subnet, "-j", "DROP"]);
             iptables(&["-I", chain, dir, &me, "-j", "ACCEPT"]);
+            // The host's own address goes through loopback: its CLI reaches its node.
+            iptables(&["-I", chain, lo, "lo", "-j", "ACCEPT"]);
         } else {
             iptables(&["-F", chain]);
         }

@@ -364,11 +364,16 @@ fn read_node(
             overview.rabbitmq_version, overview.erlang_version
         ));
         // The node's own partitions: the nodes it lost and found again.
-        let partitions = nodes
+        let Some(partitions) = nodes
             .iter()
             .find(|n| n.name == overview.node)
-            .map(|n| n.partitions.clone())
-            .unwrap_or_default();
+            .and_then(|n| n.partitions.clone())
+        else {
+            // Incomplete statistics: the node's own live view instead.
+            node.membership = Some(cluster_status(p, h)?);
+            node.api = Some(c.clone());
+            return Ok(());
+        };
         node.membership = Some(Membership {
             node: overview.node,
             nodes: nodes.iter().map(|n| n.name.clone()).collect(),

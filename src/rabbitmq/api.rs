@@ -172,8 +172,10 @@ pub struct NodeInfo {
     pub node_type: String,
     #[serde(default)]
     pub uptime: Option<u64>,
+    /// Absent when the node's statistics are incomplete (3.10 can lose them for good
+    /// after a partition): then only `rabbitmqctl cluster_status` can say.
     #[serde(default)]
-    pub partitions: Vec<String>,
+    pub partitions: Option<Vec<String>>,
     #[serde(default)]
     pub mem_alarm: bool,
     #[serde(default)]

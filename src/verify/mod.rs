@@ -265,10 +265,66 @@ pub fn run(inv: &Inventory, rendered: &Rendered) -> Vec<Check> {
     }
     if let Some(cf) = &last {
         plugins(&mut c, inv, cf, &mut conns);
+        policies(
+            &mut c,
+            inv,
+            cf,
+            &mut **conns[vi].as_mut().expect("connected"),
+        );
     }
     listeners(&mut c, inv, &mut conns);
     path(&mut c, inv, &mut conns, &creds);
     c.0
+}
+
+/// Each site queue's policy is warren's (mirrored replication). The queue's
+/// statistics name it; where they do not (late after a change, or lost for good, as
+/// 3.10 can after a partition), `rabbitmqctl list_queues` on the node warren reads
+/// the cluster through has the last word.
+fn policies(c: &mut Checks, inv: &Inventory, cf: &ClusterFacts, t: &mut dyn Transport) {
+    if inv.cluster.replication != Replication::Mirrored {
+        return;
+    }
+    let want = |s: &crate::inventory::Site| {
+        crate::render::definitions::policy_name(&inv.hosts[s.host].name)
+    };
+    let mut got: std::collections::BTreeMap<String, String> = cf
+        .queues
+        .iter()
+        .filter(|q| q.vhost == inv.cluster.vhost)
+        .filter_map(|q| Some((q.name.clone(), q.policy.clone()?)))
+        .collect();
+    if inv
+        .sites
+        .iter()
+        .any(|s| got.get(&s.queue) != Some(&want(s)))
+    {
+        let cmd = format!(
+            "rabbitmqctl -q list_queues -p {} --no-table-headers name policy",
+            sh_quote(&inv.cluster.vhost)
+        );
+        if let Ok(out) = t.query(&cmd, Duration::from_secs(60)) {
+            if out.ok() {
+                got = out
+                    .stdout
+                    .lines()
+                    .filter_map(|l| l.split_once('\t'))
+                    .map(|(n, p)| (n.to_string(), p.trim().to_string()))
+                    .filter(|(_, p)| !p.is_empty())
+                    .collect();
+            }
+        }
+    }
+    for s in &inv.sites {
+        let have = got.get(&s.queue).map(String::as_str);
+        c.add(
+            "policy",
+            &inv.hosts[s.host].name,
+            have == Some(want(s).as_str()),
+            format!("{} has policy {}", s.queue, have.unwrap_or("none")),
+            Some(APPLY),
+        );
+    }
 }
 
 /// The declared plugins on every running node. The node statistics say which run;
@@ -405,25 +461,6 @@ fn cluster_checks(inv: &Inventory, cf: &ClusterFacts) -> Checks {
             },
             Some(&hint),
         );
-        if inv.cluster.replication == Replication::Mirrored {
-            let want = crate::render::definitions::policy_name(&site.name);
-            let got = cf
-                .queues
-                .iter()
-                .find(|q| q.name == s.queue)
-                .and_then(|q| q.policy.clone());
-            c.add(
-                "policy",
-                &site.name,
-                got.as_deref() == Some(want.as_str()),
-                format!(
-                    "{} has policy {}",
-                    s.queue,
-                    got.as_deref().unwrap_or("none")
-                ),
-                Some(APPLY),
-            );
-        }
     }
     // Each site's user reaches nothing of the other sites, by the permissions
     // RabbitMQ holds for it (which may have been changed by hand).
