@@ -645,9 +645,11 @@ fn site_cut_off(dir: &Path, hosts: &[Host]) {
     assert_user_layout(dir, hosts);
 }
 
-/// `warren drill` on every site: refuses without a terminal or --yes and for a host
-/// that is not a site; then on each site it stops RabbitMQ for real (its pid changes),
-/// passes, and leaves the cluster as it found it, the site queue's messages included.
+/// `warren drill`: refuses without a terminal or --yes and for a host that is not a
+/// site; then on site1 (whose queue holds messages) and on the host added last it
+/// stops RabbitMQ for real (its pid changes), passes, and leaves the cluster as it
+/// found it, the site queue's messages included. Every site runs the same code with
+/// its own names; drilling all five here would cost the suite three more minutes.
 fn drills(dir: &Path, hosts: &[Host], outputs: &mut String) {
     let central = &hosts[0];
     let (code, _, err) = lab_warren(dir, &["drill", "central", "--yes"]);
@@ -659,7 +661,7 @@ fn drills(dir: &Path, hosts: &[Host], outputs: &mut String) {
     assert!(err.contains("--yes"), "{err}");
     assert!(out.contains("STOP RabbitMQ on site1"), "{out}");
     assert_eq!(pids, all_pids(dir, hosts), "a refused drill stopped a node");
-    for site in &hosts[1..] {
+    for site in [&hosts[1], &hosts[hosts.len() - 1]] {
         let before = rabbit_pid(dir, site);
         let out = lab_warren_ok(dir, &["drill", &site.name, "--yes", "--messages", "20"]);
         assert!(
