@@ -176,6 +176,15 @@ const CASES: &[(&str, (&str, &str), &str, &str)] = &[
         "\"ignore\"",
     ),
     (
+        "net tick time too short",
+        (
+            "cookie = { file = \"cookie\" }",
+            "cookie = { file = \"cookie\" }\nnet_ticktime = 1",
+        ),
+        "cluster.net_ticktime",
+        "use 5 to 600 seconds",
+    ),
+    (
         "bad plugin name",
         (
             "cookie = { file = \"cookie\" }",

@@ -354,9 +354,16 @@ fn erlang_terms_files_parse_in_erlang() {
         .replace(
             "config_format = \"rabbitmq.conf\"",
             "config_format = \"rabbitmq.config\"",
-        );
+        )
+        .replace("[cluster]\n", "[cluster]\nnet_ticktime = 30\n");
     let dir = workspace(&inv);
     let files = render(dir.path(), &[]);
+    assert!(
+        files
+            .values()
+            .any(|f| String::from_utf8_lossy(f).contains("{kernel, [{net_ticktime, 30}]},")),
+        "net_ticktime is not rendered"
+    );
     let mut checked = 0;
     for path in files
         .keys()

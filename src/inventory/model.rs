@@ -24,6 +24,9 @@ pub struct Cluster {
     pub cookie: SecretRef,
     pub replication: Replication,
     pub partition_handling: PartitionHandling,
+    /// Erlang's `net_ticktime` in seconds: how long a silent peer counts as up. `None`
+    /// leaves Erlang's default (60 s).
+    pub net_ticktime: Option<u32>,
     pub plugins: Vec<String>,
     pub join: JoinMethod,
     pub config_format: ConfigFormat,

@@ -27,6 +27,8 @@ pub struct RawCluster {
     #[serde(default)]
     pub partition_handling: Option<String>,
     #[serde(default)]
+    pub net_ticktime: Option<u32>,
+    #[serde(default)]
     pub plugins: Option<Vec<String>>,
     #[serde(default)]
     pub join: Option<String>,

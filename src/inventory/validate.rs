@@ -102,6 +102,11 @@ pub fn validate(raw: RawInventory, path: &Path, dir: &Path) -> Result<Inventory,
     }
 }
 
+/// Below a few seconds, a busy node or a slow link is taken for a dead one (RabbitMQ's
+/// net tick guide); above ten minutes, a lost node goes unnoticed for too long.
+const NET_TICKTIME_MIN: u32 = 5;
+const NET_TICKTIME_MAX: u32 = 600;
+
 struct ClusterParts {
     model: Cluster,
     ports: RawPorts,
@@ -132,6 +137,14 @@ fn cluster(p: &mut Problems, c: &RawCluster, dir: &Path) -> ClusterParts {
         PartitionHandling::CHOICES,
         PartitionHandling::Ignore,
     );
+    if let Some(t) = c.net_ticktime {
+        if !(NET_TICKTIME_MIN..=NET_TICKTIME_MAX).contains(&t) {
+            p.add(
+                "cluster.net_ticktime",
+                format!("{t} s is out of range; use {NET_TICKTIME_MIN} to {NET_TICKTIME_MAX} seconds (Erlang's default is 60), or leave the key out"),
+            );
+        }
+    }
     let join = p.keyword(
         "cluster.join",
         c.join.as_deref(),
@@ -177,6 +190,7 @@ fn cluster(p: &mut Problems, c: &RawCluster, dir: &Path) -> ClusterParts {
             cookie: cookie.unwrap_or(SecretRef::Env(String::new())),
             replication,
             partition_handling,
+            net_ticktime: c.net_ticktime,
             plugins,
             join,
             config_format,

@@ -436,6 +436,9 @@ pub fn lab_inventory(hosts: &[LabHost]) -> String {
          cookie = { file = \"erlang.cookie\" }\n\
          replication = \"mirrored\"\n\
          partition_handling = \"ignore\"\n\
+         # A lost host is noticed in about 20 s, not Erlang's 60-75 s: the lab's tests\n\
+         # cut hosts off on purpose.\n\
+         net_ticktime = 20\n\
          plugins = [\"rabbitmq_management\", \"rabbitmq_mqtt\"]\n\
          join = \"cli\"\n\
          config_format = \"rabbitmq.conf\"\n\
