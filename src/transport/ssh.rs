@@ -18,6 +18,8 @@ pub struct Ssh {
     host: String,
     session: Session,
     sftp: Option<ssh2::Sftp>,
+    /// Folders this connection has already made sure of (one `mkdir -p` each).
+    folders: std::collections::BTreeSet<String>,
     /// Commands go through `sudo -n` when the login user is not root.
     sudo: bool,
 }
@@ -70,6 +72,7 @@ impl Ssh {
             host: h.name.clone(),
             session,
             sftp: None,
+            folders: Default::default(),
             sudo: h.user != "root",
         })
     }
@@ -272,12 +275,15 @@ impl Transport for Ssh {
         }
         let parent = path.rsplit_once('/').map(|(d, _)| d).unwrap_or("/");
         // The parent folder may not exist yet (a systemd drop-in folder).
-        let mkdir = self.exec(
-            &format!("mkdir -p {}", sh_quote(parent)),
-            Duration::from_secs(30),
-        )?;
-        if !mkdir.ok() {
-            return Err(self.io_err(&what, mkdir.last_line()));
+        if !self.folders.contains(parent) {
+            let mkdir = self.exec(
+                &format!("mkdir -p {}", sh_quote(parent)),
+                Duration::from_secs(30),
+            )?;
+            if !mkdir.ok() {
+                return Err(self.io_err(&what, mkdir.last_line()));
+            }
+            self.folders.insert(parent.to_string());
         }
         // Uploads go to a private temporary file first (mode 0600), so a secret is
         // never readable by others, not even for a moment.
