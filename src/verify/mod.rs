@@ -233,9 +233,12 @@ pub fn run(inv: &Inventory, rendered: &Rendered) -> Vec<Check> {
     let t = conns[vi].as_mut().expect("connected");
     // The management API's queue and node details are statistics that RabbitMQ
     // refreshes every few seconds, so right after a restart or a master move they
-    // can describe a moment ago. A failing cluster check is read again until the
+    // can describe a moment ago. A failing statistics check is read again until the
     // statistics have had time to catch up; only a failure that outlasts that is
-    // reported.
+    // reported. Not when a host check has failed already: verify fails anyway, and
+    // a node that is down explains queues away from home, so waiting would only
+    // delay the answer. Users and permissions are read live and are not waited for.
+    let settle = c.0.iter().all(|k| k.ok);
     let deadline = std::time::Instant::now() + SETTLE;
     let mut last = None;
     loop {
@@ -257,7 +260,11 @@ pub fn run(inv: &Inventory, rendered: &Rendered) -> Vec<Check> {
                 x
             }
         };
-        if checks.0.iter().all(|k| k.ok) || std::time::Instant::now() >= deadline {
+        let stale = checks
+            .0
+            .iter()
+            .any(|k| !k.ok && SETTLING_CHECKS.contains(&k.name.as_str()));
+        if !settle || !stale || std::time::Instant::now() >= deadline {
             c.0.extend(checks.0);
             break;
         }
@@ -381,6 +388,10 @@ fn plugins(
 /// How long a failing cluster check is read again before it is reported: two of
 /// RabbitMQ's statistics intervals (5 s by default) and a margin.
 const SETTLE: Duration = Duration::from_secs(12);
+
+/// The cluster checks worth reading again: those from the API's statistics, and a
+/// failed reading (the others are read live).
+const SETTLING_CHECKS: [&str; 3] = ["alarms", "queue placement", "cluster resources"];
 
 /// Alarms, queue placement, policies, users and permissions, from one reading of
 /// the cluster.
