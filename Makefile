@@ -2,6 +2,8 @@
 # The lab needs root: when not root, lab commands run through sudo.
 
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+# Where rustup puts cargo when scripts/setup.sh installed it.
+export PATH := $(HOME)/.cargo/bin:$(PATH)
 WARREN := target/debug/warren
 
 .PHONY: demo test setup build lint unit lab-down clean

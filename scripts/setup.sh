@@ -1,18 +1,29 @@
 #!/usr/bin/env bash
 # Installs what `make demo` and `make test` need on a Debian/Ubuntu machine, and only
-# what is missing: RabbitMQ and OpenSSH (the lab's hosts run the real ones), iproute2
-# and util-linux (namespaces, veth, unshare, setpriv). Uses sudo when not root.
+# what is missing: RabbitMQ and OpenSSH (the lab's hosts run the real ones), iproute2,
+# util-linux and iptables (namespaces, veth, unshare, setpriv, a host cut off in a
+# test), the C toolchain and headers the ssh2 crate builds libssh2 with, and Rust
+# (rustup) when cargo is missing. Uses sudo when not root.
 set -euo pipefail
 
 need=()
 have() { command -v "$1" >/dev/null 2>&1 || [ -x "/usr/sbin/$1" ] || [ -x "/sbin/$1" ]; }
+installed() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q "ok installed"; }
 have rabbitmq-server || need+=(rabbitmq-server)
 have sshd || need+=(openssh-server)
 have ssh || need+=(openssh-client)
 have ip || need+=(iproute2)
 have unshare || need+=(util-linux)
 have setpriv || need+=(util-linux)
+have iptables || need+=(iptables)
 have erl || need+=(erlang-base)
+have cc || need+=(gcc libc6-dev)
+have pkg-config || need+=(pkg-config)
+installed libssl-dev || need+=(libssl-dev)
+installed zlib1g-dev || need+=(zlib1g-dev)
+if ! command -v cargo >/dev/null 2>&1 && [ ! -x "$HOME/.cargo/bin/cargo" ]; then
+    have curl || need+=(curl ca-certificates)
+fi
 
 if [ ${#need[@]} -gt 0 ]; then
     sudo=""
@@ -32,12 +43,19 @@ if [ ${#need[@]} -gt 0 ]; then
     $sudo apt-get install -y -q --no-install-recommends $(printf '%s\n' "${need[@]}" | sort -u)
     if [ -n "$made_policy" ]; then $sudo rm -f "$policy"; fi
 else
-    echo "setup: rabbitmq-server, openssh, iproute2 and util-linux are installed"
+    echo "setup: rabbitmq-server, openssh, iproute2, util-linux, iptables and the C build tools are installed"
 fi
 
+if ! command -v cargo >/dev/null 2>&1 && [ -x "$HOME/.cargo/bin/cargo" ]; then
+    export PATH="$HOME/.cargo/bin:$PATH"
+fi
 if ! command -v cargo >/dev/null 2>&1; then
-    echo "setup: cargo is not installed; install Rust with rustup (https://rustup.rs), then rerun" >&2
-    exit 1
+    # Debian's own rustc is too old for warren's dependencies: rustup, as rust-lang.org
+    # documents it, into ~/.cargo (the Makefile looks there).
+    echo "setup: installing Rust (stable, with rustfmt and clippy) with rustup into ~/.cargo"
+    curl --proto '=https' --tlsv1.2 -sSf https://sh.rustup.rs \
+        | sh -s -- -y --profile minimal --component rustfmt --component clippy
+    export PATH="$HOME/.cargo/bin:$PATH"
 fi
 for component in fmt clippy; do
     if ! cargo "$component" --version >/dev/null 2>&1; then
