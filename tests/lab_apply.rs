@@ -50,14 +50,15 @@ fn assert_user_layout(dir: &Path, hosts: &[Host]) {
     // Every node sees every other, running, from its own side.
     let mut want: Vec<String> = hosts.iter().map(|h| format!("rabbit@{}", h.name)).collect();
     want.sort();
-    for h in hosts {
-        assert_eq!(running_nodes(dir, h), want, "as {} sees it", h.name);
+    for (h, seen) in hosts.iter().zip(on_each(hosts, |h| running_nodes(dir, h))) {
+        assert_eq!(seen, want, "as {} sees it", h.name);
     }
     // One cookie everywhere: the cluster's.
-    let hashes: std::collections::BTreeSet<String> = hosts
-        .iter()
-        .map(|h| ssh_ok(dir, h, "sha256sum < /var/lib/rabbitmq/.erlang.cookie"))
-        .collect();
+    let hashes: std::collections::BTreeSet<String> = on_each(hosts, |h| {
+        ssh_ok(dir, h, "sha256sum < /var/lib/rabbitmq/.erlang.cookie")
+    })
+    .into_iter()
+    .collect();
     assert_eq!(hashes.len(), 1);
 }
 
@@ -87,14 +88,86 @@ fn block_ssh(host: &Host, block: bool) {
     assert!(ok, "iptables in {ns}");
 }
 
+/// What `lab up` gives: each host its own machine as far as an operator can tell (its
+/// own hostname, private RabbitMQ folders, a standalone RabbitMQ with its own random
+/// cookie), and every host reaching the others by name.
+fn fresh_hosts_are_separate_machines(dir: &Path, hosts: &[Host]) {
+    let check = lab_warren_ok(dir, &["check"]);
+    assert!(check.contains("5 hosts (4 sites)"), "{check}");
+    let this_machine = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap();
+    let cookies = on_each(hosts, |h| {
+        assert_eq!(ssh_ok(dir, h, "hostname"), h.name);
+        assert_eq!(ssh_ok(dir, h, "cat /etc/hostname"), h.name);
+        assert_ne!(h.name, this_machine.trim());
+        ssh_ok(
+            dir,
+            h,
+            &format!(
+                "touch /etc/rabbitmq/only-on-{0} /var/lib/rabbitmq/only-on-{0}",
+                h.name
+            ),
+        );
+        assert_eq!(
+            ssh_ok(dir, h, "stat -c %U /var/lib/rabbitmq /var/log/rabbitmq"),
+            "rabbitmq\nrabbitmq"
+        );
+        assert_eq!(
+            running_nodes(dir, h),
+            vec![format!("rabbit@{}", h.name)],
+            "{} is not a standalone node",
+            h.name
+        );
+        for other in hosts {
+            assert_eq!(
+                ssh_ok(dir, h, &format!("getent hosts {}", other.name))
+                    .split_whitespace()
+                    .next(),
+                Some(other.address.as_str())
+            );
+        }
+        ssh_ok(
+            dir,
+            h,
+            &format!("timeout 5 bash -c '</dev/tcp/{}/5672'", hosts[0].address),
+        );
+        ssh_ok(dir, h, "sha256sum < /var/lib/rabbitmq/.erlang.cookie")
+    });
+    let distinct: std::collections::BTreeSet<&String> = cookies.iter().collect();
+    assert_eq!(
+        distinct.len(),
+        hosts.len(),
+        "each fresh host has its own random cookie"
+    );
+    for (h, listing) in hosts.iter().zip(on_each(hosts, |h| {
+        ssh_ok(dir, h, "ls /etc/rabbitmq /var/lib/rabbitmq")
+    })) {
+        for other in hosts {
+            assert_eq!(
+                listing.contains(&format!("only-on-{}", other.name)),
+                other.name == h.name,
+                "{} sees {}'s files: {listing}",
+                h.name,
+                other.name
+            );
+        }
+    }
+    assert!(
+        !Path::new("/etc/rabbitmq/only-on-central").exists(),
+        "a lab host wrote into this machine's /etc/rabbitmq"
+    );
+}
+
 #[test]
 fn bootstrap_rerun_edit_and_grow() {
     let dir = workdir("lab_apply");
+    let mut phases = Phases::new("lab_apply");
     let hosts = fresh_lab(&dir, 5);
+    fresh_hosts_are_separate_machines(&dir, &hosts);
+    phases.done("fresh lab");
     let mut outputs = String::new();
 
     // Plan and dry run on fresh hosts: changes shown, nothing touched.
-    let hashes: Vec<String> = hosts.iter().map(|h| file_hashes(&dir, h)).collect();
+    let hashes = on_each(&hosts, |h| file_hashes(&dir, h));
     let pids = all_pids(&dir, &hosts);
     let (code, out, err) = lab_warren(&dir, &["plan", "--exit-code"]);
     assert_eq!(code, 2, "{out}\n{err}");
@@ -108,13 +181,15 @@ fn bootstrap_rerun_edit_and_grow() {
     let dry = lab_warren_ok(&dir, &["apply", "--dry-run"]);
     assert!(dry.contains("restart RabbitMQ"), "{dry}");
     outputs.push_str(&dry);
-    let hashes_after: Vec<String> = hosts.iter().map(|h| file_hashes(&dir, h)).collect();
+    let hashes_after = on_each(&hosts, |h| file_hashes(&dir, h));
     assert_eq!(hashes, hashes_after, "plan or --dry-run changed a file");
     assert_eq!(
         pids,
         all_pids(&dir, &hosts),
         "plan or --dry-run restarted a node"
     );
+
+    phases.done("plan and dry run");
 
     // Bootstrap.
     let (code, out, err) = lab_warren(&dir, &["apply", "--yes", "--timings"]);
@@ -123,6 +198,15 @@ fn bootstrap_rerun_edit_and_grow() {
     outputs.push_str(&out);
     outputs.push_str(&err);
     assert_user_layout(&dir, &hosts);
+    // The lab's inventory shortens Erlang's net tick time; the nodes run with it.
+    assert_eq!(
+        ssh_ok(
+            &dir,
+            &hosts[4],
+            "rabbitmqctl -q eval 'net_kernel:get_net_ticktime().'"
+        ),
+        "20"
+    );
     let users = rabbitmqctl_json(&dir, &hosts[0], "list_users");
     for u in ["admin", "backend"] {
         assert!(
@@ -131,9 +215,11 @@ fn bootstrap_rerun_edit_and_grow() {
         );
     }
 
+    phases.done("bootstrap");
+
     // A rerun changes nothing and restarts nothing.
     let pids = all_pids(&dir, &hosts);
-    let hashes: Vec<String> = hosts.iter().map(|h| file_hashes(&dir, h)).collect();
+    let hashes = on_each(&hosts, |h| file_hashes(&dir, h));
     let (code, out, _) = lab_warren(&dir, &["plan", "--exit-code"]);
     assert_eq!(code, 0, "{out}");
     assert!(out.contains("No changes."), "{out}");
@@ -145,13 +231,9 @@ fn bootstrap_rerun_edit_and_grow() {
         all_pids(&dir, &hosts),
         "a no-op apply restarted a node"
     );
-    assert_eq!(
-        hashes,
-        hosts
-            .iter()
-            .map(|h| file_hashes(&dir, h))
-            .collect::<Vec<_>>()
-    );
+    assert_eq!(hashes, on_each(&hosts, |h| file_hashes(&dir, h)));
+
+    phases.done("rerun");
 
     // A host that does not answer: named, nothing changed; back, the rerun finishes.
     edit_inventory(
@@ -169,6 +251,8 @@ fn bootstrap_rerun_edit_and_grow() {
     );
     assert!(err.contains("no host was changed"), "{err}");
     assert_eq!(pids, all_pids(&dir, &hosts));
+
+    phases.done("unreachable host");
 
     // The port edit concerns site3 only: only site3 restarts.
     let plan = lab_warren_ok(&dir, &["plan"]);
@@ -196,35 +280,31 @@ fn bootstrap_rerun_edit_and_grow() {
     );
     assert_user_layout(&dir, &hosts);
 
-    // A plugin added concerns every host: each restarts, and comes back a member.
-    edit_inventory(
-        &dir,
-        "plugins = [\"rabbitmq_management\", \"rabbitmq_mqtt\"]",
-        "plugins = [\"rabbitmq_management\", \"rabbitmq_mqtt\", \"rabbitmq_shovel\"]",
-    );
-    let pids = all_pids(&dir, &hosts);
-    let out = lab_warren_ok(&dir, &["apply", "--yes"]);
-    assert!(
-        out.contains("restarted central, site1, site2, site3, site4"),
-        "{out}"
-    );
-    let now = all_pids(&dir, &hosts);
-    assert!(pids.iter().zip(&now).all(|(a, b)| a != b));
-    for h in &hosts {
-        let plugins = ssh_ok(&dir, h, "rabbitmq-plugins -q list -E -m");
-        assert!(
-            plugins.lines().any(|l| l.trim() == "rabbitmq_shovel"),
-            "{}: {plugins}",
-            h.name
-        );
-    }
-    assert_user_layout(&dir, &hosts);
+    phases.done("port edit");
 
-    // A sixth host: plan shows its files, join, queue and policy; for the others
-    // only hosts entries, without restart; apply restarts no other node.
+    // A sixth host: `lab up --hosts 6` leaves the others alone; plan shows its files,
+    // join, queue and policy; for the others only hosts entries, without restart;
+    // apply restarts no other node.
+    let pids = all_pids(&dir, &hosts);
+    let known_before = std::fs::read_to_string(dir.join("lab/known_hosts")).unwrap();
     warren_ok(&dir, &["lab", "up", "--hosts", "6"]);
     let six = lab_hosts(6);
-    let pids = all_pids(&dir, &hosts);
+    assert_eq!(ssh_ok(&dir, &six[5], "hostname"), "site5");
+    assert_eq!(pids, all_pids(&dir, &hosts), "lab up restarted a node");
+    on_each(&hosts, |h| {
+        ssh_ok(
+            &dir,
+            h,
+            &format!("test -e /etc/rabbitmq/only-on-{}", h.name),
+        )
+    });
+    let known_after = std::fs::read_to_string(dir.join("lab/known_hosts")).unwrap();
+    assert!(
+        known_after.starts_with(&known_before),
+        "existing host keys changed"
+    );
+    let check = lab_warren_ok(&dir, &["check"]);
+    assert!(check.contains("6 hosts (5 sites)"), "{check}");
     let plan = lab_warren_ok(&dir, &["plan"]);
     assert!(
         plan.contains("+ join rabbit@site5 to rabbit@central"),
@@ -260,13 +340,21 @@ fn bootstrap_rerun_edit_and_grow() {
     let (code, out, _) = lab_warren(&dir, &["plan", "--exit-code"]);
     assert_eq!(code, 0, "{out}");
 
+    phases.done("sixth host");
+
     verify_scenarios(&dir, &six, &mut outputs);
+    phases.done("verify scenarios");
     unsynchronised_mirror(&dir, &six, &mut outputs);
+    phases.done("unsynchronised mirror");
     site_user_widened_by_hand(&dir, &six);
+    phases.done("site user widened");
     plugin_stopped(&dir, &six);
+    phases.done("plugin stopped");
     cookie_changed_by_hand(&dir, &six, &mut outputs);
-    site_cut_off(&dir, &six);
+    phases.done("cookie changed");
+    site_cut_off(&dir, &six, &mut phases);
     drills(&dir, &six, &mut outputs);
+    phases.done("drills");
 
     // The cookie never appeared in any output.
     let cookie = std::fs::read_to_string(dir.join("lab/erlang.cookie")).unwrap();
@@ -395,26 +483,34 @@ fn verify_scenarios(dir: &Path, hosts: &[Host], outputs: &mut String) {
             .any(|(n, h, _)| n == "rabbitmq running" && h == "site2"),
         "{fails:#?}"
     );
-    let status: serde_json::Value =
-        serde_json::from_str(&lab_warren_ok(dir, &["status", "--json"])).unwrap();
-    let node = status["nodes"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|n| n["name"] == "rabbit@site2")
-        .unwrap();
-    assert_eq!(node["running"], false, "{status:#}");
-    let q = status["queues"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|q| q["name"] == "site.site2.data")
-        .unwrap();
-    assert_eq!(q["master"], "rabbit@central", "{status:#}");
-    assert_eq!(q["site"], "site2");
+    // status shows the management API's statistics, which follow within seconds.
+    let mut status = serde_json::Value::Null;
+    wait_for(
+        "status showing site2 down, its master on central",
+        std::time::Duration::from_secs(30),
+        || {
+            status = serde_json::from_str(&lab_warren_ok(dir, &["status", "--json"])).unwrap();
+            named(&status["nodes"], "rabbit@site2")["running"] == false
+                && named(&status["queues"], "site.site2.data")["master"] == "rabbit@central"
+        },
+    );
+    assert_eq!(
+        named(&status["queues"], "site.site2.data")["site"],
+        "site2",
+        "{status:#}"
+    );
     start_rabbit(dir, site2);
     apply_verified(dir);
     assert_user_layout(dir, hosts);
+}
+
+/// The entry called `name` in a JSON list of named things.
+fn named<'a>(list: &'a serde_json::Value, name: &str) -> &'a serde_json::Value {
+    list.as_array()
+        .unwrap()
+        .iter()
+        .find(|x| x["name"] == name)
+        .unwrap_or_else(|| panic!("no {name} in {list:#}"))
 }
 
 fn wait_for(what: &str, limit: std::time::Duration, mut done: impl FnMut() -> bool) {
@@ -503,11 +599,11 @@ fn plugin_stopped(dir: &Path, hosts: &[Host]) {
     ssh_ok(
         dir,
         site2,
-        "rabbitmqctl -q eval 'application:stop(rabbitmq_shovel).'",
+        "rabbitmqctl -q eval 'application:stop(rabbitmq_mqtt).'",
     );
     // The node statistics verify starts from are refreshed every 5 s.
     verify_fails_with("the stopped plugin", dir, |fails| {
-        has_failure(fails, "plugins", "site2", "not running: rabbitmq_shovel")
+        has_failure(fails, "plugins", "site2", "not running: rabbitmq_mqtt")
     });
     // plan notices through the node's statistics (refreshed every 5 s), then asks
     // the node itself.
@@ -516,7 +612,7 @@ fn plugin_stopped(dir: &Path, hosts: &[Host]) {
         std::time::Duration::from_secs(30),
         || {
             lab_warren_ok(dir, &["plan"])
-                .contains("~ start plugins rabbitmq_shovel: enabled, but not running")
+                .contains("~ start plugins rabbitmq_mqtt: enabled, but not running")
         },
     );
     let pids = all_pids(dir, hosts);
@@ -530,7 +626,7 @@ fn plugin_stopped(dir: &Path, hosts: &[Host]) {
     assert!(
         plugins
             .lines()
-            .any(|l| l.starts_with("[E*]") && l.contains("rabbitmq_shovel")),
+            .any(|l| l.starts_with("[E*]") && l.contains("rabbitmq_mqtt")),
         "{plugins}"
     );
 }
@@ -596,10 +692,11 @@ fn cut_off(host: &Host, cut: bool) {
 /// site4 cut off from the cluster: each side reports the other not running; once the
 /// link is back RabbitMQ reports the partition on both sides; restarting the cut-off
 /// node (verify's hint) and apply bring everything back.
-fn site_cut_off(dir: &Path, hosts: &[Host]) {
+fn site_cut_off(dir: &Path, hosts: &[Host], phases: &mut Phases) {
     let (central, site4) = (&hosts[0], &hosts[4]);
     cut_off(site4, true);
-    // Erlang notices a silent peer after its net tick time (60 s by default).
+    // Erlang notices a silent peer after its net tick time (the lab's 20 s; 60 s by
+    // default).
     wait_for(
         "central seeing site4 down",
         std::time::Duration::from_secs(180),
@@ -610,6 +707,7 @@ fn site_cut_off(dir: &Path, hosts: &[Host]) {
         std::time::Duration::from_secs(60),
         || !running_nodes(dir, site4).contains(&"rabbit@central".to_string()),
     );
+    phases.done("site4 cut off: both sides notice");
     // RabbitMQ knows; its statistics, which verify reads, follow within seconds.
     verify_fails_with("each side seeing the other down", dir, |fails| {
         has_failure(
@@ -619,6 +717,7 @@ fn site_cut_off(dir: &Path, hosts: &[Host]) {
             "not running: rabbit@site4",
         ) && has_failure(fails, "cluster view", "site4", "rabbit@central")
     });
+    phases.done("site4 cut off: verify reports it");
     cut_off(site4, false);
     let partitioned = |h: &Host| {
         !rabbitmqctl_json(dir, h, "cluster_status")["partitions"]
@@ -631,6 +730,7 @@ fn site_cut_off(dir: &Path, hosts: &[Host]) {
         std::time::Duration::from_secs(120),
         || partitioned(central) && partitioned(site4),
     );
+    phases.done("site4 back: RabbitMQ reports the partition");
     verify_fails_with("the partition on both sides", dir, |fails| {
         has_failure(
             fails,
@@ -639,10 +739,13 @@ fn site_cut_off(dir: &Path, hosts: &[Host]) {
             "partitioned from rabbit@site4",
         ) && has_failure(fails, "partitions", "site4", "rabbit@central")
     });
+    phases.done("site4 back: verify reports the partition");
     stop_rabbit(dir, site4);
     start_rabbit(dir, site4);
+    phases.done("site4 restarted");
     apply_verified(dir);
     assert_user_layout(dir, hosts);
+    phases.done("site4 cut off: apply repairs");
 }
 
 /// `warren drill`: refuses without a terminal or --yes and for a host that is not a

@@ -83,12 +83,29 @@ pub fn ssh_ok(dir: &Path, host: &Host, command: &str) -> String {
     String::from_utf8_lossy(&out.stdout).trim().to_string()
 }
 
-/// The OS pid of the RabbitMQ node on `host`, asked of the node itself (the lab's
-/// hosts share this machine's process table, so pgrep would see every host's).
+/// The OS pid of the RabbitMQ node on `host`: the pid file RabbitMQ writes when it
+/// boots, in the host's own data folder, checked against the process table (the lab's
+/// hosts share this machine's, so pgrep would see every host's). Fails the test
+/// unless RabbitMQ runs.
 pub fn rabbit_pid(dir: &Path, host: &Host) -> String {
-    ssh_ok(dir, host, "rabbitmqctl -q eval 'os:getpid().'")
-        .trim_matches('"')
-        .to_string()
+    ssh_ok(
+        dir,
+        host,
+        "p=$(cat /var/lib/rabbitmq/mnesia/rabbit@$(hostname).pid) && [ \"$(cat /proc/$p/comm)\" = beam.smp ] && echo $p",
+    )
+}
+
+/// `f` on every host at once (each is its own machine; asking one after another only
+/// adds up SSH handshakes and CLI start-ups). Results in the hosts' order.
+pub fn on_each<T: Send>(hosts: &[Host], f: impl Fn(&Host) -> T + Sync) -> Vec<T> {
+    std::thread::scope(|s| {
+        let f = &f;
+        let handles: Vec<_> = hosts.iter().map(|h| s.spawn(move || f(h))).collect();
+        handles
+            .into_iter()
+            .map(|j| j.join().unwrap_or_else(|e| std::panic::resume_unwind(e)))
+            .collect()
+    })
 }
 
 /// A working folder for a lab test, kept under target/ so a failed run's lab can be
@@ -181,7 +198,7 @@ pub fn file_hashes(dir: &Path, host: &Host) -> String {
 }
 
 pub fn all_pids(dir: &Path, hosts: &[Host]) -> Vec<String> {
-    hosts.iter().map(|h| rabbit_pid(dir, h)).collect()
+    on_each(hosts, |h| rabbit_pid(dir, h))
 }
 
 /// Edits the lab's inventory in place.
@@ -280,4 +297,35 @@ pub fn lab_warren_env(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> String
         String::from_utf8_lossy(&out.stderr)
     );
     String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Where a long lab test spends its time: each `done` prints the part's own seconds and
+/// the running total to stderr (seen with `--no-capture`, and in nextest's report when
+/// the test fails). For finding what to speed up; never asserted.
+pub struct Phases {
+    test: &'static str,
+    start: std::time::Instant,
+    last: std::time::Instant,
+}
+
+impl Phases {
+    pub fn new(test: &'static str) -> Phases {
+        let now = std::time::Instant::now();
+        Phases {
+            test,
+            start: now,
+            last: now,
+        }
+    }
+
+    pub fn done(&mut self, what: &str) {
+        let now = std::time::Instant::now();
+        eprintln!(
+            "[{}] {:6.1} s  (total {:6.1} s)  {what}",
+            self.test,
+            (now - self.last).as_secs_f64(),
+            (now - self.start).as_secs_f64()
+        );
+        self.last = now;
+    }
 }
