@@ -345,16 +345,9 @@ impl<'a> Executor<'a> {
 
     /// The central node's API and credentials that work now.
     pub fn api(&mut self) -> Result<(usize, u16, Credentials)> {
-        let inv = self.inv;
-        let ci = inv.central_index();
-        let port = inv.hosts[ci].ports.management;
-        if let Some(c) = api::accepted(&mut *self.conns[ci], port, &facts::credentials(inv))? {
-            return Ok((ci, port, c));
-        }
-        bail!(
-            "{}: the management API on port {port} accepts neither the inventory's administrator nor guest (from localhost); check the users, then rerun",
-            inv.hosts[ci].name
-        )
+        let ci = self.inv.central_index();
+        let (port, c) = facts::node_api(&mut *self.conns[ci], self.inv, ci)?;
+        Ok((ci, port, c))
     }
 
     fn cluster(&mut self) -> Result<()> {
@@ -679,11 +672,7 @@ pub fn placement_problems(inv: &Inventory, queues: &[api::QueueInfo]) -> Vec<Pla
     for s in &inv.sites {
         let site: &Host = &inv.hosts[s.host];
         let node = site.node_name();
-        let copies: Vec<String> = s
-            .mirrors
-            .iter()
-            .map(|&m| inv.hosts[m].node_name())
-            .collect();
+        let copies = inv.copy_nodes(s);
         let Some(q) = queues
             .iter()
             .find(|q| q.name == s.queue && q.vhost == inv.cluster.vhost)

@@ -84,11 +84,7 @@ impl Drill<'_> {
 
     /// The nodes that hold a copy besides the site's node.
     fn copies(&self) -> Vec<String> {
-        self.site
-            .mirrors
-            .iter()
-            .map(|&m| self.inv.hosts[m].node_name())
-            .collect()
+        self.inv.copy_nodes(self.site)
     }
 
     fn mirrored(&self) -> bool {
@@ -299,20 +295,7 @@ impl Drill<'_> {
     }
 
     fn api(&mut self, i: usize) -> Result<(u16, Credentials)> {
-        let h = &self.inv.hosts[i];
-        let port = h.ports.management;
-        let c = api::accepted(
-            &mut *self.conns[i],
-            port,
-            &crate::facts::credentials(self.inv),
-        )?
-        .with_context(|| {
-            format!(
-                "{}: the management API on port {port} accepts neither the inventory's administrator nor guest",
-                h.name
-            )
-        })?;
-        Ok((port, c))
+        crate::facts::node_api(&mut *self.conns[i], self.inv, i)
     }
 
     fn qpath(&self) -> String {

@@ -120,6 +120,19 @@ pub fn credentials(inv: &Inventory) -> Vec<Credentials> {
 
 /// Connects to every host in parallel. Returns each host's connection or the error
 /// that kept warren from it.
+/// The management API port of host `i` and the inventory credentials it accepts now.
+pub fn node_api(p: &mut dyn Probe, inv: &Inventory, i: usize) -> Result<(u16, Credentials)> {
+    let h = &inv.hosts[i];
+    let port = h.ports.management;
+    match api::accepted(p, port, &credentials(inv))? {
+        Some(c) => Ok((port, c)),
+        None => bail!(
+            "{}: the management API on port {port} accepts neither the inventory's administrator nor guest (from localhost); check the users, then rerun",
+            h.name
+        ),
+    }
+}
+
 pub fn connect_all(inv: &Inventory) -> Vec<Result<Box<dyn Transport>>> {
     std::thread::scope(|s| {
         let handles: Vec<_> = inv

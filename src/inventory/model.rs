@@ -236,6 +236,14 @@ pub struct Permission {
 }
 
 impl Inventory {
+    /// The node names that hold a copy of `site`'s queue besides its own node.
+    pub fn copy_nodes(&self, site: &Site) -> Vec<String> {
+        site.mirrors
+            .iter()
+            .map(|&m| self.hosts[m].node_name())
+            .collect()
+    }
+
     pub fn central(&self) -> &Host {
         &self.hosts[self.central_index()]
     }

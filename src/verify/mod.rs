@@ -430,11 +430,7 @@ fn cluster_checks(inv: &Inventory, cf: &ClusterFacts) -> Checks {
             })
             .map(|p| p.text.as_str())
             .collect();
-        let copies: Vec<String> = s
-            .mirrors
-            .iter()
-            .map(|&m| inv.hosts[m].node_name())
-            .collect();
+        let copies = inv.copy_nodes(s);
         let hint = if mine.iter().any(|p| p.contains("not synchronised")) {
             format!(
                 "synchronise it: rabbitmqctl sync_queue -p {} {} (or `warren apply`)",
@@ -683,7 +679,7 @@ fn path_one(
     let cred = working(&mut **ct, cport, creds)
         .ok_or_else(|| anyhow::anyhow!("the central node's management API does not answer"))?;
     let mut nodes = vec![json!(site.node_name())];
-    nodes.extend(s.mirrors.iter().map(|&m| json!(inv.hosts[m].node_name())));
+    nodes.extend(inv.copy_nodes(s).into_iter().map(|n| json!(n)));
     let mirrored = inv.cluster.replication == Replication::Mirrored;
     let definition = if mirrored {
         json!({"ha-mode": "nodes", "ha-params": nodes, "ha-sync-mode": "automatic"})
