@@ -118,8 +118,6 @@ pub fn credentials(inv: &Inventory) -> Vec<Credentials> {
     out
 }
 
-/// Connects to every host in parallel. Returns each host's connection or the error
-/// that kept warren from it.
 /// The management API port of host `i` and the inventory credentials it accepts now.
 pub fn node_api(p: &mut dyn Probe, inv: &Inventory, i: usize) -> Result<(u16, Credentials)> {
     let h = &inv.hosts[i];
@@ -133,6 +131,8 @@ pub fn node_api(p: &mut dyn Probe, inv: &Inventory, i: usize) -> Result<(u16, Cr
     }
 }
 
+/// Connects to every host in parallel. Returns each host's connection or the error
+/// that kept warren from it.
 pub fn connect_all(inv: &Inventory) -> Vec<Result<Box<dyn Transport>>> {
     std::thread::scope(|s| {
         let handles: Vec<_> = inv
