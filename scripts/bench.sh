@@ -5,7 +5,7 @@
 # Needs root (the lab). Run from the repository root: scripts/bench.sh
 set -euo pipefail
 W=${WARREN:-target/release/warren}
-[ -x "$W" ] || cargo build --release
+[ -n "${WARREN:-}" ] || cargo build --release -q  # always current: a stale binary measures old code
 work=$(mktemp -d)
 cd "$work"
 "$OLDPWD/$W" lab down >/dev/null
