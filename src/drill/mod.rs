@@ -334,7 +334,7 @@ impl Drill<'_> {
                 &format!("/api/policies/{vh}/{}", policy_name(&h.name)),
                 &json!({
                     "pattern": format!("^{}$", crate::render::definitions::regex_escape(&q)),
-                    "definition": {"ha-mode": "nodes", "ha-params": nodes, "ha-sync-mode": "automatic"},
+                    "definition": crate::render::definitions::mirror_definition(self.inv, self.site),
                     "priority": 100,
                     "apply-to": "queues"
                 }),

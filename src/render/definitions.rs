@@ -5,7 +5,7 @@
 //! import through one node would put every master there. warren declares each queue
 //! through its own site's node instead; this file is the reference of what exists.
 
-use crate::inventory::{Inventory, Replication, User};
+use crate::inventory::{Inventory, Replication, Site, User};
 use anyhow::Result;
 use base64::Engine;
 use serde::Serialize;
@@ -88,6 +88,19 @@ pub struct BindingDef {
 }
 
 /// The name of the mirroring policy of the site on `host`.
+/// The classic-mirroring policy definition for a site's queue, and for warren's own
+/// queues beside it (verify's message path, the drill): a copy on the site's node and
+/// on each of its mirror hosts, synchronised automatically.
+pub fn mirror_definition(inv: &Inventory, s: &Site) -> Map<String, Value> {
+    let mut nodes = vec![json!(inv.hosts[s.host].node_name())];
+    nodes.extend(inv.copy_nodes(s).into_iter().map(Value::String));
+    let mut definition = Map::new();
+    definition.insert("ha-mode".into(), json!("nodes"));
+    definition.insert("ha-params".into(), Value::Array(nodes));
+    definition.insert("ha-sync-mode".into(), json!("automatic"));
+    definition
+}
+
 pub fn policy_name(host: &str) -> String {
     format!("warren-mirror-{host}")
 }
@@ -161,12 +174,7 @@ pub fn build_without_passwords(inv: &Inventory) -> Definitions {
             arguments: Map::new(),
         });
         if inv.cluster.replication == Replication::Mirrored {
-            let mut nodes = vec![json!(host.node_name())];
-            nodes.extend(s.mirrors.iter().map(|&m| json!(inv.hosts[m].node_name())));
-            let mut definition = Map::new();
-            definition.insert("ha-mode".into(), json!("nodes"));
-            definition.insert("ha-params".into(), Value::Array(nodes));
-            definition.insert("ha-sync-mode".into(), json!("automatic"));
+            let definition = mirror_definition(inv, s);
             d.policies.push(PolicyDef {
                 vhost: vhost.clone(),
                 name: policy_name(&host.name),

@@ -678,11 +678,9 @@ fn path_one(
         .ok_or_else(|| anyhow::anyhow!("{} is not reachable", central.name))?;
     let cred = working(&mut **ct, cport, creds)
         .ok_or_else(|| anyhow::anyhow!("the central node's management API does not answer"))?;
-    let mut nodes = vec![json!(site.node_name())];
-    nodes.extend(inv.copy_nodes(s).into_iter().map(|n| json!(n)));
     let mirrored = inv.cluster.replication == Replication::Mirrored;
     let definition = if mirrored {
-        json!({"ha-mode": "nodes", "ha-params": nodes, "ha-sync-mode": "automatic"})
+        serde_json::Value::Object(crate::render::definitions::mirror_definition(inv, s))
     } else {
         json!({"expires": 600000})
     };
