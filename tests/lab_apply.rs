@@ -47,12 +47,7 @@ fn assert_user_layout(dir: &Path, hosts: &[Host]) {
         );
         assert_eq!(row[4], format!("warren-mirror-{}", site.name));
     }
-    // Every node sees every other, running, from its own side.
-    let mut want: Vec<String> = hosts.iter().map(|h| format!("rabbit@{}", h.name)).collect();
-    want.sort();
-    for (h, seen) in hosts.iter().zip(on_each(hosts, |h| running_nodes(dir, h))) {
-        assert_eq!(seen, want, "as {} sees it", h.name);
-    }
+    assert_all_see_all(dir, hosts);
     // One cookie everywhere: the cluster's.
     let hashes: std::collections::BTreeSet<String> = on_each(hosts, |h| {
         ssh_ok(dir, h, "sha256sum < /var/lib/rabbitmq/.erlang.cookie")
@@ -167,7 +162,7 @@ fn bootstrap_rerun_edit_and_grow() {
     let mut outputs = String::new();
 
     // Plan and dry run on fresh hosts: changes shown, nothing touched.
-    let hashes = on_each(&hosts, |h| file_hashes(&dir, h));
+    let hashes = all_file_hashes(&dir, &hosts);
     let pids = all_pids(&dir, &hosts);
     let (code, out, err) = lab_warren(&dir, &["plan", "--exit-code"]);
     assert_eq!(code, 2, "{out}\n{err}");
@@ -181,7 +176,7 @@ fn bootstrap_rerun_edit_and_grow() {
     let dry = lab_warren_ok(&dir, &["apply", "--dry-run"]);
     assert!(dry.contains("restart RabbitMQ"), "{dry}");
     outputs.push_str(&dry);
-    let hashes_after = on_each(&hosts, |h| file_hashes(&dir, h));
+    let hashes_after = all_file_hashes(&dir, &hosts);
     assert_eq!(hashes, hashes_after, "plan or --dry-run changed a file");
     assert_eq!(
         pids,
@@ -219,7 +214,7 @@ fn bootstrap_rerun_edit_and_grow() {
 
     // A rerun changes nothing and restarts nothing.
     let pids = all_pids(&dir, &hosts);
-    let hashes = on_each(&hosts, |h| file_hashes(&dir, h));
+    let hashes = all_file_hashes(&dir, &hosts);
     let (code, out, _) = lab_warren(&dir, &["plan", "--exit-code"]);
     assert_eq!(code, 0, "{out}");
     assert!(out.contains("No changes."), "{out}");
@@ -231,7 +226,7 @@ fn bootstrap_rerun_edit_and_grow() {
         all_pids(&dir, &hosts),
         "a no-op apply restarted a node"
     );
-    assert_eq!(hashes, on_each(&hosts, |h| file_hashes(&dir, h)));
+    assert_eq!(hashes, all_file_hashes(&dir, &hosts));
 
     phases.done("rerun");
 
@@ -636,7 +631,6 @@ fn plugin_stopped(dir: &Path, hosts: &[Host]) {
 /// without its value, apply puts the cluster's cookie back and restarts only site3.
 fn cookie_changed_by_hand(dir: &Path, hosts: &[Host], outputs: &mut String) {
     let site3 = &hosts[3];
-    // Read before the change: afterwards the CLI on site3 cannot talk to its node.
     let pids = all_pids(dir, hosts);
     ssh_ok(
         dir,

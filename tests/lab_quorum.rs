@@ -56,11 +56,7 @@ fn quorum_queues_by_peer_discovery_with_erlang_terms_config() {
         ),
         "20"
     );
-    let mut want: Vec<String> = hosts.iter().map(|h| format!("rabbit@{}", h.name)).collect();
-    want.sort();
-    for h in &hosts {
-        assert_eq!(running_nodes(&dir, h), want, "as {} sees it", h.name);
-    }
+    assert_all_see_all(&dir, &hosts);
 
     let queues = rabbitmqctl_json(
         &dir,
@@ -127,12 +123,7 @@ fn quorum_queues_by_peer_discovery_with_erlang_terms_config() {
             h.name
         );
     }
-    for (h, seen) in hosts
-        .iter()
-        .zip(on_each(&hosts, |h| running_nodes(&dir, h)))
-    {
-        assert_eq!(seen, want, "as {} sees it", h.name);
-    }
+    assert_all_see_all(&dir, &hosts);
     let queues = rabbitmqctl_json(&dir, &hosts[0], "list_queues name leader online");
     for q in queues.as_array().unwrap() {
         assert_eq!(q["online"].as_array().unwrap().len(), 3, "{q}");

@@ -201,6 +201,19 @@ pub fn all_pids(dir: &Path, hosts: &[Host]) -> Vec<String> {
     on_each(hosts, |h| rabbit_pid(dir, h))
 }
 
+pub fn all_file_hashes(dir: &Path, hosts: &[Host]) -> Vec<String> {
+    on_each(hosts, |h| file_hashes(dir, h))
+}
+
+/// Every node sees every host's node as a running member, from its own side.
+pub fn assert_all_see_all(dir: &Path, hosts: &[Host]) {
+    let mut want: Vec<String> = hosts.iter().map(|h| format!("rabbit@{}", h.name)).collect();
+    want.sort();
+    for (h, seen) in hosts.iter().zip(on_each(hosts, |h| running_nodes(dir, h))) {
+        assert_eq!(seen, want, "as {} sees it", h.name);
+    }
+}
+
 /// Edits the lab's inventory in place.
 pub fn edit_inventory(dir: &Path, from: &str, to: &str) {
     let p = dir.join("lab/inventory.toml");
