@@ -433,10 +433,54 @@ fn check_reports_unreadable_secrets_by_key() {
         ),
         "{err}"
     );
+}
+
+/// A key is needed to connect, not to validate: `check` passes and warns, naming the
+/// host that will need it (issue 10: `warren check` of the shipped inventory on a
+/// fresh machine).
+#[test]
+fn a_missing_ssh_key_is_a_warning_for_check() {
+    let dir = tempfile::tempdir().unwrap();
+    let text = BASE.replace(
+        "name = \"b\"\naddress = \"10.0.0.12\"",
+        "name = \"b\"\naddress = \"10.0.0.12\"\nkey = \"missing_key\"",
+    );
+    std::fs::write(dir.path().join("inventory.toml"), &text).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_warren"))
+        .arg("check")
+        .current_dir(dir.path())
+        .env("WARREN_TEST_PW", "pw")
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{err}");
     assert!(
-        err.contains("inventory.toml: hosts[2].key: cannot read the SSH key"),
+        err.contains("warning: inventory.toml: hosts[2].key: cannot read the SSH key")
+            && err.contains("to log in to b"),
         "{err}"
     );
+}
+
+/// The shipped inventory checks on a machine with no SSH key at all, given the
+/// variables its README names.
+#[test]
+fn the_shipped_inventory_checks_without_an_ssh_key() {
+    let home = tempfile::tempdir().unwrap();
+    let repo = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let out = Command::new(env!("CARGO_BIN_EXE_warren"))
+        .args([
+            "-i",
+            &repo.join("inventory.toml").to_string_lossy(),
+            "check",
+        ])
+        .env("HOME", home.path())
+        .env("WARREN_BACKEND_PASSWORD", "b")
+        .env("WARREN_ADMIN_PASSWORD", "a")
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{err}");
+    assert_eq!(err.matches("cannot read the SSH key").count(), 5, "{err}");
 }
 
 #[test]

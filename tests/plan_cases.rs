@@ -88,6 +88,15 @@ fn converged(c: &Case) -> Vec<HostFacts> {
                 },
                 api_port: 15672,
                 stopped_plugins: vec![],
+                hostname: Some(h.name.clone()),
+                settings: r
+                    .settings
+                    .iter()
+                    .map(|s| (s.key.clone(), s.value.clone()))
+                    .collect(),
+                service_stamp: r.service_stamp.clone(),
+                server: None,
+                ssh_shell: None,
             }
         })
         .collect()

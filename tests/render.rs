@@ -176,10 +176,8 @@ fn golden_user_inventory_erlang_terms_config_join() {
             "config_format = \"rabbitmq.config\"",
         );
     let files = golden("user_erlang_terms_config_join", &inv);
-    let conf = String::from_utf8_lossy(
-        &files["win2/C/Users/Administrator/AppData/Roaming/RabbitMQ/rabbitmq.config"],
-    )
-    .into_owned();
+    let conf =
+        String::from_utf8_lossy(&files["win2/C/ProgramData/RabbitMQ/rabbitmq.config"]).into_owned();
     assert!(conf.contains("{cluster_nodes, {['rabbit@mgmt', 'rabbit@win1', 'rabbit@win2', 'rabbit@win3', 'rabbit@win4'], disc}}"), "{conf}");
 }
 

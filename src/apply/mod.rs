@@ -7,8 +7,8 @@ use crate::facts::{self, Membership};
 use crate::inventory::{Host, Inventory, JoinMethod, Replication};
 use crate::plan::cluster::{self as cplan, ClusterPlan, Op};
 use crate::plan::{HostPlan, Plan, Service};
+use crate::platform::Transport;
 use crate::rabbitmq::api::{self, enc, Credentials};
-use crate::transport::{sh_quote, Transport};
 use crate::ui::Progress;
 use anyhow::{anyhow, bail, Context, Result};
 use serde_json::json;
@@ -177,6 +177,23 @@ impl<'a> Executor<'a> {
     fn host(&mut self, i: usize, hp: &HostPlan) -> Result<()> {
         let h = &self.inv.hosts[i];
         let t = &mut *self.conns[i];
+        for c in &hp.settings {
+            self.progress
+                .host(&h.name, &format!("setting {}", c.setting.key));
+            let script = t.platform().apply_setting(&c.setting);
+            let out = t.run(&script, Duration::from_secs(120))?;
+            if !out.ok() {
+                bail!(
+                    "{}: setting {} failed: {}",
+                    h.name,
+                    c.setting.key,
+                    out.last_line()
+                );
+            }
+            self.report
+                .done
+                .push(format!("{}: set {}", h.name, c.setting.key));
+        }
         if let Service::Restart { reasons, .. } = &hp.service {
             self.progress.host(
                 &h.name,
@@ -215,13 +232,30 @@ impl<'a> Executor<'a> {
                         ..
                     }
                 );
-                self.progress.host(&h.name, "starting RabbitMQ");
-                crate::platform::start(t, h, hp.manager, daemon_reload)?;
-                let verb = if hp.service == Service::Start {
-                    "started"
+                let verb = if !hp.reinstall.is_empty() {
+                    self.progress.host(
+                        &h.name,
+                        &format!(
+                            "reinstalling the RabbitMQ service ({})",
+                            hp.reinstall.join(", ")
+                        ),
+                    );
+                    crate::platform::reinstall(t, h, hp.manager)?;
+                    "reinstalled the service and started"
                 } else {
-                    "restarted"
+                    self.progress.host(&h.name, "starting RabbitMQ");
+                    crate::platform::start(t, h, hp.manager, daemon_reload)?;
+                    if hp.service == Service::Start {
+                        "started"
+                    } else {
+                        "restarted"
+                    }
                 };
+                if hp.files.iter().any(|f| f.content.is_secret() && f.restarts) {
+                    // The CLI must read the cookie warren wrote, or every later
+                    // command on this host would fail to reach the node.
+                    crate::platform::check_cookie_source(t)?;
+                }
                 if wrote.is_empty() {
                     self.did(&h.name, format!("{verb} RabbitMQ"));
                 } else {
@@ -230,7 +264,7 @@ impl<'a> Executor<'a> {
                         format!("wrote {}; {verb} RabbitMQ", wrote.join(", ")),
                     );
                 }
-                if verb == "restarted" {
+                if hp.service != Service::Start {
                     self.report.restarted.push(h.name.clone());
                 }
             }
@@ -306,35 +340,34 @@ impl<'a> Executor<'a> {
         let (h, c) = (&inv.hosts[i], &inv.hosts[ci]);
         for (from, target) in [(i, c), (ci, h)] {
             let who = &inv.hosts[from];
-            let out = self.conns[from].query(
-                &format!("getent hosts {}", sh_quote(&target.name)),
-                Duration::from_secs(10),
-            )?;
-            let addr = out.stdout.split_whitespace().next().unwrap_or("");
-            if addr.is_empty() {
+            let q = self.conns[from].platform().resolve(&target.name);
+            let out = self.conns[from].query(&q, Duration::from_secs(10))?;
+            let addrs: Vec<&str> = out.stdout.split_whitespace().collect();
+            if addrs.is_empty() {
                 bail!(
                     "{}: the name {} does not resolve there, so node {} cannot be reached; set hosts_file = true in the inventory or add it to DNS, then rerun",
                     who.name, target.name, target.node_name()
                 );
             }
-            if target.address.parse::<std::net::IpAddr>().is_ok() && addr != target.address {
+            if target.address.parse::<std::net::IpAddr>().is_ok()
+                && !addrs.contains(&target.address.as_str())
+            {
                 bail!(
-                    "{}: the name {} resolves to {addr} there, but the inventory says {}; names must resolve the same way everywhere: fix DNS or the hosts file, then rerun",
-                    who.name, target.name, target.address
+                    "{}: the name {} resolves to {} there, but the inventory says {}; names must resolve the same way everywhere: fix DNS or the hosts file, then rerun",
+                    who.name, target.name, addrs.join(", "), target.address
                 );
             }
         }
-        for port in [4369, c.ports.dist] {
-            let probe = format!(
-                "timeout 5 bash -c {}",
-                sh_quote(&format!("</dev/tcp/{}/{port}", c.address))
-            );
-            let out = self.conns[i].query(&probe, Duration::from_secs(15))?;
-            if !out.ok() {
+        let ports = [4369, c.ports.dist];
+        let targets: Vec<(String, u16)> = ports.iter().map(|&p| (c.address.clone(), p)).collect();
+        let q = self.conns[i].platform().probe_ports(&targets);
+        let out = self.conns[i].query(&q, Duration::from_secs(15))?;
+        for (k, port) in ports.iter().enumerate() {
+            if !out.stdout.lines().any(|l| l.trim() == format!("open {k}")) {
                 bail!(
                     "{}: cannot reach {} port {port} ({}) on {}; open it in the firewall between the hosts, then rerun",
                     h.name,
-                    if port == 4369 { "epmd" } else { "Erlang distribution" },
+                    if *port == 4369 { "epmd" } else { "Erlang distribution" },
                     c.name,
                     c.address
                 );
@@ -574,22 +607,13 @@ impl<'a> Executor<'a> {
     }
 
     fn member(&mut self, ci: usize, queue: &str, node: &str, add: bool) -> Result<()> {
-        let verb = if add { "add_member" } else { "delete_member" };
-        let cmd = format!(
-            "rabbitmq-queues -q {verb} -p {} {} {}",
-            sh_quote(&self.inv.cluster.vhost),
-            sh_quote(queue),
-            sh_quote(node)
-        );
-        let out = self.conns[ci].run(&cmd, Duration::from_secs(120))?;
-        if !out.ok() {
-            bail!(
-                "{}: rabbitmq-queues {verb} {queue} {node} failed: {}",
-                self.inv.hosts[ci].name,
-                out.last_line()
-            );
-        }
-        Ok(())
+        crate::platform::queue_member(
+            &mut *self.conns[ci],
+            &self.inv.cluster.vhost,
+            queue,
+            node,
+            add,
+        )
     }
 
     /// Waits until every existing site queue's copies are synchronised (quorum: every

@@ -4,8 +4,8 @@
 use crate::cli::Outcome;
 use crate::inventory::{self, Inventory};
 use crate::plan::{self, Plan};
+use crate::platform::Transport;
 use crate::render;
-use crate::transport::Transport;
 use anyhow::{bail, Result};
 use std::path::Path;
 use std::time::Instant;

@@ -4,8 +4,8 @@
 use crate::cli::Outcome;
 use crate::facts;
 use crate::inventory::{self, Inventory};
+use crate::platform::Transport;
 use crate::rabbitmq::api::{self, Credentials};
-use crate::transport::Transport;
 use crate::ui::paint;
 use anyhow::{bail, Result};
 use serde::Serialize;

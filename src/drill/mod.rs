@@ -10,8 +10,8 @@
 
 use crate::apply::Executor;
 use crate::inventory::{Host, Inventory, Replication, ServiceManager, Site};
+use crate::platform::Transport;
 use crate::rabbitmq::api::{self, enc, Credentials, QueueInfo};
-use crate::transport::Transport;
 use crate::ui::Progress;
 use anyhow::{bail, Context, Result};
 use serde_json::json;

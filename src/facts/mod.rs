@@ -3,33 +3,16 @@
 //! is an error for that host, never "unchanged".
 
 use crate::inventory::{Host, Inventory, Role, Secret};
+pub use crate::platform::FileState;
+use crate::platform::{Probe, Read, Transport};
 use crate::rabbitmq::api::{self, Credentials};
 use crate::render::{HostRender, RenderedFile};
-use crate::transport::{sh_quote, ssh::Ssh, Probe, Transport};
 use anyhow::{anyhow, bail, Context, Result};
 use serde::Deserialize;
 use std::collections::BTreeMap;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 const QUERY_TIMEOUT: Duration = Duration::from_secs(60);
-
-/// A managed file as the host has it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum FileState {
-    Missing,
-    /// Content is read for files that hold no secret, to show diffs.
-    Text {
-        content: Vec<u8>,
-        mode: u32,
-        owner: String,
-    },
-    /// Secrets are read as a SHA-256 only: the value never leaves the host.
-    Hash {
-        sha256: String,
-        mode: u32,
-        owner: String,
-    },
-}
 
 /// Cluster membership as one node sees it, from RabbitMQ's own node lists.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -68,6 +51,17 @@ pub struct HostFacts {
     /// stopped until it is enabled again. Read live, and only for nodes whose
     /// statistics show a declared plugin missing.
     pub stopped_plugins: Vec<String>,
+    /// The host's own name (hostname, Windows' COMPUTERNAME).
+    pub hostname: Option<String>,
+    /// Host settings outside RabbitMQ's files, by key (Windows: RABBITMQ_BASE,
+    /// firewall rules), as they are now.
+    pub settings: BTreeMap<String, String>,
+    /// The SHA-256 of the environment file the service was installed from (Windows).
+    pub service_stamp: Option<String>,
+    /// What the SSH server says it runs, e.g. `SSH-2.0-OpenSSH_for_Windows_7.7`.
+    pub server: Option<String>,
+    /// OpenSSH's DefaultShell on a Windows host, when set.
+    pub ssh_shell: Option<String>,
 }
 
 impl HostFacts {
@@ -151,13 +145,7 @@ pub fn connect_all(inv: &Inventory) -> Vec<Result<Box<dyn Transport>>> {
 }
 
 pub fn connect(h: &Host) -> Result<Box<dyn Transport>> {
-    match h.transport {
-        crate::inventory::TransportKind::Ssh => Ok(Box::new(Ssh::connect(h)?)),
-        crate::inventory::TransportKind::Winrm => bail!(
-            "{}: the WinRM transport is not built yet; reach this host over SSH (OpenSSH Server ships with Windows Server 2019+) with transport = \"ssh\"",
-            h.name
-        ),
-    }
+    crate::platform::connect(h)
 }
 
 /// Gathers every host's facts in parallel through the given connections.
@@ -194,30 +182,13 @@ pub fn host_facts(
     desired: &HostRender,
     creds: &[Credentials],
 ) -> Result<HostFacts> {
-    let data_dir = match &h.paths {
-        crate::inventory::Paths::Linux { data_dir, .. } => data_dir.clone(),
-        crate::inventory::Paths::Windows { .. } => {
-            bail!(
-                "{}: reading a Windows host's files is not built yet",
-                h.name
-            )
-        }
-    };
-    let mut script = String::from(
-        "f() { if [ -f \"$1\" ]; then printf '@@file %s %s\\n' \"$(stat -c '%a:%U' \"$1\")\" \"$1\"; base64 -w0 \"$1\"; echo; else printf '@@missing - %s\\n' \"$1\"; fi; }\n\
-         s() { if [ -f \"$1\" ]; then printf '@@hash %s %s\\n' \"$(stat -c '%a:%U' \"$1\")\" \"$1\"; sha256sum \"$1\" | cut -d' ' -f1; else printf '@@missing - %s\\n' \"$1\"; fi; }\n",
-    );
-    for f in &desired.files {
-        let func = if f.content.is_secret() { "s" } else { "f" };
-        script.push_str(&format!("{func} {}\n", sh_quote(&f.path)));
-    }
-    let pid_file = format!("{data_dir}/mnesia/{}.pid", h.node_name());
-    script.push_str(&format!(
-        "if [ -d /run/systemd/system ]; then echo '@@systemd yes'; else echo '@@systemd no'; fi\n\
-         p=$(cat {} 2>/dev/null); if [ -n \"$p\" ] && [ -d /proc/$p ]; then echo \"@@pid $p\"; else echo '@@pid none'; fi\n",
-        sh_quote(&pid_file)
-    ));
-    let out = p.query(&script, QUERY_TIMEOUT)?;
+    let files: Vec<(&str, bool)> = desired
+        .files
+        .iter()
+        .map(|f| (f.path.as_str(), f.content.is_secret()))
+        .collect();
+    let q = p.platform().read_host(&files, &desired.settings);
+    let out = p.query(&q, QUERY_TIMEOUT)?;
     if !out.ok() {
         bail!(
             "{}: reading the managed files failed: {}",
@@ -225,8 +196,15 @@ pub fn host_facts(
             out.last_line()
         );
     }
-    let (files, systemd, pid) = parse_file_facts(&out.stdout)
+    let reading = crate::platform::parse_reading(&out.stdout)
         .with_context(|| format!("{}: unexpected answer while reading files", h.name))?;
+    if reading.sbin.is_none() && h.os == crate::inventory::Os::Windows {
+        bail!(
+            "{}: RabbitMQ's command-line tools were not found (no RabbitMQ Server entry in the registry, or no rabbitmqctl.bat in paths.sbin); install RabbitMQ, or set paths.sbin in the inventory",
+            h.name
+        );
+    }
+    let (files, systemd, pid) = (reading.files, reading.systemd, reading.pid);
     let api_port = current_management_port(&files, desired).unwrap_or(h.ports.management);
     let mut node = NodeFacts {
         pid,
@@ -253,57 +231,12 @@ pub fn host_facts(
         node,
         api_port,
         stopped_plugins: Vec::new(),
+        hostname: reading.hostname,
+        settings: reading.settings,
+        service_stamp: reading.service_stamp,
+        server: p.server_version(),
+        ssh_shell: reading.ssh_shell,
     })
-}
-
-type FileFacts = (BTreeMap<String, FileState>, bool, Option<u32>);
-
-fn parse_file_facts(out: &str) -> Result<FileFacts> {
-    let mut files = BTreeMap::new();
-    let mut systemd = false;
-    let mut pid = None;
-    let mut lines = out.lines();
-    while let Some(line) = lines.next() {
-        let Some(rest) = line.strip_prefix("@@") else {
-            continue;
-        };
-        let (kind, rest) = rest.split_once(' ').unwrap_or((rest, ""));
-        match kind {
-            "systemd" => systemd = rest == "yes",
-            "pid" => pid = rest.parse().ok(),
-            "missing" => {
-                let path = rest.split_once(' ').map(|(_, p)| p).unwrap_or("");
-                files.insert(path.to_string(), FileState::Missing);
-            }
-            "file" | "hash" => {
-                let (meta, path) = rest
-                    .split_once(' ')
-                    .ok_or_else(|| anyhow!("bad line {line}"))?;
-                let (mode, owner) = meta.split_once(':').unwrap_or((meta, ""));
-                let mode = u32::from_str_radix(mode, 8).unwrap_or(0);
-                let payload = lines.next().unwrap_or("").trim();
-                let state = if kind == "file" {
-                    use base64::Engine;
-                    FileState::Text {
-                        content: base64::engine::general_purpose::STANDARD
-                            .decode(payload)
-                            .context("file content is not base64")?,
-                        mode,
-                        owner: owner.to_string(),
-                    }
-                } else {
-                    FileState::Hash {
-                        sha256: payload.to_string(),
-                        mode,
-                        owner: owner.to_string(),
-                    }
-                };
-                files.insert(path.to_string(), state);
-            }
-            _ => {}
-        }
-    }
-    Ok((files, systemd, pid))
 }
 
 /// The management port the node runs with now: from its current config file when
@@ -357,13 +290,7 @@ fn read_node(
     node: &mut NodeFacts,
 ) -> Result<()> {
     for c in creds {
-        let Ok(r) = p.http(
-            port,
-            "GET",
-            "/api/overview",
-            Some((&c.user, c.password.expose())),
-            None,
-        ) else {
+        let Ok(r) = p.get(port, "/api/overview", Some((&c.user, c.password.expose()))) else {
             break; // nothing listens: no management plugin
         };
         if r.status != 200 {
@@ -411,10 +338,8 @@ fn read_node(
 
 /// `rabbitmqctl cluster_status` as JSON: membership from RabbitMQ's node lists.
 pub fn cluster_status(p: &mut dyn Probe, h: &Host) -> Result<Membership> {
-    let out = p.query(
-        "rabbitmqctl -q cluster_status --formatter json",
-        QUERY_TIMEOUT,
-    )?;
+    let q = p.platform().read(Read::ClusterStatus);
+    let out = p.query(&q, QUERY_TIMEOUT)?;
     if !out.ok() {
         bail!(
             "{}: RabbitMQ runs but `rabbitmqctl cluster_status` failed: {}",
@@ -444,10 +369,8 @@ pub fn cluster_status(p: &mut dyn Probe, h: &Host) -> Result<Membership> {
 
 /// How many messages the node's queues hold (before a reset would drop them).
 pub fn local_messages(p: &mut dyn Probe, h: &Host) -> Result<u64> {
-    let out = p.query(
-        "rabbitmqctl -q list_queues --local messages --formatter json",
-        QUERY_TIMEOUT,
-    )?;
+    let q = p.platform().read(Read::LocalMessages);
+    let out = p.query(&q, QUERY_TIMEOUT)?;
     if !out.ok() {
         bail!(
             "{}: `rabbitmqctl list_queues` failed: {}",
@@ -540,7 +463,8 @@ pub fn plugin_states(p: &mut dyn Probe, inv: &Inventory) -> Result<PluginStates>
         enabled: String,
         running: bool,
     }
-    let out = p.query("rabbitmq-plugins -q list --formatter json", QUERY_TIMEOUT)?;
+    let q = p.platform().read(Read::Plugins);
+    let out = p.query(&q, QUERY_TIMEOUT)?;
     if !out.ok() {
         bail!(
             "{}: rabbitmq-plugins list failed: {}",
@@ -585,29 +509,7 @@ pub fn read_cluster(
     }
 }
 
-/// Waits until `rabbitmqctl await_startup` succeeds on the host, retrying while the
-/// node registers with epmd.
-pub fn await_startup(t: &mut dyn Probe, timeout: Duration) -> Result<()> {
-    let deadline = Instant::now() + timeout;
-    loop {
-        let out = t.query(
-            "rabbitmqctl -q await_startup --timeout 30",
-            Duration::from_secs(60),
-        )?;
-        if out.ok() {
-            return Ok(());
-        }
-        if Instant::now() > deadline {
-            bail!(
-                "{}: RabbitMQ did not finish starting within {} s: {}",
-                t.host(),
-                timeout.as_secs(),
-                out.last_line()
-            );
-        }
-        std::thread::sleep(Duration::from_secs(1));
-    }
-}
+pub use crate::platform::await_startup;
 
 /// The file facts for one desired file.
 pub fn file_state<'a>(facts: &'a HostFacts, f: &RenderedFile) -> &'a FileState {

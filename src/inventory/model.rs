@@ -161,8 +161,10 @@ pub enum Paths {
     Windows {
         /// RABBITMQ_BASE: config, enabled_plugins and the database live here.
         base: String,
-        /// RabbitMQ's sbin folder (rabbitmq-service.bat, rabbitmqctl.bat).
-        sbin: String,
+        /// RabbitMQ's sbin folder (rabbitmq-service.bat, rabbitmqctl.bat); `None`:
+        /// the installed version's, found on the host from the registry.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        sbin: Option<String>,
         /// The administering user's profile, where the CLI tools read the cookie.
         user_profile: String,
         /// The profile of the service account (LocalSystem).
@@ -185,13 +187,13 @@ impl Paths {
                 log_dir: get("log_dir", "/var/log/rabbitmq".into()),
             },
             Os::Windows => {
-                let profile = get("user_profile", format!(r"C:\Users\{user}"));
+                let account = user.rsplit('\\').next().unwrap_or(user);
+                let profile = get("user_profile", format!(r"C:\Users\{account}"));
                 Paths::Windows {
-                    base: get("base", format!(r"{profile}\AppData\Roaming\RabbitMQ")),
-                    sbin: get(
-                        "sbin",
-                        r"C:\Program Files\RabbitMQ Server\rabbitmq_server-3.10.8\sbin".into(),
-                    ),
+                    // Machine-wide, not the installing admin's roaming profile
+                    // (rabbitmq-server#626).
+                    base: get("base", r"C:\ProgramData\RabbitMQ".into()),
+                    sbin: overrides.get("sbin").cloned(),
                     system_profile: get(
                         "system_profile",
                         r"C:\Windows\System32\config\systemprofile".into(),

@@ -758,14 +758,6 @@ pub fn check_secrets(inv: &Inventory, needs: Needs) -> Vec<Problem> {
         if needs == Needs::Render {
             break;
         }
-        if let Some(k) = &h.key {
-            if let Err(e) = std::fs::File::open(k) {
-                p.add(
-                    format!("hosts[{i}].key"),
-                    format!("cannot read the SSH key {}: {e}; fix the path or remove `key` to use the SSH agent", k.display()),
-                );
-            }
-        }
         if let Some(r) = &h.password {
             if let Err(e) = r.read() {
                 p.add(
@@ -789,6 +781,29 @@ pub fn check_secrets(inv: &Inventory, needs: Needs) -> Vec<Problem> {
                 ),
             ),
             Ok(_) => {}
+        }
+    }
+    p.0
+}
+
+/// SSH key files that cannot be read: not a problem of the inventory (it validates,
+/// renders and plans offline without them), but warren cannot connect to these hosts
+/// until they can. `warren check` reports them as warnings; connecting says the same.
+pub fn key_warnings(inv: &Inventory) -> Vec<Problem> {
+    let mut p = Problems::default();
+    for (i, h) in inv.hosts.iter().enumerate() {
+        if let Some(k) = &h.key {
+            if let Err(e) = std::fs::File::open(k) {
+                p.add(
+                    format!("hosts[{i}].key"),
+                    format!(
+                        "cannot read the SSH key {}: {e}; plan, apply and verify need it to log in to {}: create it (ssh-keygen -t ed25519 -f {}) or fix the path",
+                        k.display(),
+                        h.name,
+                        k.display()
+                    ),
+                );
+            }
         }
     }
     p.0

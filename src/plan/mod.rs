@@ -6,6 +6,7 @@ pub mod view;
 
 use crate::facts::{Facts, FileState, HostFacts};
 use crate::inventory::{Host, Inventory, JoinMethod, NodeType, Role, ServiceManager};
+use crate::platform::Setting;
 use crate::render::{Content, Effect, HostRender, Ownership, RenderedFile};
 pub use cluster::{ClusterPlan, Resource, ResourceChange};
 use sha2::{Digest, Sha256};
@@ -70,13 +71,30 @@ pub struct HostPlan {
     /// Declared plugins to start again on a node that keeps running (enabled, but
     /// stopped); a restart starts them anyway.
     pub start_plugins: Vec<String>,
+    /// Host settings to make (Windows: RABBITMQ_BASE, firewall rules), before the
+    /// files and the service.
+    pub settings: Vec<SettingChange>,
+    /// Why the service is reinstalled (stop, remove, install, start) instead of
+    /// started: it reads its environment only when installed. Empty: no reinstall.
+    pub reinstall: Vec<String>,
     /// Every no-op with its reason, e.g. "rabbitmq.conf: already up to date".
     pub unchanged: Vec<String>,
 }
 
+/// A host setting that differs.
+#[derive(Debug, Clone)]
+pub struct SettingChange {
+    pub setting: Setting,
+    /// The value now; `None` when it is not set at all.
+    pub now: Option<String>,
+}
+
 impl HostPlan {
     pub fn changes(&self) -> bool {
-        !self.files.is_empty() || self.service != Service::Leave || !self.start_plugins.is_empty()
+        !self.files.is_empty()
+            || self.service != Service::Leave
+            || !self.start_plugins.is_empty()
+            || !self.settings.is_empty()
     }
 }
 
@@ -105,6 +123,8 @@ pub struct Plan {
     pub joins: Vec<Join>,
     pub cluster: ClusterPlan,
     pub blockers: Vec<Blocker>,
+    /// What an operator should know before applying, that does not stop it.
+    pub warnings: Vec<String>,
 }
 
 impl Plan {
@@ -156,12 +176,58 @@ pub fn plan(inv: &Inventory, desired: &[HostRender], facts: &Facts, opts: Option
         .collect();
     let joins = joins(inv, facts, opts, &mut blockers);
     let cluster = cluster::plan(inv, &facts.cluster);
+    let mut warnings = Vec::new();
+    for (h, f) in inv.hosts.iter().zip(&facts.hosts) {
+        host_warnings(h, f, &mut warnings, &mut blockers);
+    }
     Plan {
         cluster_name: inv.cluster.name.clone(),
         hosts,
         joins,
         cluster,
         blockers,
+        warnings,
+    }
+}
+
+/// The version in an OpenSSH for Windows banner (`SSH-2.0-OpenSSH_for_Windows_7.7`).
+pub fn windows_openssh_version(banner: &str) -> Option<(u32, u32)> {
+    let v = banner.split("OpenSSH_for_Windows_").nth(1)?;
+    let mut parts = v.split(|c: char| !c.is_ascii_digit());
+    Some((parts.next()?.parse().ok()?, parts.next()?.parse().ok()?))
+}
+
+/// What the facts show about a host that the operator should hear of before apply.
+fn host_warnings(h: &Host, f: &HostFacts, warnings: &mut Vec<String>, blockers: &mut Vec<Blocker>) {
+    if let Some(name) = &f.hostname {
+        let short = name.split('.').next().unwrap_or(name);
+        if !short.eq_ignore_ascii_case(&h.name) {
+            warnings.push(format!(
+                "{}: the host calls itself {name}, the inventory {}: node {} works only while every host resolves {} to {} (hosts_file = true does that); rename the host or its inventory entry to make them one",
+                h.name, h.name, h.node_name(), h.name, h.address
+            ));
+        }
+    }
+    let Some(version) = f.server.as_deref().and_then(windows_openssh_version) else {
+        return;
+    };
+    if version >= (7, 9) {
+        return;
+    }
+    let banner = f.server.as_deref().unwrap_or("");
+    match &f.ssh_shell {
+        // Before 7.9 a DefaultShell other than cmd.exe gets commands quoted wrongly
+        // (Win32-OpenSSH #1082, fixed in v7.9.0.0p1-Beta).
+        Some(shell) if !shell.to_ascii_lowercase().ends_with("cmd.exe") => blockers.push(Blocker {
+            host: h.name.clone(),
+            message: format!(
+                "{banner} with DefaultShell {shell}: OpenSSH for Windows before 7.9 mangles the quoting of commands run through another shell than cmd.exe (Win32-OpenSSH #1082); remove HKLM:\\SOFTWARE\\OpenSSH DefaultShell, or install the current Win32-OpenSSH release"
+            ),
+        }),
+        _ => warnings.push(format!(
+            "{}: {banner} is Windows Server 2019's own OpenSSH; warren works with it (commands through cmd.exe, files by SFTP in small writes), but it has known bugs fixed since (SFTP writes over 100 KB, Win32-OpenSSH #1395, fixed in 8.6; a DefaultShell other than cmd.exe, #1082): install the current Win32-OpenSSH release when you can",
+            h.name
+        )),
     }
 }
 
@@ -175,11 +241,49 @@ fn host_plan(h: &Host, d: &HostRender, f: &HostFacts) -> HostPlan {
             None => unchanged.push(format!("{}: already up to date", rf.path)),
         }
     }
-    let reasons: Vec<String> = files
+    let mut settings = Vec::new();
+    for s in &d.settings {
+        let now = f.settings.get(&s.key);
+        if now == Some(&s.value) {
+            unchanged.push(format!("{}: already set", s.key));
+        } else {
+            settings.push(SettingChange {
+                setting: s.clone(),
+                now: now.cloned(),
+            });
+        }
+    }
+    let mut reasons: Vec<String> = files
         .iter()
         .filter(|c| c.restarts)
         .map(|c| format!("{} changed", file_name(&c.path)))
         .collect();
+    // The service reads its environment at install only: reinstall it when that
+    // changes, and when the last install was from another environment file (an
+    // interrupted run wrote the file but did not reinstall).
+    let mut reinstall: Vec<String> = files
+        .iter()
+        .filter(|c| c.restarts && c.effect == Effect::ReinstallService)
+        .map(|c| format!("{} changed", file_name(&c.path)))
+        .collect();
+    for c in settings.iter().filter(|c| c.setting.reinstall) {
+        reinstall.push(format!("{} changes", c.setting.key));
+    }
+    if let Some(want) = &d.service_stamp {
+        let env_changes = files.iter().any(|c| c.effect == Effect::ReinstallService);
+        match &f.service_stamp {
+            _ if env_changes => {}
+            None => reinstall.push("the service was not installed by warren".into()),
+            Some(have) if have != want => reinstall
+                .push("the service was installed from another rabbitmq-env-conf.bat".into()),
+            Some(_) => {}
+        }
+    }
+    for r in &reinstall {
+        if !reasons.contains(r) {
+            reasons.push(r.clone());
+        }
+    }
     let service = if !f.running() {
         Service::Start
     } else if reasons.is_empty() {
@@ -204,6 +308,8 @@ fn host_plan(h: &Host, d: &HostRender, f: &HostFacts) -> HostPlan {
         files,
         service,
         start_plugins,
+        settings,
+        reinstall,
         unchanged,
     }
 }

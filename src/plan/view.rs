@@ -17,6 +17,21 @@ pub fn text(p: &Plan) -> String {
             );
             continue;
         }
+        for c in &h.settings {
+            let _ = writeln!(
+                s,
+                "  {} setting {}: {} -> {}{}",
+                if c.now.is_none() { "+" } else { "~" },
+                c.setting.key,
+                c.now.as_deref().unwrap_or("(not set)"),
+                c.setting.value,
+                if c.setting.reinstall {
+                    "  (read at service install: reinstall the service)"
+                } else {
+                    "  (no restart)"
+                }
+            );
+        }
         for f in &h.files {
             let _ = writeln!(s, "  {} {}  ({})", f.action.symbol(), f.path, f.why);
             for line in f.diff.lines() {
@@ -27,8 +42,22 @@ pub fn text(p: &Plan) -> String {
             Service::Leave => {
                 let _ = writeln!(s, "  = RabbitMQ keeps running: nothing it reads changed");
             }
+            Service::Start if !h.reinstall.is_empty() => {
+                let _ = writeln!(
+                    s,
+                    "  > reinstall and start the RabbitMQ service (stop, remove, install, start): {}",
+                    h.reinstall.join(", ")
+                );
+            }
             Service::Start => {
                 let _ = writeln!(s, "  > start RabbitMQ: it is not running");
+            }
+            Service::Restart { reasons, .. } if !h.reinstall.is_empty() => {
+                let _ = writeln!(
+                    s,
+                    "  ! reinstall the RabbitMQ service (stop, remove, install, start; a restart would not reread its environment): {}",
+                    reasons.join(", ")
+                );
             }
             Service::Restart {
                 reasons,
@@ -112,6 +141,9 @@ pub fn text(p: &Plan) -> String {
     for b in &p.blockers {
         let _ = writeln!(s, "x {}: {}", b.host, b.message);
     }
+    for w in &p.warnings {
+        let _ = writeln!(s, "warning: {w}");
+    }
     let _ = writeln!(s);
     let _ = writeln!(s, "{}", summary(p));
     s
@@ -122,6 +154,7 @@ pub fn summary(p: &Plan) -> String {
         return "No changes. The cluster matches the inventory.".to_string();
     }
     let files: usize = p.hosts.iter().map(|h| h.files.len()).sum();
+    let settings: usize = p.hosts.iter().map(|h| h.settings.len()).sum();
     let hosts = p.hosts.iter().filter(|h| !h.files.is_empty()).count();
     let starts = p
         .hosts
@@ -134,6 +167,13 @@ pub fn summary(p: &Plan) -> String {
     ];
     if starts > 0 {
         parts.push(format!("{starts} start(s)"));
+    }
+    let reinstalls = p.hosts.iter().filter(|h| !h.reinstall.is_empty()).count();
+    if reinstalls > 0 {
+        parts.push(format!("{reinstalls} service reinstall(s)"));
+    }
+    if settings > 0 {
+        parts.push(format!("{settings} host setting(s)"));
     }
     let plugins = p
         .hosts

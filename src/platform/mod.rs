@@ -1,152 +1,489 @@
-//! Starting and stopping RabbitMQ under each service manager, and the node commands
-//! (rabbitmqctl) warren runs on a host.
+//! The one place that knows which operating system a host runs. A `Platform` (Linux in
+//! `linux.rs`, Windows in `windows.rs`) turns each operation warren needs (read the
+//! facts, put a file in place with its owner and mode or ACL, stop, start or reinstall
+//! the service, run a RabbitMQ CLI, resolve a name, probe ports, apply a host setting)
+//! into a script in the host's own language and parses what comes back. A `Remote`
+//! pairs a platform with a `Connection`, which only runs command lines and moves bytes.
+//!
+//! Plan, apply, verify and drill see two handles and never the OS:
+//! - `Probe`, read-only by type: it runs only `Query`s, which only this module builds,
+//!   from a closed list of reads, and HTTP `GET`s;
+//! - `Transport`, held only by the executor: it can also run scripts, write files and
+//!   send HTTP requests that change the cluster.
 
-use crate::inventory::{Host, Paths, ServiceManager};
-use crate::transport::{sh_quote, Transport};
-use anyhow::{bail, Result};
+pub mod linux;
+mod service;
+pub mod windows;
+
+pub use service::{
+    await_startup, check_cookie_source, join, queue_member, reinstall, start, start_plugins, stop,
+    START_TIMEOUT,
+};
+
+use crate::inventory::{Host, Os, ServiceManager, TransportKind};
+use crate::transport::{self, Connection, Exec, HttpResponse};
+use anyhow::{anyhow, Context};
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
-const STOP_TIMEOUT: Duration = Duration::from_secs(180);
-/// How long a node may take to start (a member waits for its cluster mates' tables).
-pub const START_TIMEOUT: Duration = Duration::from_secs(300);
+/// A command that changes nothing. Built only by this module's platforms, from
+/// `Read` and the fact reading, so a `Probe` cannot be made to write.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Query {
+    script: String,
+}
 
-fn pid_file(h: &Host) -> String {
-    match &h.paths {
-        Paths::Linux { data_dir, .. } => format!("{data_dir}/mnesia/{}.pid", h.node_name()),
-        Paths::Windows { base, .. } => format!(r"{base}\db\{}.pid", h.node_name()),
+impl Query {
+    fn new(script: String) -> Query {
+        Query { script }
+    }
+    /// The script as the host's shell receives it (for transcripts and messages).
+    pub fn script(&self) -> &str {
+        &self.script
     }
 }
 
-fn must(t: &mut dyn Transport, command: &str, timeout: Duration, what: &str) -> Result<String> {
-    let out = t.run(command, timeout)?;
-    if !out.ok() {
-        bail!("{}: {what} failed: {}", t.host(), out.last_line());
-    }
-    Ok(out.stdout)
+/// The reads a `Probe` may make of a node, besides the fact reading itself.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Read<'a> {
+    /// `rabbitmqctl cluster_status` as JSON.
+    ClusterStatus,
+    /// Messages in this node's own queues, as JSON.
+    LocalMessages,
+    /// `rabbitmq-plugins list` as JSON.
+    Plugins,
+    /// `rabbitmqctl await_startup`: returns once the node has booted.
+    AwaitStartup,
+    /// Each queue of the vhost with its policy, tab-separated.
+    QueuePolicies { vhost: &'a str },
+    /// `rabbitmq-diagnostics erlang_cookie_sources`: the cookie file the CLI reads.
+    CookieSources,
 }
 
-/// Stops RabbitMQ and waits until its OS process is gone.
-pub fn stop(t: &mut dyn Transport, h: &Host, m: ServiceManager) -> Result<()> {
-    match m {
-        ServiceManager::Systemd => {
-            must(
-                t,
-                "systemctl stop rabbitmq-server",
-                STOP_TIMEOUT,
-                "systemctl stop rabbitmq-server",
-            )?;
-        }
-        ServiceManager::Direct | ServiceManager::Auto => {
-            // SIGTERM is RabbitMQ's graceful shutdown (Erlang stops the node's
-            // applications in order, as `rabbitmqctl stop` does), and it needs no CLI:
-            // two CLI start-ups saved, and no hang when the cookie file was changed
-            // under the node (the CLI then waits rather than fails).
-            let pid = sh_quote(&pid_file(h));
-            let script = format!(
-                "p=$(cat {pid} 2>/dev/null) || exit 0\n\
-                 [ \"$(cat /proc/$p/comm 2>/dev/null)\" = beam.smp ] || exit 0\n\
-                 kill -TERM \"$p\" 2>/dev/null || exit 0\n\
-                 for i in $(seq 1 1200); do [ -d /proc/$p ] || exit 0; sleep 0.1; done\n\
-                 echo \"RabbitMQ (pid $p) did not stop within 120 s\" >&2; exit 1"
-            );
-            must(t, &script, STOP_TIMEOUT, "stopping RabbitMQ")?;
-        }
-        ServiceManager::Windows => {
-            bail!("{}: stopping the Windows service is not built yet", h.name)
-        }
-    }
-    Ok(())
+/// RabbitMQ's command-line tools.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Tool {
+    Ctl,
+    Plugins,
+    Queues,
+    Diagnostics,
 }
 
-/// Starts RabbitMQ and waits until it has finished booting.
-pub fn start(
-    t: &mut dyn Transport,
-    h: &Host,
-    m: ServiceManager,
-    daemon_reload: bool,
-) -> Result<()> {
-    match m {
-        ServiceManager::Systemd => {
-            if daemon_reload {
-                must(
-                    t,
-                    "systemctl daemon-reload",
-                    STOP_TIMEOUT,
-                    "systemctl daemon-reload",
-                )?;
-            }
-            must(
-                t,
-                "systemctl start rabbitmq-server",
-                START_TIMEOUT,
-                "systemctl start rabbitmq-server",
-            )?;
-        }
-        ServiceManager::Direct | ServiceManager::Auto => {
-            // -detached daemonizes; its output must not hold the SSH channel open.
-            must(
-                t,
-                "rabbitmq-server -detached > /dev/null 2>&1 < /dev/null",
-                STOP_TIMEOUT,
-                "rabbitmq-server -detached",
-            )?;
-        }
-        ServiceManager::Windows => {
-            bail!("{}: starting the Windows service is not built yet", h.name)
+impl Tool {
+    pub fn name(self) -> &'static str {
+        match self {
+            Tool::Ctl => "rabbitmqctl",
+            Tool::Plugins => "rabbitmq-plugins",
+            Tool::Queues => "rabbitmq-queues",
+            Tool::Diagnostics => "rabbitmq-diagnostics",
         }
     }
-    crate::facts::await_startup(t, START_TIMEOUT)
 }
 
-/// Starts declared plugins that are enabled but stopped: `rabbitmq-plugins enable`
-/// applies the plugin configuration to the running node, which starts them.
-pub fn start_plugins(t: &mut dyn Transport, h: &Host, plugins: &[String]) -> Result<()> {
-    if matches!(h.paths, Paths::Windows { .. }) {
-        bail!("{}: starting plugins on Windows is not built yet", h.name);
+/// A host-wide setting outside RabbitMQ's files that warren keeps (Windows: the
+/// machine's RABBITMQ_BASE, firewall rules). Rendered from the inventory, read as a
+/// fact under the same key, applied by the host's platform.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Setting {
+    /// `env:NAME` or `firewall:RULE`.
+    pub key: String,
+    /// The value as the host's fact reading reports it when the setting is right.
+    pub value: String,
+    /// Whether the RabbitMQ service reads it only when installed (reinstall).
+    pub reinstall: bool,
+}
+
+/// A managed file as the host has it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FileState {
+    Missing,
+    /// Content is read for files that hold no secret, to show diffs.
+    Text {
+        content: Vec<u8>,
+        mode: u32,
+        owner: String,
+    },
+    /// Secrets are read as a SHA-256 only: the value never leaves the host.
+    Hash {
+        sha256: String,
+        mode: u32,
+        owner: String,
+    },
+}
+
+/// What one fact reading of a host reported.
+#[derive(Debug, Clone, Default)]
+pub struct Reading {
+    pub files: BTreeMap<String, FileState>,
+    /// systemd runs the host (decides `service = "auto"` on Linux).
+    pub systemd: bool,
+    /// The RabbitMQ node's OS process, when it runs.
+    pub pid: Option<u32>,
+    /// The host's own name (hostname, Windows' COMPUTERNAME).
+    pub hostname: Option<String>,
+    /// Settings as they are now, by key; a missing key is a setting not made.
+    pub settings: BTreeMap<String, String>,
+    /// The SHA-256 of the service environment file the service was installed from
+    /// (Windows); `None` when no service was installed by warren.
+    pub service_stamp: Option<String>,
+    /// Where RabbitMQ's CLI tools were found (Windows).
+    pub sbin: Option<String>,
+    /// The default shell OpenSSH starts commands in, when set (Windows).
+    pub ssh_shell: Option<String>,
+}
+
+/// Where a script too long for one command line is put and how it is run.
+pub struct ScriptFile {
+    /// The folder to make first, in the host's syntax.
+    pub folder: String,
+    /// The path for the file transfer.
+    pub transfer_path: String,
+    /// What the file holds.
+    pub content: String,
+    /// The command line that runs it.
+    pub command_line: String,
+}
+
+/// One operating system's way of doing warren's operations. Pure: it builds scripts
+/// and parses answers; the `Remote` sends them.
+pub trait Platform: Send + Sync {
+    fn os(&self) -> Os;
+    /// The command line that runs `script`, or `None` when it is too long for one.
+    fn command_line(&self, script: &str) -> Option<String>;
+    /// How to run a script too long for one command line (`n` makes the name unique).
+    fn script_file(&self, script: &str, n: u64) -> ScriptFile;
+    /// A script that makes `folder` (and its parents).
+    fn make_folder(&self, folder: &str) -> String;
+    /// The folder a file path is in.
+    fn parent<'a>(&self, path: &'a str) -> &'a str;
+    /// `path` as the file transfer wants it.
+    fn transfer_path(&self, path: &str) -> String;
+    /// A script that moves the uploaded `tmp` over `path` (or copies it through the
+    /// existing file when `in_place`) and sets the owner and mode (Linux) or the ACL
+    /// (Windows: `owner` lists who may read it); on failure `tmp` is removed.
+    fn place_file(
+        &self,
+        tmp: &str,
+        path: &str,
+        owner: Option<&str>,
+        mode: Option<u32>,
+        in_place: bool,
+    ) -> String;
+    /// Reads every managed file (secrets by hash), the settings, and the node's state.
+    fn read_host(&self, files: &[(&str, bool)], settings: &[Setting]) -> Query;
+    fn read(&self, r: Read) -> Query;
+    /// Prints the IPv4 addresses `name` resolves to on the host, one per line.
+    fn resolve(&self, name: &str) -> Query;
+    /// Prints `open K` for each target (address, port) that accepts a TCP connection
+    /// within 5 s, K its index.
+    fn probe_ports(&self, targets: &[(String, u16)]) -> Query;
+    /// Stops RabbitMQ and waits until its OS process is gone.
+    fn stop(&self, m: ServiceManager) -> String;
+    /// Starts RabbitMQ (it then boots; `await_startup` waits for that).
+    fn start(&self, m: ServiceManager, daemon_reload: bool) -> String;
+    /// Reinstalls the RabbitMQ service so it reads its environment again, and starts
+    /// it; `None` where a service is never reinstalled (Linux).
+    fn reinstall(&self) -> Option<String>;
+    /// A RabbitMQ CLI call that may change the node.
+    fn cli(&self, tool: Tool, args: &[&str]) -> String;
+    /// A script that makes a setting as `s` says.
+    fn apply_setting(&self, s: &Setting) -> String;
+    /// The cookie file the CLI tools read when warren runs them.
+    fn cli_cookie(&self) -> String;
+}
+
+/// The platform of `h`.
+pub fn for_host(h: &Host) -> Box<dyn Platform> {
+    match h.os {
+        Os::Linux => Box::new(linux::Linux::new(h)),
+        Os::Windows => Box::new(windows::Windows::new(h)),
     }
-    let names: Vec<String> = plugins.iter().map(|p| sh_quote(p)).collect();
-    must(
-        t,
-        &format!("rabbitmq-plugins -q enable {}", names.join(" ")),
-        START_TIMEOUT,
-        "rabbitmq-plugins enable",
-    )?;
-    Ok(())
 }
 
-/// Makes a blank-able node a member of the seed's cluster. `rabbitmqctl`: stop_app,
-/// reset, join_cluster, start_app. `config`: stop_app, reset, start_app, and peer
-/// discovery (the node list in its config file) joins it at that boot. When a step
-/// fails the node's app is started again, so the node is left running, standalone,
-/// and a rerun can try again.
-pub fn join(t: &mut dyn Transport, seed: &str, ram: bool, by_config: bool) -> Result<()> {
-    let timeout = START_TIMEOUT;
-    must(
-        t,
-        "rabbitmqctl -q stop_app",
-        timeout,
-        "rabbitmqctl stop_app",
-    )?;
-    let result = (|| -> Result<()> {
-        must(t, "rabbitmqctl -q reset", timeout, "rabbitmqctl reset")?;
-        if !by_config {
-            let ram_flag = if ram { " --ram" } else { "" };
-            must(
-                t,
-                &format!("rabbitmqctl -q join_cluster{ram_flag} {}", sh_quote(seed)),
-                timeout,
-                "rabbitmqctl join_cluster",
-            )?;
+/// Connects to `h` by its transport and pairs the connection with its platform.
+pub fn connect(h: &Host) -> anyhow::Result<Box<dyn Transport>> {
+    let conn: Box<dyn Connection> = match h.transport {
+        TransportKind::Ssh => Box::new(transport::ssh::Ssh::connect(h)?),
+        TransportKind::Winrm => anyhow::bail!(
+            "{}: the WinRM transport is not built yet; reach this host over SSH (OpenSSH Server ships with Windows Server 2019+) with transport = \"ssh\"",
+            h.name
+        ),
+    };
+    Ok(Box::new(Remote::new(conn, for_host(h))))
+}
+
+/// Looking without touching.
+pub trait Probe: Send {
+    /// The host's name in the inventory, for messages.
+    fn host(&self) -> &str;
+    fn platform(&self) -> &dyn Platform;
+    /// Runs a read-only query.
+    fn query(&mut self, q: &Query, timeout: Duration) -> transport::Result<Exec>;
+    /// An HTTP GET to `127.0.0.1:port` on the host.
+    fn get(
+        &mut self,
+        port: u16,
+        path: &str,
+        auth: Option<(&str, &str)>,
+    ) -> transport::Result<HttpResponse>;
+    /// What the server says it runs (the SSH banner).
+    fn server_version(&self) -> Option<String>;
+}
+
+/// Looking and changing: only the executor (and the drill) hold one.
+pub trait Transport: Probe {
+    /// Runs a script in the host's language (sh on Linux, PowerShell on Windows).
+    fn run(&mut self, script: &str, timeout: Duration) -> transport::Result<Exec>;
+    /// Any HTTP request to `127.0.0.1:port` on the host.
+    fn http(
+        &mut self,
+        port: u16,
+        method: &str,
+        path: &str,
+        auth: Option<(&str, &str)>,
+        body: Option<&str>,
+    ) -> transport::Result<HttpResponse>;
+    /// Writes `bytes` to `path`: to a temporary file beside it (private from the
+    /// start), owner and mode or ACL set, then moved over it, so no reader ever sees
+    /// half a file. `in_place` writes through the existing file instead (for files
+    /// that are mount points, such as a container's /etc/hosts).
+    fn upload(
+        &mut self,
+        path: &str,
+        bytes: &[u8],
+        owner: Option<&str>,
+        mode: Option<u32>,
+        in_place: bool,
+    ) -> transport::Result<()>;
+}
+
+/// A connection and the platform of the host at its other end.
+pub struct Remote {
+    conn: Box<dyn Connection>,
+    platform: Box<dyn Platform>,
+    /// Folders this connection has already made sure of.
+    folders: BTreeSet<String>,
+    /// Scripts sent as files so far (their names are numbered).
+    scripts: u64,
+    /// Part of those names, so that two runs never share one (the process id).
+    run_id: u64,
+}
+
+impl Remote {
+    pub fn new(conn: Box<dyn Connection>, platform: Box<dyn Platform>) -> Remote {
+        Remote {
+            conn,
+            platform,
+            folders: BTreeSet::new(),
+            scripts: 0,
+            run_id: std::process::id() as u64,
+        }
+    }
+
+    /// The same, with script file names fixed by `run_id` (for transcripts).
+    pub fn with_run_id(mut self, run_id: u64) -> Remote {
+        self.run_id = run_id;
+        self
+    }
+
+    fn io_err(&self, what: &str, reason: String) -> transport::TransportError {
+        transport::TransportError::Io {
+            host: self.conn.host().to_string(),
+            what: what.to_string(),
+            reason,
+        }
+    }
+
+    /// Makes `folder` once per connection.
+    fn ensure_folder(&mut self, folder: &str) -> transport::Result<()> {
+        if self.folders.contains(folder) {
+            return Ok(());
+        }
+        let script = self.platform.make_folder(folder);
+        let out = self.exec_script(&script, Duration::from_secs(30))?;
+        if !out.ok() {
+            return Err(self.io_err(&format!("making folder {folder}"), out.last_line()));
+        }
+        self.folders.insert(folder.to_string());
+        Ok(())
+    }
+
+    /// Sends a script: on one command line, or, when too long for one, as a file.
+    fn exec_script(&mut self, script: &str, timeout: Duration) -> transport::Result<Exec> {
+        if let Some(line) = self.platform.command_line(script) {
+            return self.conn.exec(&line, timeout);
+        }
+        self.scripts += 1;
+        let f = self
+            .platform
+            .script_file(script, self.run_id * 1000 + self.scripts);
+        self.ensure_folder(&f.folder.clone())?;
+        self.conn.put(&f.transfer_path, f.content.as_bytes())?;
+        self.conn.exec(&f.command_line, timeout)
+    }
+}
+
+impl Probe for Remote {
+    fn host(&self) -> &str {
+        self.conn.host()
+    }
+    fn platform(&self) -> &dyn Platform {
+        &*self.platform
+    }
+    fn query(&mut self, q: &Query, timeout: Duration) -> transport::Result<Exec> {
+        self.exec_script(&q.script, timeout)
+    }
+    fn get(
+        &mut self,
+        port: u16,
+        path: &str,
+        auth: Option<(&str, &str)>,
+    ) -> transport::Result<HttpResponse> {
+        self.conn.http(port, "GET", path, auth, None)
+    }
+    fn server_version(&self) -> Option<String> {
+        self.conn.server_version()
+    }
+}
+
+impl Transport for Remote {
+    fn run(&mut self, script: &str, timeout: Duration) -> transport::Result<Exec> {
+        self.exec_script(script, timeout)
+    }
+    fn http(
+        &mut self,
+        port: u16,
+        method: &str,
+        path: &str,
+        auth: Option<(&str, &str)>,
+        body: Option<&str>,
+    ) -> transport::Result<HttpResponse> {
+        self.conn.http(port, method, path, auth, body)
+    }
+    fn upload(
+        &mut self,
+        path: &str,
+        bytes: &[u8],
+        owner: Option<&str>,
+        mode: Option<u32>,
+        in_place: bool,
+    ) -> transport::Result<()> {
+        let what = format!("writing {path}");
+        let parent = self.platform.parent(path).to_string();
+        // The parent folder may not exist yet (a systemd drop-in folder, RABBITMQ_BASE).
+        self.ensure_folder(&parent)?;
+        let tmp = format!("{path}.warren-new");
+        self.conn.put(&self.platform.transfer_path(&tmp), bytes)?;
+        let script = self.platform.place_file(&tmp, path, owner, mode, in_place);
+        let done = self.exec_script(&script, Duration::from_secs(30))?;
+        if !done.ok() {
+            return Err(self.io_err(&what, done.last_line()));
         }
         Ok(())
-    })();
-    let started = must(
-        t,
-        "rabbitmqctl -q start_app",
-        timeout,
-        "rabbitmqctl start_app",
-    );
-    result?;
-    started?;
-    Ok(())
+    }
+}
+
+/// Parses a fact reading: lines starting with `@@` (the same for every platform),
+/// each file's content or hash on the line after its own.
+pub fn parse_reading(out: &str) -> anyhow::Result<Reading> {
+    let mut r = Reading::default();
+    let mut lines = out.lines().map(|l| l.trim_end_matches('\r'));
+    while let Some(line) = lines.next() {
+        let Some(rest) = line.strip_prefix("@@") else {
+            continue;
+        };
+        let (kind, rest) = rest.split_once(' ').unwrap_or((rest, ""));
+        let some = |v: &str| (!v.is_empty() && v != "none").then(|| v.to_string());
+        match kind {
+            "systemd" => r.systemd = rest == "yes",
+            "pid" => r.pid = rest.parse().ok(),
+            "hostname" => r.hostname = some(rest),
+            "stamp" => r.service_stamp = some(rest),
+            "sbin" => r.sbin = some(rest),
+            "shell" => r.ssh_shell = some(rest),
+            "setting" => {
+                let (key, value) = rest.split_once(' ').unwrap_or((rest, ""));
+                r.settings.insert(key.to_string(), value.trim().to_string());
+            }
+            "missing" => {
+                let path = rest.split_once(' ').map(|(_, p)| p).unwrap_or("");
+                r.files.insert(path.to_string(), FileState::Missing);
+            }
+            "file" | "hash" => {
+                // A tab ends the owner, which may hold spaces on Windows
+                // ("NT AUTHORITY\SYSTEM"); a path may hold spaces anywhere.
+                let (meta, path) = rest
+                    .split_once('\t')
+                    .or_else(|| rest.split_once(' '))
+                    .ok_or_else(|| anyhow!("bad line {line}"))?;
+                let (mode, owner) = meta.split_once(':').unwrap_or((meta, ""));
+                let mode = u32::from_str_radix(mode, 8).unwrap_or(0);
+                let owner = normalize_owner(owner);
+                let payload = lines.next().unwrap_or("").trim();
+                let state = if kind == "file" {
+                    use base64::Engine;
+                    FileState::Text {
+                        content: base64::engine::general_purpose::STANDARD
+                            .decode(payload)
+                            .context("file content is not base64")?,
+                        mode,
+                        owner,
+                    }
+                } else {
+                    FileState::Hash {
+                        sha256: payload.to_ascii_lowercase(),
+                        mode,
+                        owner,
+                    }
+                };
+                r.files.insert(path.to_string(), state);
+            }
+            _ => {}
+        }
+    }
+    Ok(r)
+}
+
+/// An owner as compared: a user name (Linux), or the accounts an ACL grants access
+/// to, sorted, without their domain (Windows: `Administrator,Administrators,SYSTEM`).
+pub fn normalize_owner(owner: &str) -> String {
+    if !owner.contains(',') && !owner.contains('\\') {
+        return owner.to_string();
+    }
+    let mut names: Vec<String> = owner
+        .split(',')
+        .map(|n| n.rsplit('\\').next().unwrap_or(n).trim().to_string())
+        .filter(|n| !n.is_empty())
+        .collect();
+    names.sort_by_key(|n| n.to_lowercase());
+    names.dedup_by(|a, b| a.eq_ignore_ascii_case(b));
+    names.join(",")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn readings_parse_with_crlf_and_acl_owners() {
+        let out = "@@hostname WIN1\r\n@@file 0:BUILTIN\\Administrators,NT AUTHORITY\\SYSTEM,WIN1\\Administrator\tC:\\x\\a.conf\r\naGk=\r\n@@hash 0:SYSTEM,Administrators\tC:\\c\r\nABCDEF\r\n@@missing - C:\\y\r\n@@setting firewall:warren-amqp TCP 5672 Inbound Allow True\r\n@@pid none\r\n@@stamp none\r\n";
+        let r = parse_reading(out).unwrap();
+        assert_eq!(r.hostname.as_deref(), Some("WIN1"));
+        assert_eq!(
+            r.files[r"C:\x\a.conf"],
+            FileState::Text {
+                content: b"hi".to_vec(),
+                mode: 0,
+                owner: "Administrator,Administrators,SYSTEM".into()
+            }
+        );
+        assert!(matches!(&r.files[r"C:\c"], FileState::Hash { sha256, .. } if sha256 == "abcdef"));
+        assert_eq!(r.files[r"C:\y"], FileState::Missing);
+        assert_eq!(
+            r.settings["firewall:warren-amqp"],
+            "TCP 5672 Inbound Allow True"
+        );
+        assert_eq!(r.pid, None);
+        assert_eq!(r.service_stamp, None);
+    }
 }

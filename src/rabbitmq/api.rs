@@ -2,7 +2,8 @@
 //! direct-tcpip channel to 127.0.0.1:PORT on the host): typed reads of what warren
 //! manages, and the writes the executor makes.
 
-use crate::transport::{HttpResponse, Probe, Transport};
+use crate::platform::{Probe, Transport};
+use crate::transport::HttpResponse;
 use anyhow::{bail, Context, Result};
 use serde::de::DeserializeOwned;
 use serde::Deserialize;
@@ -30,13 +31,7 @@ pub fn accepted(
     creds: &[Credentials],
 ) -> crate::transport::Result<Option<Credentials>> {
     for c in creds {
-        let r = p.http(
-            port,
-            "GET",
-            "/api/overview",
-            Some((&c.user, c.password.expose())),
-            None,
-        )?;
+        let r = p.get(port, "/api/overview", Some((&c.user, c.password.expose())))?;
         if r.status == 200 {
             return Ok(Some(c.clone()));
         }
@@ -56,15 +51,24 @@ pub fn enc(s: &str) -> String {
     out
 }
 
-fn request(
+fn request_get(
     p: &mut dyn Probe,
+    port: u16,
+    creds: &Credentials,
+    path: &str,
+) -> Result<HttpResponse> {
+    Ok(p.get(port, path, Some((&creds.user, creds.password.expose())))?)
+}
+
+fn request(
+    t: &mut dyn Transport,
     port: u16,
     creds: &Credentials,
     method: &str,
     path: &str,
     body: Option<&str>,
 ) -> Result<HttpResponse> {
-    Ok(p.http(
+    Ok(t.http(
         port,
         method,
         path,
@@ -79,7 +83,7 @@ pub fn get<T: DeserializeOwned>(
     creds: &Credentials,
     path: &str,
 ) -> Result<T> {
-    let r = request(p, port, creds, "GET", path, None)?;
+    let r = request_get(p, port, creds, path)?;
     if r.status != 200 {
         bail!(
             "{}: GET {path} answered {}: {}",
@@ -98,7 +102,7 @@ pub fn get_opt<T: DeserializeOwned>(
     creds: &Credentials,
     path: &str,
 ) -> Result<Option<T>> {
-    let r = request(p, port, creds, "GET", path, None)?;
+    let r = request_get(p, port, creds, path)?;
     match r.status {
         200 => parse(&r.body)
             .map(Some)

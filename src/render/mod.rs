@@ -6,8 +6,10 @@ pub mod definitions;
 pub mod templates;
 
 use crate::inventory::{ConfigFormat, Host, Inventory, Paths, Role, Secret, ServiceManager};
+use crate::platform::Setting;
 use anyhow::{Context, Result};
 use serde::Serialize;
+use sha2::{Digest, Sha256};
 use std::path::{Path, PathBuf};
 pub use templates::Templates;
 
@@ -24,7 +26,8 @@ pub enum Effect {
     StopWriteStart,
     /// `systemctl daemon-reload`, then restart.
     DaemonReloadRestart,
-    /// Reinstall the Windows service (warren-setup.ps1 does it), which restarts it.
+    /// Reinstall the Windows service (stop, remove, install, start): it reads its
+    /// environment file only when installed.
     ReinstallService,
 }
 
@@ -100,6 +103,15 @@ impl RenderedFile {
 pub struct HostRender {
     pub host: String,
     pub files: Vec<RenderedFile>,
+    /// Host settings outside RabbitMQ's files (Windows: RABBITMQ_BASE machine-wide,
+    /// firewall rules for the cluster's ports).
+    pub settings: Vec<Setting>,
+    /// The SHA-256 of the environment file the service must have been installed
+    /// from, where the service reads it only at install (Windows).
+    pub service_stamp: Option<String>,
+    /// For hosts without remote access: a script that does the host's whole part
+    /// from the rendered folder (Windows: `bootstrap.ps1`). Written by `render` only.
+    pub bootstrap: Option<String>,
 }
 
 #[derive(Serialize)]
@@ -193,16 +205,7 @@ fn context(inv: &Inventory, host: &Host, config_file: &str) -> tera::Context {
         .collect();
     ctx.insert("nodes", &nodes);
     ctx.insert("config_file", config_file);
-    let p = host.ports;
-    let firewall = vec![
-        ("warren-epmd", "4369".to_string()),
-        ("warren-distribution", p.dist.to_string()),
-        ("warren-cli", "35672-35682".to_string()),
-        ("warren-amqp", p.amqp.to_string()),
-        ("warren-management", p.management.to_string()),
-        ("warren-mqtt", p.mqtt.to_string()),
-    ];
-    let firewall: Vec<FirewallRule> = firewall
+    let firewall: Vec<FirewallRule> = firewall_rules(host)
         .into_iter()
         .map(|(n, ports)| FirewallRule {
             name: n.to_string(),
@@ -237,23 +240,25 @@ pub fn render_host(
     host: &Host,
     cookie: &Secret<String>,
 ) -> Result<HostRender> {
-    let files = match &host.paths {
+    match &host.paths {
         Paths::Linux {
             config_dir,
             data_dir,
             ..
-        } => linux_files(inv, t, host, cookie, config_dir, data_dir)?,
+        } => Ok(HostRender {
+            host: host.name.clone(),
+            files: linux_files(inv, t, host, cookie, config_dir, data_dir)?,
+            settings: Vec::new(),
+            service_stamp: None,
+            bootstrap: None,
+        }),
         Paths::Windows {
             base,
             user_profile,
             system_profile,
             ..
-        } => windows_files(inv, t, host, cookie, base, user_profile, system_profile)?,
-    };
-    Ok(HostRender {
-        host: host.name.clone(),
-        files,
-    })
+        } => windows_render(inv, t, host, cookie, base, user_profile, system_profile),
+    }
 }
 
 struct FileSpec {
@@ -397,7 +402,13 @@ fn linux_files(
     Ok(files)
 }
 
-fn windows_files(
+/// Who may read a Windows cookie file: the service (LocalSystem), Administrators, and
+/// the user whose CLI tools read it; nobody else, nothing inherited.
+pub fn windows_cookie_acl(user: &str) -> String {
+    crate::platform::normalize_owner(&format!("SYSTEM,Administrators,{user}"))
+}
+
+fn windows_render(
     inv: &Inventory,
     t: &Templates,
     host: &Host,
@@ -405,9 +416,112 @@ fn windows_files(
     base: &str,
     user_profile: &str,
     system_profile: &str,
+) -> Result<HostRender> {
+    let config_file = format!(r"{base}\{}", config_file_name(inv));
+    let mut ctx = context(inv, host, &config_file);
+    let files = windows_files(
+        inv,
+        t,
+        host,
+        cookie,
+        &ctx,
+        base,
+        user_profile,
+        system_profile,
+    )?;
+    let env_file = files
+        .iter()
+        .find(|f| f.effect == Effect::ReinstallService)
+        .expect("windows_files renders rabbitmq-env-conf.bat");
+    let service_stamp = Some(hex(&Sha256::digest(env_file.content.bytes())));
+    let mut settings = vec![Setting {
+        key: "env:RABBITMQ_BASE".into(),
+        value: base.to_string(),
+        reinstall: true,
+    }];
+    for (name, ports) in firewall_rules(host) {
+        settings.push(Setting {
+            key: format!("firewall:{name}"),
+            value: format!("TCP {ports} Inbound Allow True"),
+            reinstall: false,
+        });
+    }
+    // bootstrap.ps1 copies each file from the rendered folder it sits in.
+    let bootstrap_files: Vec<BootstrapFile> = files
+        .iter()
+        .map(|f| BootstrapFile {
+            source: f
+                .local_path(Path::new(""), "")
+                .to_string_lossy()
+                .replace('/', "\\")
+                .trim_start_matches('\\')
+                .to_string(),
+            target: f.path.clone(),
+            acl: f.owner.clone(),
+            effect: f.effect,
+            block: match &f.ownership {
+                Ownership::Block { begin, end } => Some((begin.clone(), end.clone())),
+                Ownership::Whole => None,
+            },
+        })
+        .collect();
+    ctx.insert("files", &bootstrap_files);
+    ctx.insert("service_stamp", &service_stamp);
+    ctx.insert("seed", &inv.central().node_name());
+    ctx.insert(
+        "join_by_config",
+        &(inv.cluster.join == crate::inventory::JoinMethod::Config),
+    );
+    let mut bootstrap = t.render("windows/bootstrap.ps1.tera", &ctx)?;
+    bootstrap = bootstrap.replace("\r\n", "\n").replace('\n', "\r\n");
+    Ok(HostRender {
+        host: host.name.clone(),
+        files,
+        settings,
+        service_stamp,
+        bootstrap: Some(bootstrap),
+    })
+}
+
+#[derive(Serialize)]
+struct BootstrapFile {
+    /// Relative to the host's rendered folder.
+    source: String,
+    target: String,
+    acl: Option<String>,
+    effect: Effect,
+    block: Option<(String, String)>,
+}
+
+fn hex(b: &[u8]) -> String {
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+/// The inbound rules a Windows host needs for the cluster: (rule name, ports).
+pub fn firewall_rules(host: &Host) -> Vec<(&'static str, String)> {
+    let p = host.ports;
+    vec![
+        ("warren-epmd", "4369".to_string()),
+        ("warren-distribution", p.dist.to_string()),
+        ("warren-cli", "35672-35682".to_string()),
+        ("warren-amqp", p.amqp.to_string()),
+        ("warren-management", p.management.to_string()),
+        ("warren-mqtt", p.mqtt.to_string()),
+    ]
+}
+
+#[allow(clippy::too_many_arguments)]
+fn windows_files(
+    inv: &Inventory,
+    t: &Templates,
+    host: &Host,
+    cookie: &Secret<String>,
+    ctx: &tera::Context,
+    base: &str,
+    user_profile: &str,
+    system_profile: &str,
 ) -> Result<Vec<RenderedFile>> {
     let config_file = format!(r"{base}\{}", config_file_name(inv));
-    let ctx = context(inv, host, &config_file);
     let spec = |path: String, template: &'static str, effect: Effect| FileSpec {
         path,
         template,
@@ -415,16 +529,17 @@ fn windows_files(
         mode: None,
         effect,
     };
+    let acl = windows_cookie_acl(&host.user);
     let mut files = vec![
         text_file(
             t,
-            &ctx,
+            ctx,
             spec(config_file.clone(), config_template(inv), Effect::Restart),
             false,
         )?,
         text_file(
             t,
-            &ctx,
+            ctx,
             spec(
                 format!(r"{base}\enabled_plugins"),
                 "common/enabled_plugins.tera",
@@ -434,21 +549,11 @@ fn windows_files(
         )?,
         text_file(
             t,
-            &ctx,
+            ctx,
             spec(
                 format!(r"{base}\rabbitmq-env-conf.bat"),
                 "windows/rabbitmq-env-conf.bat.tera",
                 Effect::ReinstallService,
-            ),
-            true,
-        )?,
-        text_file(
-            t,
-            &ctx,
-            spec(
-                format!(r"{base}\warren-setup.ps1"),
-                "windows/warren-setup.ps1.tera",
-                Effect::None,
             ),
             true,
         )?,
@@ -457,13 +562,13 @@ fn windows_files(
         cookie_file(
             format!(r"{system_profile}\.erlang.cookie"),
             cookie,
-            None,
+            Some(&acl),
             None,
         ),
         cookie_file(
             format!(r"{user_profile}\.erlang.cookie"),
             cookie,
-            None,
+            Some(&acl),
             None,
         ),
     ];
@@ -471,7 +576,7 @@ fn windows_files(
         files.push(hosts_block(
             inv,
             t,
-            &ctx,
+            ctx,
             r"C:\Windows\System32\drivers\etc\hosts",
             true,
         )?);
@@ -534,6 +639,11 @@ pub fn write_tree(out: &Path, r: &Rendered, with_cluster: bool) -> Result<Vec<Pa
         for f in &h.files {
             let p = f.local_path(out, &h.host);
             write_local(&p, f.content.bytes(), f.content.is_secret())?;
+            written.push(p);
+        }
+        if let Some(script) = &h.bootstrap {
+            let p = dir.join("bootstrap.ps1");
+            write_local(&p, script.as_bytes(), false)?;
             written.push(p);
         }
     }

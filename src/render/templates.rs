@@ -37,8 +37,8 @@ pub const DEFAULTS: &[(&str, &str)] = &[
         include_str!("../../templates/windows/rabbitmq-env-conf.bat.tera"),
     ),
     (
-        "windows/warren-setup.ps1.tera",
-        include_str!("../../templates/windows/warren-setup.ps1.tera"),
+        "windows/bootstrap.ps1.tera",
+        include_str!("../../templates/windows/bootstrap.ps1.tera"),
     ),
 ];
 

@@ -1,9 +1,9 @@
-//! How warren reaches a host. Two capabilities, two traits: `Probe` can only look (run
-//! read-only commands, read files, GET from a local HTTP port), `Transport` can also
-//! change things. Fact gathering and `plan` receive a `Probe`; only the executor holds
-//! a `Transport`, so a dry run cannot write by construction, not by care.
+//! How warren reaches a host: a `Connection` runs a command line and moves bytes, and
+//! knows nothing of the operating system at the other end. What those command lines
+//! say (POSIX sh on Linux, PowerShell on Windows) is the platform layer's business
+//! (`crate::platform`), which also hands out the read-only and read-write handles.
 //!
-//! SSH (the ssh2 crate) is implemented here; WinRM joins behind the same traits.
+//! SSH (the ssh2 crate) is implemented here; WinRM joins behind the same trait.
 
 pub mod ssh;
 
@@ -21,7 +21,9 @@ impl Exec {
     pub fn ok(&self) -> bool {
         self.status == 0
     }
-    /// The last non-empty line of stderr (or stdout), for one-line error messages.
+    /// The reason a command failed, in one line: the last non-empty line of stderr
+    /// that is not a usage or help line (RabbitMQ's CLI prints its usage after the
+    /// reason), else of stdout.
     pub fn last_line(&self) -> String {
         let pick = |s: &str| {
             s.lines()
@@ -70,13 +72,16 @@ pub enum TransportError {
 
 pub type Result<T> = std::result::Result<T, TransportError>;
 
-/// Looking without touching.
-pub trait Probe: Send {
+/// One open connection to a host: commands, bytes, and HTTP to the host's own ports.
+pub trait Connection: Send {
     /// The host's name in the inventory, for messages.
     fn host(&self) -> &str;
-    /// Runs a command that changes nothing, such as `cat`, `sha256sum` or
-    /// `rabbitmqctl cluster_status`.
-    fn query(&mut self, command: &str, timeout: Duration) -> Result<Exec>;
+    /// Runs `command_line` as the server's login shell receives it, and waits for it.
+    fn exec(&mut self, command_line: &str, timeout: Duration) -> Result<Exec>;
+    /// Writes `bytes` to `path` (in the file transfer's own syntax, e.g. `/C:/...` for
+    /// SFTP on Windows), created private to the login user where the server allows.
+    /// Nothing else: the platform layer moves it into place.
+    fn put(&mut self, path: &str, bytes: &[u8]) -> Result<()>;
     /// An HTTP request to `127.0.0.1:port` on the host, tunnelled through the
     /// connection, so the management API need not be open to the operator's machine.
     fn http(
@@ -87,24 +92,10 @@ pub trait Probe: Send {
         auth: Option<(&str, &str)>,
         body: Option<&str>,
     ) -> Result<HttpResponse>;
-}
-
-/// Looking and changing.
-pub trait Transport: Probe {
-    /// Runs a command that may change the host.
-    fn run(&mut self, command: &str, timeout: Duration) -> Result<Exec>;
-    /// Writes `bytes` to `path`: to a temporary file beside it, owner and mode set, then
-    /// renamed over it, so no reader ever sees half a file. `in_place` writes through
-    /// the existing file instead (for files that are mount points, such as a
-    /// container's /etc/hosts, which cannot be renamed over).
-    fn upload(
-        &mut self,
-        path: &str,
-        bytes: &[u8],
-        owner: Option<&str>,
-        mode: Option<u32>,
-        in_place: bool,
-    ) -> Result<()>;
+    /// What the server says it runs (the SSH banner), when the protocol tells.
+    fn server_version(&self) -> Option<String> {
+        None
+    }
 }
 
 /// Quotes `s` for a POSIX shell.

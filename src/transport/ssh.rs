@@ -1,10 +1,12 @@
 //! SSH transport (ssh2): key or agent authentication, the host key checked against a
-//! known_hosts file, commands with exit status and output, SFTP uploads written
-//! atomically, and HTTP to the host's own ports through a direct-tcpip channel.
-//! One connection per host, reused for the whole run.
+//! known_hosts file, commands with exit status and output, files by SFTP, and HTTP to
+//! the host's own ports through a direct-tcpip channel. One connection per host,
+//! reused for the whole run. The same for Linux and for Windows' OpenSSH Server: what
+//! the command lines say is the platform layer's.
 
-use super::{sh_quote, Exec, HttpResponse, Probe, Result, Transport, TransportError};
+use super::{Connection, Exec, HttpResponse, Result, TransportError};
 use crate::inventory::Host;
+use crate::inventory::Os;
 use base64::Engine;
 use ssh2::{CheckResult, KnownHostFileKind, Session};
 use std::io::{Read, Write};
@@ -18,10 +20,8 @@ pub struct Ssh {
     host: String,
     session: Session,
     sftp: Option<ssh2::Sftp>,
-    /// Folders this connection has already made sure of (one `mkdir -p` each).
-    folders: std::collections::BTreeSet<String>,
-    /// Commands go through `sudo -n` when the login user is not root.
-    sudo: bool,
+    /// The server's identification string, e.g. `SSH-2.0-OpenSSH_for_Windows_7.7`.
+    banner: Option<String>,
 }
 
 impl Ssh {
@@ -55,10 +55,30 @@ impl Ssh {
             user: h.user.clone(),
             reason,
         };
+        // Windows' OpenSSH reads the keys of an Administrators member from one
+        // machine-wide file, not from the user's profile: say so when it refuses.
+        let where_keys = match h.os {
+            Os::Linux => format!("~{}/.ssh/authorized_keys on the host", h.user),
+            Os::Windows => r"C:\ProgramData\ssh\administrators_authorized_keys on the host (the file Windows' OpenSSH reads for a member of Administrators; its ACL may hold only SYSTEM and Administrators)".to_string(),
+        };
         match &h.key {
-            Some(key) => session
-                .userauth_pubkey_file(&h.user, None, key, None)
-                .map_err(|e| auth_err(format!("key {}: {e}", key.display())))?,
+            Some(key) => {
+                if !key.exists() {
+                    return Err(auth_err(format!(
+                        "the SSH key {} does not exist; create it (ssh-keygen -t ed25519 -f {}) or fix `key` in the inventory",
+                        key.display(),
+                        key.display()
+                    )));
+                }
+                session
+                    .userauth_pubkey_file(&h.user, None, key, None)
+                    .map_err(|e| {
+                        auth_err(format!(
+                            "key {}: {e}; its public half must be in {where_keys}",
+                            key.display()
+                        ))
+                    })?
+            }
             None => session.userauth_agent(&h.user).map_err(|e| {
                 auth_err(format!(
                     "SSH agent: {e}; give a key in the inventory or load one into the agent"
@@ -66,14 +86,16 @@ impl Ssh {
             })?,
         }
         if !session.authenticated() {
-            return Err(auth_err("not authenticated".into()));
+            return Err(auth_err(format!(
+                "not authenticated; the key must be in {where_keys}"
+            )));
         }
+        let banner = session.banner().map(str::to_string);
         Ok(Ssh {
             host: h.name.clone(),
             session,
             sftp: None,
-            folders: Default::default(),
-            sudo: h.user != "root",
+            banner,
         })
     }
 
@@ -85,19 +107,14 @@ impl Ssh {
         }
     }
 
-    fn exec(&mut self, command: &str, timeout: Duration) -> Result<Exec> {
-        let full = if self.sudo {
-            format!("sudo -n sh -c {}", sh_quote(command))
-        } else {
-            command.to_string()
-        };
+    fn run_channel(&mut self, command: &str, timeout: Duration) -> Result<Exec> {
         self.session.set_timeout(timeout.as_millis() as u32);
         let what = format!("running `{}`", first_words(command));
         let mut ch = self
             .session
             .channel_session()
             .map_err(|e| self.io_err(&what, e))?;
-        ch.exec(&full).map_err(|e| self.io_err(&what, e))?;
+        ch.exec(command).map_err(|e| self.io_err(&what, e))?;
         let mut stdout = Vec::new();
         ch.read_to_end(&mut stdout)
             .map_err(|e| self.io_err(&what, e))?;
@@ -107,6 +124,18 @@ impl Ssh {
             .map_err(|e| self.io_err(&what, e))?;
         ch.wait_close().map_err(|e| self.io_err(&what, e))?;
         let status = ch.exit_status().map_err(|e| self.io_err(&what, e))?;
+        // A command killed by a signal has no exit status (libssh2 reports 0): it did
+        // not succeed.
+        if let Ok(Some(signal)) = ch.exit_signal().map(|s| s.exit_signal) {
+            return Ok(Exec {
+                status: 128,
+                stdout: String::from_utf8_lossy(&stdout).into_owned(),
+                stderr: format!(
+                    "{}\nkilled by signal {signal}",
+                    String::from_utf8_lossy(&stderr)
+                ),
+            });
+        }
         Ok(Exec {
             status,
             stdout: String::from_utf8_lossy(&stdout).into_owned(),
@@ -173,13 +202,21 @@ fn check_host_key(session: &Session, h: &Host) -> Result<()> {
     }
 }
 
-impl Probe for Ssh {
+impl Connection for Ssh {
     fn host(&self) -> &str {
         &self.host
     }
 
-    fn query(&mut self, command: &str, timeout: Duration) -> Result<Exec> {
-        self.exec(command, timeout)
+    fn exec(&mut self, command_line: &str, timeout: Duration) -> Result<Exec> {
+        self.run_channel(command_line, timeout)
+    }
+
+    fn server_version(&self) -> Option<String> {
+        self.banner.clone()
+    }
+
+    fn put(&mut self, path: &str, bytes: &[u8]) -> Result<()> {
+        self.put_file(path, bytes)
     }
 
     fn http(
@@ -246,26 +283,13 @@ impl Probe for Ssh {
     }
 }
 
-impl Transport for Ssh {
-    fn run(&mut self, command: &str, timeout: Duration) -> Result<Exec> {
-        self.exec(command, timeout)
-    }
-
-    fn upload(
-        &mut self,
-        path: &str,
-        bytes: &[u8],
-        owner: Option<&str>,
-        mode: Option<u32>,
-        in_place: bool,
-    ) -> Result<()> {
-        let what = format!("writing {path}");
-        let tmp = format!("{path}.warren-new");
+impl Ssh {
+    fn sftp(&mut self, what: &str) -> Result<&ssh2::Sftp> {
         if self.sftp.is_none() {
             self.session.set_timeout(30_000);
             let sftp = self.session.sftp().map_err(|e| {
                 self.io_err(
-                    &what,
+                    what,
                     format!(
                         "SFTP is not available ({e}); enable the sftp subsystem in sshd_config"
                     ),
@@ -273,55 +297,25 @@ impl Transport for Ssh {
             })?;
             self.sftp = Some(sftp);
         }
-        let parent = path.rsplit_once('/').map(|(d, _)| d).unwrap_or("/");
-        // The parent folder may not exist yet (a systemd drop-in folder).
-        if !self.folders.contains(parent) {
-            let mkdir = self.exec(
-                &format!("mkdir -p {}", sh_quote(parent)),
-                Duration::from_secs(30),
-            )?;
-            if !mkdir.ok() {
-                return Err(self.io_err(&what, mkdir.last_line()));
-            }
-            self.folders.insert(parent.to_string());
-        }
-        // Uploads go to a private temporary file first (mode 0600), so a secret is
-        // never readable by others, not even for a moment.
-        {
-            let sftp = self.sftp.as_ref().expect("sftp opened above");
-            let mut f = sftp
-                .open_mode(
-                    std::path::Path::new(&tmp),
-                    ssh2::OpenFlags::WRITE | ssh2::OpenFlags::CREATE | ssh2::OpenFlags::TRUNCATE,
-                    0o600,
-                    ssh2::OpenType::File,
-                )
-                .map_err(|e| self.io_err(&what, e))?;
-            f.write_all(bytes).map_err(|e| self.io_err(&what, e))?;
-            f.fsync().ok();
-        }
-        let (t, p) = (sh_quote(&tmp), sh_quote(path));
-        let mut steps = Vec::new();
-        if let Some(o) = owner {
-            steps.push(format!("chown {} {t}", sh_quote(&format!("{o}:{o}"))));
-        }
-        if let Some(m) = mode {
-            steps.push(format!("chmod {m:o} {t}"));
-        }
-        if in_place {
-            steps.push(format!("cat {t} > {p}"));
-            steps.push(format!("rm -f {t}"));
-        } else {
-            steps.push(format!("mv -f {t} {p}"));
-        }
-        let script = steps.join(" && ");
-        let done = self.exec(
-            &format!("{script} || {{ rm -f {t}; exit 1; }}"),
-            Duration::from_secs(30),
-        )?;
-        if !done.ok() {
-            return Err(self.io_err(&what, done.last_line()));
-        }
+        Ok(self.sftp.as_ref().expect("sftp opened above"))
+    }
+
+    /// Writes through SFTP, created with mode 0600 where the server has modes, so a
+    /// secret is never readable by others, not even for a moment.
+    pub fn put_file(&mut self, path: &str, bytes: &[u8]) -> Result<()> {
+        let what = format!("writing {path}");
+        self.sftp(&what)?;
+        let sftp = self.sftp.as_ref().expect("sftp opened above");
+        let mut f = sftp
+            .open_mode(
+                std::path::Path::new(path),
+                ssh2::OpenFlags::WRITE | ssh2::OpenFlags::CREATE | ssh2::OpenFlags::TRUNCATE,
+                0o600,
+                ssh2::OpenType::File,
+            )
+            .map_err(|e| self.io_err(&what, e))?;
+        f.write_all(bytes).map_err(|e| self.io_err(&what, e))?;
+        f.fsync().ok();
         Ok(())
     }
 }

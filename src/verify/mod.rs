@@ -5,9 +5,9 @@
 use crate::facts::{self, ClusterFacts, HostFacts};
 use crate::inventory::{Inventory, Replication};
 use crate::plan::cluster::{self as cplan, ClusterPlan, Resource};
+use crate::platform::Transport;
 use crate::rabbitmq::api::{self, enc, Credentials};
 use crate::render::Rendered;
-use crate::transport::{sh_quote, Transport};
 use serde::Serialize;
 use serde_json::json;
 use sha2::{Digest, Sha256};
@@ -306,11 +306,10 @@ fn policies(c: &mut Checks, inv: &Inventory, cf: &ClusterFacts, t: &mut dyn Tran
         .iter()
         .any(|s| got.get(&s.queue) != Some(&want(s)))
     {
-        let cmd = format!(
-            "rabbitmqctl -q list_queues -p {} --no-table-headers name policy",
-            sh_quote(&inv.cluster.vhost)
-        );
-        if let Ok(out) = t.query(&cmd, Duration::from_secs(60)) {
+        let q = t.platform().read(crate::platform::Read::QueuePolicies {
+            vhost: &inv.cluster.vhost,
+        });
+        if let Ok(out) = t.query(&q, Duration::from_secs(60)) {
             if out.ok() {
                 got = out
                     .stdout
@@ -539,8 +538,9 @@ fn listeners(c: &mut Checks, inv: &Inventory, conns: &mut [Option<Box<dyn Transp
         return;
     };
     let mut wanted: Vec<Vec<(&str, u16)>> = Vec::new();
-    // One command probes every port at once, each in the background; a line per port.
-    let mut script = String::new();
+    // One query probes every port at once; a line per open one.
+    let mut targets: Vec<(String, u16)> = Vec::new();
+    let mut index: Vec<(usize, u16)> = Vec::new();
     for (i, h) in inv.hosts.iter().enumerate() {
         let mut ports = vec![("amqp", h.ports.amqp)];
         if inv
@@ -555,23 +555,19 @@ fn listeners(c: &mut Checks, inv: &Inventory, conns: &mut [Option<Box<dyn Transp
             ports.push(("mqtt", h.ports.mqtt));
         }
         for (_, port) in &ports {
-            let probe = sh_quote(&format!("</dev/tcp/{}/{port}", h.address));
-            script.push_str(&format!(
-                "(timeout 5 bash -c {probe} 2>/dev/null && echo 'open {i} {port}') &\n"
-            ));
+            targets.push((h.address.clone(), *port));
+            index.push((i, *port));
         }
         wanted.push(ports);
     }
-    script.push_str("wait\n");
+    let q = t.platform().probe_ports(&targets);
     let open: BTreeSet<(usize, u16)> = t
-        .query(&script, Duration::from_secs(30))
+        .query(&q, Duration::from_secs(30))
         .map(|o| {
             o.stdout
                 .lines()
-                .filter_map(|l| {
-                    let mut w = l.split_whitespace().skip(1);
-                    Some((w.next()?.parse().ok()?, w.next()?.parse().ok()?))
-                })
+                .filter_map(|l| l.trim().strip_prefix("open ")?.parse::<usize>().ok())
+                .filter_map(|k| index.get(k).copied())
                 .collect()
         })
         .unwrap_or_default();

@@ -1,0 +1,216 @@
+//! Linux: POSIX sh scripts, run as they are when warren logs in as root and through
+//! `sudo -n sh -c` otherwise; files by SFTP, then `chown`, `chmod` and `mv`.
+
+use super::{Platform, Query, Read, ScriptFile, Setting, Tool};
+use crate::inventory::{Host, Os, Paths, ServiceManager};
+use crate::transport::sh_quote;
+
+pub struct Linux {
+    /// Commands go through `sudo -n` when the login user is not root.
+    sudo: bool,
+    /// RabbitMQ's pid file, which the node writes at boot.
+    pid_file: String,
+    /// The home of the `rabbitmq` user, whose cookie Debian's CLI wrappers read.
+    data_dir: String,
+}
+
+impl Linux {
+    pub fn new(h: &Host) -> Linux {
+        let data_dir = match &h.paths {
+            Paths::Linux { data_dir, .. } => data_dir.clone(),
+            Paths::Windows { .. } => "/var/lib/rabbitmq".into(),
+        };
+        Linux {
+            sudo: h.user != "root",
+            pid_file: format!("{data_dir}/mnesia/{}.pid", h.node_name()),
+            data_dir,
+        }
+    }
+}
+
+fn cli_line(tool: Tool, args: &[&str]) -> String {
+    let mut line = format!("{} -q", tool.name());
+    for a in args {
+        line.push(' ');
+        line.push_str(&sh_quote(a));
+    }
+    line
+}
+
+impl Platform for Linux {
+    fn os(&self) -> Os {
+        Os::Linux
+    }
+
+    fn command_line(&self, script: &str) -> Option<String> {
+        Some(if self.sudo {
+            format!("sudo -n sh -c {}", sh_quote(script))
+        } else {
+            script.to_string()
+        })
+    }
+
+    fn script_file(&self, script: &str, n: u64) -> ScriptFile {
+        // Never needed (Linux takes command lines of megabytes), but complete.
+        let path = format!("/tmp/warren-{n}.sh");
+        ScriptFile {
+            folder: "/tmp".into(),
+            transfer_path: path.clone(),
+            content: script.to_string(),
+            command_line: format!(
+                "{}sh {p}; c=$?; rm -f {p}; exit $c",
+                if self.sudo { "sudo -n " } else { "" },
+                p = sh_quote(&path)
+            ),
+        }
+    }
+
+    fn make_folder(&self, folder: &str) -> String {
+        format!("mkdir -p {}", sh_quote(folder))
+    }
+
+    fn parent<'a>(&self, path: &'a str) -> &'a str {
+        path.rsplit_once('/').map(|(d, _)| d).unwrap_or("/")
+    }
+
+    fn transfer_path(&self, path: &str) -> String {
+        path.to_string()
+    }
+
+    fn place_file(
+        &self,
+        tmp: &str,
+        path: &str,
+        owner: Option<&str>,
+        mode: Option<u32>,
+        in_place: bool,
+    ) -> String {
+        let (t, p) = (sh_quote(tmp), sh_quote(path));
+        let mut steps = Vec::new();
+        if let Some(o) = owner {
+            steps.push(format!("chown {} {t}", sh_quote(&format!("{o}:{o}"))));
+        }
+        if let Some(m) = mode {
+            steps.push(format!("chmod {m:o} {t}"));
+        }
+        if in_place {
+            steps.push(format!("cat {t} > {p}"));
+            steps.push(format!("rm -f {t}"));
+        } else {
+            steps.push(format!("mv -f {t} {p}"));
+        }
+        format!("{} || {{ rm -f {t}; exit 1; }}", steps.join(" && "))
+    }
+
+    fn read_host(&self, files: &[(&str, bool)], _settings: &[Setting]) -> Query {
+        let mut script = String::from(
+            "f() { if [ -f \"$1\" ]; then printf '@@file %s\\t%s\\n' \"$(stat -c '%a:%U' \"$1\")\" \"$1\"; base64 -w0 \"$1\"; echo; else printf '@@missing - %s\\n' \"$1\"; fi; }\n\
+             s() { if [ -f \"$1\" ]; then printf '@@hash %s\\t%s\\n' \"$(stat -c '%a:%U' \"$1\")\" \"$1\"; sha256sum \"$1\" | cut -d' ' -f1; else printf '@@missing - %s\\n' \"$1\"; fi; }\n",
+        );
+        for (path, secret) in files {
+            let func = if *secret { "s" } else { "f" };
+            script.push_str(&format!("{func} {}\n", sh_quote(path)));
+        }
+        script.push_str(&format!(
+            "echo \"@@hostname $(hostname)\"\n\
+             if [ -d /run/systemd/system ]; then echo '@@systemd yes'; else echo '@@systemd no'; fi\n\
+             p=$(cat {} 2>/dev/null); if [ -n \"$p\" ] && [ -d /proc/$p ]; then echo \"@@pid $p\"; else echo '@@pid none'; fi\n",
+            sh_quote(&self.pid_file)
+        ));
+        Query::new(script)
+    }
+
+    fn read(&self, r: Read) -> Query {
+        Query::new(match r {
+            Read::ClusterStatus => cli_line(Tool::Ctl, &["cluster_status", "--formatter", "json"]),
+            Read::LocalMessages => cli_line(
+                Tool::Ctl,
+                &["list_queues", "--local", "messages", "--formatter", "json"],
+            ),
+            Read::Plugins => cli_line(Tool::Plugins, &["list", "--formatter", "json"]),
+            Read::AwaitStartup => cli_line(Tool::Ctl, &["await_startup", "--timeout", "30"]),
+            Read::QueuePolicies { vhost } => cli_line(
+                Tool::Ctl,
+                &[
+                    "list_queues",
+                    "-p",
+                    vhost,
+                    "--no-table-headers",
+                    "name",
+                    "policy",
+                ],
+            ),
+            Read::CookieSources => cli_line(Tool::Diagnostics, &["erlang_cookie_sources"]),
+        })
+    }
+
+    fn resolve(&self, name: &str) -> Query {
+        Query::new(format!(
+            "getent ahostsv4 {} | awk '{{print $1}}' | uniq",
+            sh_quote(name)
+        ))
+    }
+
+    fn probe_ports(&self, targets: &[(String, u16)]) -> Query {
+        // Every port at once, each in the background; a line per open one.
+        let mut script = String::new();
+        for (k, (addr, port)) in targets.iter().enumerate() {
+            let probe = sh_quote(&format!("</dev/tcp/{addr}/{port}"));
+            script.push_str(&format!(
+                "(timeout 5 bash -c {probe} 2>/dev/null && echo 'open {k}') &\n"
+            ));
+        }
+        script.push_str("wait\n");
+        Query::new(script)
+    }
+
+    fn stop(&self, m: ServiceManager) -> String {
+        match m {
+            ServiceManager::Systemd => "systemctl stop rabbitmq-server".into(),
+            // SIGTERM is RabbitMQ's graceful shutdown (Erlang stops the node's
+            // applications in order, as `rabbitmqctl stop` does), and it needs no CLI:
+            // two CLI start-ups saved, and no hang when the cookie file was changed
+            // under the node (the CLI then waits rather than fails).
+            _ => format!(
+                "p=$(cat {pid} 2>/dev/null) || exit 0\n\
+                 [ \"$(cat /proc/$p/comm 2>/dev/null)\" = beam.smp ] || exit 0\n\
+                 kill -TERM \"$p\" 2>/dev/null || exit 0\n\
+                 for i in $(seq 1 1200); do [ -d /proc/$p ] || exit 0; sleep 0.1; done\n\
+                 echo \"RabbitMQ (pid $p) did not stop within 120 s\" >&2; exit 1",
+                pid = sh_quote(&self.pid_file)
+            ),
+        }
+    }
+
+    fn start(&self, m: ServiceManager, daemon_reload: bool) -> String {
+        match m {
+            ServiceManager::Systemd if daemon_reload => {
+                "systemctl daemon-reload && systemctl start rabbitmq-server".into()
+            }
+            ServiceManager::Systemd => "systemctl start rabbitmq-server".into(),
+            // -detached daemonizes; its output must not hold the SSH channel open.
+            _ => "rabbitmq-server -detached > /dev/null 2>&1 < /dev/null".into(),
+        }
+    }
+
+    fn reinstall(&self) -> Option<String> {
+        None
+    }
+
+    fn cli(&self, tool: Tool, args: &[&str]) -> String {
+        cli_line(tool, args)
+    }
+
+    fn apply_setting(&self, s: &Setting) -> String {
+        // Linux hosts have no settings outside RabbitMQ's files (render makes none).
+        format!(
+            "echo 'warren keeps no setting {} on Linux' >&2; exit 1",
+            s.key
+        )
+    }
+
+    fn cli_cookie(&self) -> String {
+        // Debian's CLI wrappers run the tools as the rabbitmq user, whose home it is.
+        format!("{}/.erlang.cookie", self.data_dir)
+    }
+}

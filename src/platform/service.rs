@@ -1,0 +1,176 @@
+//! Starting, stopping and reinstalling RabbitMQ, and the node commands warren runs,
+//! for any platform: the scripts come from the host's `Platform`, the waiting and the
+//! error messages are the same everywhere.
+
+use super::{Probe, Read, Tool, Transport};
+use crate::inventory::{Host, ServiceManager};
+use anyhow::{bail, Result};
+use std::time::{Duration, Instant};
+
+const STOP_TIMEOUT: Duration = Duration::from_secs(180);
+/// How long a node may take to start (a member waits for its cluster mates' tables).
+pub const START_TIMEOUT: Duration = Duration::from_secs(300);
+
+fn must(t: &mut dyn Transport, script: &str, timeout: Duration, what: &str) -> Result<String> {
+    let out = t.run(script, timeout)?;
+    if !out.ok() {
+        bail!("{}: {what} failed: {}", t.host(), out.last_line());
+    }
+    Ok(out.stdout)
+}
+
+/// Stops RabbitMQ and waits until its OS process is gone.
+pub fn stop(t: &mut dyn Transport, _h: &Host, m: ServiceManager) -> Result<()> {
+    let script = t.platform().stop(m);
+    must(t, &script, STOP_TIMEOUT, "stopping RabbitMQ")?;
+    Ok(())
+}
+
+/// Starts RabbitMQ and waits until it has finished booting.
+pub fn start(
+    t: &mut dyn Transport,
+    _h: &Host,
+    m: ServiceManager,
+    daemon_reload: bool,
+) -> Result<()> {
+    let script = t.platform().start(m, daemon_reload);
+    must(t, &script, STOP_TIMEOUT, "starting RabbitMQ")?;
+    await_startup(t, START_TIMEOUT)
+}
+
+/// Reinstalls the RabbitMQ service (it reads its environment only then), starts it and
+/// waits until it has booted. Where services are never reinstalled, starts it.
+pub fn reinstall(t: &mut dyn Transport, h: &Host, m: ServiceManager) -> Result<()> {
+    match t.platform().reinstall() {
+        Some(script) => {
+            must(
+                t,
+                &script,
+                STOP_TIMEOUT,
+                "reinstalling the RabbitMQ service",
+            )?;
+            await_startup(t, START_TIMEOUT)
+        }
+        None => start(t, h, m, false),
+    }
+}
+
+/// Waits until `rabbitmqctl await_startup` succeeds on the host, retrying while the
+/// node registers with epmd.
+pub fn await_startup(t: &mut dyn Probe, timeout: Duration) -> Result<()> {
+    let deadline = Instant::now() + timeout;
+    let q = t.platform().read(Read::AwaitStartup);
+    loop {
+        let out = t.query(&q, Duration::from_secs(60))?;
+        if out.ok() {
+            return Ok(());
+        }
+        if Instant::now() > deadline {
+            bail!(
+                "{}: RabbitMQ did not finish starting within {} s: {}",
+                t.host(),
+                timeout.as_secs(),
+                out.last_line()
+            );
+        }
+        std::thread::sleep(Duration::from_secs(1));
+    }
+}
+
+fn cli(t: &mut dyn Transport, tool: Tool, args: &[&str], timeout: Duration) -> Result<()> {
+    let script = t.platform().cli(tool, args);
+    let what = format!("{} {}", tool.name(), args.first().copied().unwrap_or(""));
+    must(t, &script, timeout, &what)?;
+    Ok(())
+}
+
+/// Starts declared plugins that are enabled but stopped: `rabbitmq-plugins enable`
+/// applies the plugin configuration to the running node, which starts them.
+pub fn start_plugins(t: &mut dyn Transport, _h: &Host, plugins: &[String]) -> Result<()> {
+    let mut args = vec!["enable"];
+    args.extend(plugins.iter().map(String::as_str));
+    cli(t, Tool::Plugins, &args, START_TIMEOUT)
+}
+
+/// Makes a blank-able node a member of the seed's cluster. `rabbitmqctl`: stop_app,
+/// reset, join_cluster, start_app. `config`: stop_app, reset, start_app, and peer
+/// discovery (the node list in its config file) joins it at that boot. When a step
+/// fails the node's app is started again, so the node is left running, standalone,
+/// and a rerun can try again.
+pub fn join(t: &mut dyn Transport, seed: &str, ram: bool, by_config: bool) -> Result<()> {
+    let timeout = START_TIMEOUT;
+    cli(t, Tool::Ctl, &["stop_app"], timeout)?;
+    let result = (|| -> Result<()> {
+        cli(t, Tool::Ctl, &["reset"], timeout)?;
+        if !by_config {
+            let mut args = vec!["join_cluster"];
+            if ram {
+                args.push("--ram");
+            }
+            args.push(seed);
+            cli(t, Tool::Ctl, &args, timeout)?;
+        }
+        Ok(())
+    })();
+    let started = cli(t, Tool::Ctl, &["start_app"], timeout);
+    result?;
+    started?;
+    Ok(())
+}
+
+/// Adds or removes a quorum queue member (rabbitmq-queues; 3.10 has no API for it).
+pub fn queue_member(
+    t: &mut dyn Transport,
+    vhost: &str,
+    queue: &str,
+    node: &str,
+    add: bool,
+) -> Result<()> {
+    let verb = if add { "add_member" } else { "delete_member" };
+    let script = t
+        .platform()
+        .cli(Tool::Queues, &[verb, "-p", vhost, queue, node]);
+    must(
+        t,
+        &script,
+        Duration::from_secs(120),
+        &format!("rabbitmq-queues {verb} {queue} {node}"),
+    )?;
+    Ok(())
+}
+
+/// Checks, after a new cookie was written, that the CLI reads the file warren wrote
+/// (`rabbitmq-diagnostics erlang_cookie_sources`).
+pub fn check_cookie_source(t: &mut dyn Probe) -> Result<()> {
+    let want = t.platform().cli_cookie();
+    let q = t.platform().read(Read::CookieSources);
+    let out = t.query(&q, Duration::from_secs(60))?;
+    if !out.ok() {
+        bail!(
+            "{}: rabbitmq-diagnostics erlang_cookie_sources failed: {}",
+            t.host(),
+            out.last_line()
+        );
+    }
+    let text = out.stdout.replace('\r', "");
+    let path = text
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("Cookie file path:"))
+        .map(str::trim);
+    let exists = text
+        .lines()
+        .any(|l| l.trim().starts_with("Cookie file exists?") && l.trim().ends_with("true"));
+    match path {
+        Some(p) if p.eq_ignore_ascii_case(&want) && exists => Ok(()),
+        Some(p) => bail!(
+            "{}: the CLI tools read the cookie from {p}{}, not from {want}, which warren wrote; set the login user's profile in paths.user_profile (Windows) and rerun",
+            t.host(),
+            if exists { "" } else { " (which does not exist)" }
+        ),
+        None => bail!(
+            "{}: rabbitmq-diagnostics erlang_cookie_sources did not name the cookie file: {}",
+            t.host(),
+            out.last_line()
+        ),
+    }
+}

@@ -1,0 +1,484 @@
+//! Windows Server 2019+: every script is PowerShell, sent as
+//! `powershell.exe -NoProfile -NonInteractive -ExecutionPolicy Bypass -EncodedCommand`
+//! (UTF-16LE, base64), so no cmd.exe quoting layer (OpenSSH's default shell) can break
+//! it; a script whose command line would pass cmd.exe's 8191 characters goes over
+//! SFTP as a file under `C:\ProgramData\warren\run` and runs with `-File`, deleting
+//! itself first. Every script starts with the same prelude: no progress stream (it
+//! would arrive on stderr as CLIXML), errors stop the script and leave as one plain
+//! line on stderr with exit code 1, output in UTF-8, and the exit code of the last
+//! native command carried out.
+//!
+//! RabbitMQ runs as the `RabbitMQ` service (LocalSystem). Its CLI tools are the
+//! `.bat` files in `paths.sbin`, or, when the inventory gives none, in the installed
+//! version's folder that the RabbitMQ entry under the registry's Uninstall keys names
+//! (RabbitMQ's own Chocolatey package finds it so).
+
+use super::{Platform, Query, Read, ScriptFile, Setting, Tool};
+use crate::inventory::{Host, Os, Paths, ServiceManager};
+use base64::Engine;
+
+/// cmd.exe's command-line limit (KB 830473): OpenSSH for Windows runs every command
+/// through the default shell, cmd.exe unless changed.
+pub const COMMAND_LINE_LIMIT: usize = 8191;
+
+/// The start of every command line; the encoded script follows.
+pub const POWERSHELL: &str = "powershell.exe -NoProfile -NonInteractive -ExecutionPolicy Bypass";
+
+/// Where scripts too long for a command line are put (machine-wide, Administrators).
+pub const RUN_FOLDER: &str = r"C:\ProgramData\warren\run";
+
+const SERVICE: &str = "RabbitMQ";
+
+pub struct Windows {
+    base: String,
+    /// `None`: found on the host (see `FIND_SBIN`).
+    sbin: Option<String>,
+    node: String,
+    pid_file: String,
+    user_profile: String,
+}
+
+impl Windows {
+    pub fn new(h: &Host) -> Windows {
+        let (base, sbin, user_profile) = match &h.paths {
+            Paths::Windows {
+                base,
+                sbin,
+                user_profile,
+                ..
+            } => (base.clone(), sbin.clone(), user_profile.clone()),
+            Paths::Linux { .. } => (
+                r"C:\ProgramData\RabbitMQ".into(),
+                None,
+                format!(r"C:\Users\{}", h.user),
+            ),
+        };
+        Windows {
+            pid_file: format!(r"{base}\db\{}.pid", h.node_name()),
+            base,
+            sbin,
+            node: h.node_name(),
+            user_profile,
+        }
+    }
+
+    /// Sets `$Sbin` (and RABBITMQ_BASE for this process, so the CLI reads the node's
+    /// rabbitmq-env-conf.bat) before a CLI call.
+    fn cli_prelude(&self) -> String {
+        let sbin = match &self.sbin {
+            Some(s) => ps_quote(s),
+            None => "(Find-Sbin)".into(),
+        };
+        let find = if self.sbin.is_none() { FIND_SBIN } else { "" };
+        format!(
+            "{find}$Sbin = {sbin}\n$env:RABBITMQ_BASE = {}\n",
+            ps_quote(&self.base)
+        )
+    }
+
+    fn cli_call(&self, tool: Tool, args: &[&str]) -> String {
+        let mut line = format!(
+            "Invoke-Native (Join-Path $Sbin '{}.bat') @({}, {}, '-q'",
+            tool.name(),
+            ps_quote("-n"),
+            ps_quote(&self.node)
+        );
+        for a in args {
+            line.push_str(", ");
+            line.push_str(&ps_quote(a));
+        }
+        line.push_str(")\n");
+        line
+    }
+
+    fn cli_script(&self, tool: Tool, args: &[&str]) -> String {
+        format!("{}{}", self.cli_prelude(), self.cli_call(tool, args))
+    }
+}
+
+/// Quotes `s` as a PowerShell single-quoted string.
+pub fn ps_quote(s: &str) -> String {
+    format!("'{}'", s.replace('\'', "''"))
+}
+
+/// The whole script as sent: the prelude, then `body`.
+pub fn wrap(body: &str) -> String {
+    format!("{PRELUDE}try {{\n{body}}} catch {{\n    [Console]::Error.WriteLine($_.Exception.Message)\n    exit 1\n}}\nexit $LASTEXITCODE\n")
+}
+
+/// The command line that runs `script`: `-EncodedCommand` with UTF-16LE in base64.
+pub fn encode(script: &str) -> String {
+    let utf16: Vec<u8> = script.encode_utf16().flat_map(u16::to_le_bytes).collect();
+    format!(
+        "{POWERSHELL} -EncodedCommand {}",
+        base64::engine::general_purpose::STANDARD.encode(utf16)
+    )
+}
+
+/// The script inside an `-EncodedCommand` command line (for transcripts and tests).
+pub fn decode(command_line: &str) -> Option<String> {
+    let b64 = command_line.strip_prefix(&format!("{POWERSHELL} -EncodedCommand "))?;
+    let bytes = base64::engine::general_purpose::STANDARD.decode(b64).ok()?;
+    let units: Vec<u16> = bytes
+        .chunks(2)
+        .map(|c| u16::from_le_bytes([c[0], *c.get(1).unwrap_or(&0)]))
+        .collect();
+    String::from_utf16(&units).ok()
+}
+
+/// Every script's start. `Invoke-Native` runs a CLI tool with its stderr passed
+/// through as plain text (Windows PowerShell would otherwise turn each line into an
+/// error record, which `Stop` makes fatal) and leaves its exit code in $LASTEXITCODE.
+pub const PRELUDE: &str = r#"$ProgressPreference = 'SilentlyContinue'
+$ErrorActionPreference = 'Stop'
+[Console]::OutputEncoding = [System.Text.Encoding]::UTF8
+$global:LASTEXITCODE = 0
+function Invoke-Native([string]$Exe, [string[]]$Arguments) {
+    $ErrorActionPreference = 'Continue'
+    & $Exe @Arguments 2>&1 | ForEach-Object {
+        if ($_ -is [System.Management.Automation.ErrorRecord]) {
+            [Console]::Error.WriteLine($_.ToString())
+        } else {
+            $_
+        }
+    }
+}
+"#;
+
+/// Finds RabbitMQ's sbin folder from the installer's Uninstall entry.
+pub const FIND_SBIN: &str = r#"function Find-Sbin {
+    $Keys = @(
+        'HKLM:\SOFTWARE\Microsoft\Windows\CurrentVersion\Uninstall\RabbitMQ',
+        'HKLM:\SOFTWARE\WOW6432Node\Microsoft\Windows\CurrentVersion\Uninstall\RabbitMQ'
+    )
+    foreach ($Key in $Keys) {
+        $Entry = Get-ItemProperty -LiteralPath $Key -ErrorAction SilentlyContinue
+        if ($Entry -and $Entry.UninstallString) {
+            $Dir = Split-Path -Parent $Entry.UninstallString.Trim('"')
+            $Found = Join-Path $Dir ('rabbitmq_server-' + $Entry.DisplayVersion + '\sbin')
+            if (Test-Path -LiteralPath (Join-Path $Found 'rabbitmqctl.bat')) {
+                return $Found
+            }
+        }
+    }
+    throw 'RabbitMQ Server is not installed here (no RabbitMQ entry under the Uninstall keys of the registry); install it, or set paths.sbin in the inventory'
+}
+"#;
+
+/// Reading files: content in base64 or a SHA-256, and who may access them.
+const READ_FUNCTIONS: &str = r#"function Get-Access([string]$Path) {
+    $Names = foreach ($Rule in (Get-Acl -LiteralPath $Path).Access) {
+        $Sid = ''
+        try {
+            $Sid = $Rule.IdentityReference.Translate([System.Security.Principal.SecurityIdentifier]).Value
+        } catch {
+        }
+        switch ($Sid) {
+            'S-1-5-18' { 'SYSTEM' }
+            'S-1-5-32-544' { 'Administrators' }
+            default { $Rule.IdentityReference.Value }
+        }
+    }
+    @($Names) -join ','
+}
+function Read-Text([string]$Path) {
+    if (Test-Path -LiteralPath $Path -PathType Leaf) {
+        '@@file 0:' + (Get-Access $Path) + "`t" + $Path
+        [Convert]::ToBase64String([System.IO.File]::ReadAllBytes($Path))
+    } else {
+        '@@missing - ' + $Path
+    }
+}
+function Read-Hash([string]$Path) {
+    if (Test-Path -LiteralPath $Path -PathType Leaf) {
+        '@@hash 0:' + (Get-Access $Path) + "`t" + $Path
+        (Get-FileHash -LiteralPath $Path -Algorithm SHA256).Hash.ToLowerInvariant()
+    } else {
+        '@@missing - ' + $Path
+    }
+}
+"#;
+
+/// The SIDs of the well-known accounts, so localized Windows names do not matter.
+fn account(name: &str) -> String {
+    match name {
+        "SYSTEM" => "New-Object System.Security.Principal.SecurityIdentifier('S-1-5-18')".into(),
+        "Administrators" => {
+            "New-Object System.Security.Principal.SecurityIdentifier('S-1-5-32-544')".into()
+        }
+        other => format!(
+            "New-Object System.Security.Principal.NTAccount({})",
+            ps_quote(other)
+        ),
+    }
+}
+
+impl Platform for Windows {
+    fn os(&self) -> Os {
+        Os::Windows
+    }
+
+    fn command_line(&self, script: &str) -> Option<String> {
+        let line = encode(&wrap(script));
+        (line.len() <= COMMAND_LINE_LIMIT).then_some(line)
+    }
+
+    fn script_file(&self, script: &str, n: u64) -> ScriptFile {
+        let path = format!(r"{RUN_FOLDER}\warren-{n}.ps1");
+        // The file removes itself first: PowerShell has read the whole script by then.
+        let content = wrap(&format!(
+            "Remove-Item -LiteralPath $PSCommandPath -Force -ErrorAction SilentlyContinue\n{script}"
+        ));
+        ScriptFile {
+            folder: RUN_FOLDER.into(),
+            transfer_path: sftp_path(&path),
+            // A UTF-8 byte order mark: Windows PowerShell reads a file without one in
+            // the system's ANSI code page.
+            content: format!("\u{feff}{content}"),
+            command_line: format!("{POWERSHELL} -File \"{path}\""),
+        }
+    }
+
+    fn make_folder(&self, folder: &str) -> String {
+        format!(
+            "New-Item -ItemType Directory -Force -Path {} | Out-Null\n",
+            ps_quote(folder)
+        )
+    }
+
+    fn parent<'a>(&self, path: &'a str) -> &'a str {
+        path.rsplit_once('\\').map(|(d, _)| d).unwrap_or(path)
+    }
+
+    fn transfer_path(&self, path: &str) -> String {
+        sftp_path(path)
+    }
+
+    fn place_file(
+        &self,
+        tmp: &str,
+        path: &str,
+        owner: Option<&str>,
+        _mode: Option<u32>,
+        in_place: bool,
+    ) -> String {
+        let mut s = format!(
+            "$Tmp = {}\n$Path = {}\ntry {{\n",
+            ps_quote(tmp),
+            ps_quote(path)
+        );
+        if in_place {
+            s.push_str(
+                "    [System.IO.File]::WriteAllBytes($Path, [System.IO.File]::ReadAllBytes($Tmp))\n    Remove-Item -LiteralPath $Tmp -Force\n",
+            );
+        } else {
+            // ReplaceFile swaps the content in one step and keeps the target's ACL;
+            // a new file takes its folder's, which for the profiles is private.
+            s.push_str(
+                "    if (Test-Path -LiteralPath $Path) {\n        [System.IO.File]::Replace($Tmp, $Path, [NullString]::Value)\n    } else {\n        [System.IO.File]::Move($Tmp, $Path)\n    }\n",
+            );
+        }
+        if let Some(accounts) = owner {
+            // Only these accounts, nothing inherited.
+            s.push_str(
+                "    $Acl = New-Object System.Security.AccessControl.FileSecurity\n    $Acl.SetAccessRuleProtection($true, $false)\n",
+            );
+            for a in accounts.split(',') {
+                s.push_str(&format!(
+                    "    $Acl.AddAccessRule((New-Object System.Security.AccessControl.FileSystemAccessRule(({}), 'FullControl', 'Allow')))\n",
+                    account(a)
+                ));
+            }
+            s.push_str("    Set-Acl -LiteralPath $Path -AclObject $Acl\n");
+        }
+        s.push_str(
+            "} catch {\n    Remove-Item -LiteralPath $Tmp -Force -ErrorAction SilentlyContinue\n    throw\n}\n",
+        );
+        s
+    }
+
+    fn read_host(&self, files: &[(&str, bool)], settings: &[Setting]) -> Query {
+        let mut s = String::from(READ_FUNCTIONS);
+        if self.sbin.is_none() {
+            s.push_str(FIND_SBIN);
+        }
+        for (path, secret) in files {
+            let f = if *secret { "Read-Hash" } else { "Read-Text" };
+            s.push_str(&format!("{f} {}\n", ps_quote(path)));
+        }
+        s.push_str("'@@hostname ' + $env:COMPUTERNAME\n");
+        for set in settings {
+            if let Some(name) = set.key.strip_prefix("env:") {
+                s.push_str(&format!(
+                    "$Value = [Environment]::GetEnvironmentVariable({}, 'Machine')\nif ($Value) {{ '@@setting {} ' + $Value }}\n",
+                    ps_quote(name),
+                    set.key
+                ));
+            }
+        }
+        if settings.iter().any(|x| x.key.starts_with("firewall:")) {
+            s.push_str(
+                "foreach ($Rule in @(Get-NetFirewallRule -Name 'warren-*' -ErrorAction SilentlyContinue)) {\n    $Filter = $Rule | Get-NetFirewallPortFilter\n    '@@setting firewall:' + $Rule.Name + ' ' + $Filter.Protocol + ' ' + ($Filter.LocalPort -join ',') + ' ' + $Rule.Direction + ' ' + $Rule.Action + ' ' + $Rule.Enabled\n}\n",
+            );
+        }
+        s.push_str(&format!(
+            "$Stamp = Join-Path {} 'warren-service.sha256'\n\
+             $Service = Get-Service -Name '{SERVICE}' -ErrorAction SilentlyContinue\n\
+             if ($Service -and (Test-Path -LiteralPath $Stamp)) {{ '@@stamp ' + (Get-Content -LiteralPath $Stamp -Raw).Trim() }} else {{ '@@stamp none' }}\n\
+             $NodePid = $null\n\
+             $PidFile = {}\n\
+             if (Test-Path -LiteralPath $PidFile) {{\n    $Id = (Get-Content -LiteralPath $PidFile -Raw).Trim()\n    $Process = Get-Process -Id $Id -ErrorAction SilentlyContinue\n    if ($Process -and $Process.ProcessName -eq 'erl') {{ $NodePid = $Id }}\n}}\n\
+             if (-not $NodePid -and $Service -and $Service.Status -eq 'Running') {{\n    $NodePid = (Get-CimInstance -ClassName Win32_Service -Filter \"Name='{SERVICE}'\").ProcessId\n}}\n\
+             if ($NodePid) {{ '@@pid ' + $NodePid }} else {{ '@@pid none' }}\n",
+            ps_quote(&self.base),
+            ps_quote(&self.pid_file),
+        ));
+        match &self.sbin {
+            Some(sbin) => s.push_str(&format!(
+                "if (Test-Path -LiteralPath (Join-Path {q} 'rabbitmqctl.bat')) {{ '@@sbin ' + {q} }} else {{ '@@sbin none' }}\n",
+                q = ps_quote(sbin)
+            )),
+            None => s.push_str("try { '@@sbin ' + (Find-Sbin) } catch { '@@sbin none' }\n"),
+        }
+        s.push_str(
+            "$Shell = (Get-ItemProperty -LiteralPath 'HKLM:\\SOFTWARE\\OpenSSH' -ErrorAction SilentlyContinue).DefaultShell\nif ($Shell) { '@@shell ' + $Shell } else { '@@shell none' }\n",
+        );
+        Query::new(s)
+    }
+
+    fn read(&self, r: Read) -> Query {
+        Query::new(match r {
+            Read::ClusterStatus => {
+                self.cli_script(Tool::Ctl, &["cluster_status", "--formatter", "json"])
+            }
+            Read::LocalMessages => self.cli_script(
+                Tool::Ctl,
+                &["list_queues", "--local", "messages", "--formatter", "json"],
+            ),
+            Read::Plugins => self.cli_script(Tool::Plugins, &["list", "--formatter", "json"]),
+            Read::AwaitStartup => self.cli_script(Tool::Ctl, &["await_startup", "--timeout", "30"]),
+            Read::QueuePolicies { vhost } => self.cli_script(
+                Tool::Ctl,
+                &[
+                    "list_queues",
+                    "-p",
+                    vhost,
+                    "--no-table-headers",
+                    "name",
+                    "policy",
+                ],
+            ),
+            Read::CookieSources => self.cli_script(Tool::Diagnostics, &["erlang_cookie_sources"]),
+        })
+    }
+
+    fn resolve(&self, name: &str) -> Query {
+        Query::new(format!(
+            "try {{\n    [System.Net.Dns]::GetHostAddresses({}) | Where-Object {{ $_.AddressFamily -eq 'InterNetwork' }} | ForEach-Object {{ $_.IPAddressToString }} | Select-Object -Unique\n}} catch {{\n}}\n",
+            ps_quote(name)
+        ))
+    }
+
+    fn probe_ports(&self, targets: &[(String, u16)]) -> Query {
+        // Every connection at once, then 5 s for all of them.
+        let mut s = String::from("$Targets = @(\n");
+        for (k, (addr, port)) in targets.iter().enumerate() {
+            let sep = if k + 1 < targets.len() { "," } else { "" };
+            s.push_str(&format!("    @({}, {port}){sep}\n", ps_quote(addr)));
+        }
+        s.push_str(
+            ")\n$Probes = foreach ($Target in $Targets) {\n    $Client = New-Object System.Net.Sockets.TcpClient\n    @{ Client = $Client; Task = $Client.ConnectAsync($Target[0], [int]$Target[1]) }\n}\n\
+             $Deadline = (Get-Date).AddSeconds(5)\n\
+             for ($K = 0; $K -lt @($Probes).Count; $K++) {\n    $Left = [int][Math]::Max(0, ($Deadline - (Get-Date)).TotalMilliseconds)\n    try {\n        if (@($Probes)[$K].Task.Wait($Left)) { 'open ' + $K }\n    } catch {\n    }\n    @($Probes)[$K].Client.Dispose()\n}\n",
+        );
+        Query::new(s)
+    }
+
+    fn stop(&self, _m: ServiceManager) -> String {
+        format!(
+            "$Service = Get-Service -Name '{SERVICE}' -ErrorAction SilentlyContinue\n\
+             if ($Service -and $Service.Status -ne 'Stopped') {{\n    Stop-Service -Name '{SERVICE}' -Force\n    $Service.WaitForStatus('Stopped', [TimeSpan]::FromSeconds(120))\n}}\n\
+             $PidFile = {}\n\
+             if (Test-Path -LiteralPath $PidFile) {{\n    $Id = (Get-Content -LiteralPath $PidFile -Raw).Trim()\n    $Process = Get-Process -Id $Id -ErrorAction SilentlyContinue\n    if ($Process -and $Process.ProcessName -eq 'erl' -and -not $Process.WaitForExit(120000)) {{\n        throw \"RabbitMQ (erl.exe, pid $Id) did not stop within 120 s\"\n    }}\n}}\n",
+            ps_quote(&self.pid_file)
+        )
+    }
+
+    fn start(&self, _m: ServiceManager, _daemon_reload: bool) -> String {
+        format!("Start-Service -Name '{SERVICE}'\n")
+    }
+
+    fn reinstall(&self) -> Option<String> {
+        // rabbitmq-service.bat reads rabbitmq-env-conf.bat (under RABBITMQ_BASE) at
+        // install only; the stamp records which one, so an interrupted reinstall is
+        // seen and finished by the next run.
+        Some(format!(
+            "{prelude}$Base = {base}\n\
+             $Bat = Join-Path $Sbin 'rabbitmq-service.bat'\n\
+             if (Get-Service -Name '{SERVICE}' -ErrorAction SilentlyContinue) {{\n    Invoke-Native $Bat @('stop') | Out-Null\n    Invoke-Native $Bat @('remove')\n    if ($LASTEXITCODE -ne 0) {{ throw \"rabbitmq-service.bat remove failed (exit code $LASTEXITCODE)\" }}\n}}\n\
+             Invoke-Native $Bat @('install')\n\
+             if ($LASTEXITCODE -ne 0) {{ throw \"rabbitmq-service.bat install failed (exit code $LASTEXITCODE)\" }}\n\
+             $Hash = (Get-FileHash -LiteralPath (Join-Path $Base 'rabbitmq-env-conf.bat') -Algorithm SHA256).Hash.ToLowerInvariant()\n\
+             Set-Content -LiteralPath (Join-Path $Base 'warren-service.sha256') -Value $Hash -NoNewline\n\
+             Invoke-Native $Bat @('start')\n\
+             if ($LASTEXITCODE -ne 0) {{ throw \"rabbitmq-service.bat start failed (exit code $LASTEXITCODE)\" }}\n",
+            prelude = self.cli_prelude(),
+            base = ps_quote(&self.base),
+        ))
+    }
+
+    fn cli(&self, tool: Tool, args: &[&str]) -> String {
+        self.cli_script(tool, args)
+    }
+
+    fn apply_setting(&self, s: &Setting) -> String {
+        if let Some(name) = s.key.strip_prefix("env:") {
+            return format!(
+                "[Environment]::SetEnvironmentVariable({}, {}, 'Machine')\n",
+                ps_quote(name),
+                ps_quote(&s.value)
+            );
+        }
+        let Some(rule) = s.key.strip_prefix("firewall:") else {
+            return format!(
+                "throw {}\n",
+                ps_quote(&format!("unknown setting {}", s.key))
+            );
+        };
+        // The value reads "TCP PORTS Inbound Allow True", as the facts report it.
+        let ports = s.value.split_whitespace().nth(1).unwrap_or("");
+        format!(
+            "$Name = {n}\n$Port = {p}\n\
+             if (Get-NetFirewallRule -Name $Name -ErrorAction SilentlyContinue) {{\n    Set-NetFirewallRule -Name $Name -Direction Inbound -Protocol TCP -LocalPort $Port -Action Allow -Enabled True\n}} else {{\n    New-NetFirewallRule -Name $Name -DisplayName ('warren: ' + $Name) -Direction Inbound -Protocol TCP -LocalPort $Port -Action Allow | Out-Null\n}}\n",
+            n = ps_quote(rule),
+            p = ps_quote(ports)
+        )
+    }
+
+    fn cli_cookie(&self) -> String {
+        format!(r"{}\.erlang.cookie", self.user_profile)
+    }
+}
+
+/// A Windows path as OpenSSH's SFTP server wants it: `C:\A\b` → `/C:/A/b`.
+pub fn sftp_path(path: &str) -> String {
+    format!("/{}", path.replace('\\', "/"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn encoding_round_trips_and_paths_convert() {
+        let script = wrap("'héllo' | Write-Output\n");
+        let line = encode(&script);
+        assert!(line.starts_with(POWERSHELL));
+        assert_eq!(decode(&line).as_deref(), Some(script.as_str()));
+        assert_eq!(
+            sftp_path(r"C:\ProgramData\RabbitMQ\rabbitmq.conf"),
+            "/C:/ProgramData/RabbitMQ/rabbitmq.conf"
+        );
+        assert_eq!(ps_quote("it's"), "'it''s'");
+    }
+}
