@@ -10,6 +10,8 @@ pub mod inventory;
 pub mod lab;
 pub mod plan;
 pub mod platform;
+#[cfg(test)]
+pub mod pscheck;
 pub mod rabbitmq;
 pub mod render;
 pub mod transport;

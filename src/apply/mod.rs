@@ -766,3 +766,6 @@ pub fn placement_problems(inv: &Inventory, queues: &[api::QueueInfo]) -> Vec<Pla
     }
     out
 }
+
+#[cfg(test)]
+mod transcripts;

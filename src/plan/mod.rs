@@ -253,11 +253,13 @@ fn host_plan(h: &Host, d: &HostRender, f: &HostFacts) -> HostPlan {
             });
         }
     }
-    let mut reasons: Vec<String> = files
-        .iter()
-        .filter(|c| c.restarts)
-        .map(|c| format!("{} changed", file_name(&c.path)))
-        .collect();
+    let mut reasons: Vec<String> = Vec::new();
+    for c in files.iter().filter(|c| c.restarts) {
+        let r = format!("{} changed", file_name(&c.path));
+        if !reasons.contains(&r) {
+            reasons.push(r);
+        }
+    }
     // The service reads its environment at install only: reinstall it when that
     // changes, and when the last install was from another environment file (an
     // interrupted run wrote the file but did not reinstall).
@@ -328,6 +330,12 @@ fn sha256_hex(b: &[u8]) -> String {
 /// Puts `block` (from its begin marker to its end marker) into `current`, replacing
 /// the block already there or appending it.
 pub fn merge_block(current: &str, block: &str, begin: &str, end: &str) -> String {
+    // Keep the file's own line ending (CRLF in a Windows hosts file).
+    let nl = if current.contains("\r\n") || (current.is_empty() && block.contains("\r\n")) {
+        "\r\n"
+    } else {
+        "\n"
+    };
     let lines: Vec<&str> = current.lines().collect();
     let start = lines.iter().position(|l| l.starts_with(begin));
     let stop = start.and_then(|s| {
@@ -336,28 +344,29 @@ pub fn merge_block(current: &str, block: &str, begin: &str, end: &str) -> String
             .position(|l| l.starts_with(end))
             .map(|e| s + e)
     });
-    let block = block.trim_end_matches(['\r', '\n']);
+    let block: Vec<&str> = block.trim_end_matches(['\r', '\n']).lines().collect();
+    let block = block.join(nl);
     let mut out = String::new();
     match (start, stop) {
         (Some(s), Some(e)) => {
             for l in &lines[..s] {
                 out.push_str(l);
-                out.push('\n');
+                out.push_str(nl);
             }
-            out.push_str(block);
-            out.push('\n');
+            out.push_str(&block);
+            out.push_str(nl);
             for l in &lines[e + 1..] {
                 out.push_str(l);
-                out.push('\n');
+                out.push_str(nl);
             }
         }
         _ => {
             out.push_str(current);
             if !current.is_empty() && !current.ends_with('\n') {
-                out.push('\n');
+                out.push_str(nl);
             }
-            out.push_str(block);
-            out.push('\n');
+            out.push_str(&block);
+            out.push_str(nl);
         }
     }
     out
@@ -578,6 +587,17 @@ mod tests {
         let edited = format!("{once}10.9.9.9 mine\n");
         let twice = merge_block(&edited, &block2, begin, end);
         assert_eq!(twice, format!("{host}{block2}10.9.9.9 mine\n"));
+    }
+
+    #[test]
+    fn a_windows_hosts_file_keeps_its_crlf() {
+        let begin = "# BEGIN warren cluster x";
+        let end = "# END warren cluster x";
+        let block = format!("{begin}: managed\r\n10.0.0.1 a\r\n{end}\r\n");
+        let host = "# Copyright\r\n127.0.0.1 localhost\r\n";
+        let once = merge_block(host, &block, begin, end);
+        assert_eq!(once, format!("{host}{block}"));
+        assert_eq!(merge_block(&once, &block, begin, end), once);
     }
 
     #[test]

@@ -12,7 +12,7 @@ pub fn text(p: &Plan) -> String {
         if !h.changes() {
             let _ = writeln!(
                 s,
-                "  = no changes ({} files up to date, RabbitMQ running)",
+                "  = no changes ({} up to date, RabbitMQ running)",
                 h.unchanged.len()
             );
             continue;

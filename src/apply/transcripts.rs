@@ -1,0 +1,614 @@
+//! Golden transcripts of what warren sends a Windows host, one per plan step: the
+//! fact reading, the plan, then every command and every file of the executor's host
+//! steps and join, in order. No Windows machine runs here, so the host is a scripted
+//! `Connection` that answers as Windows would (its answers are this file's fixtures);
+//! what is pinned is warren's side: each PowerShell script, decoded from its
+//! `-EncodedCommand` (and re-encoded to the same command line), each file's bytes,
+//! each command line within cmd.exe's limit, each script parsed by a real PowerShell
+//! parser, and the cookie's value in none of it.
+//!
+//! The scripts are shown between the standard prelude and the wrapper every script
+//! gets (`platform::windows::wrap`), which the test checks is there, exactly.
+
+use crate::apply::Executor;
+use crate::facts::{self, Facts, Unreadable};
+use crate::inventory::{self, Inventory};
+use crate::platform::{self, windows, Remote, Transport};
+use crate::render::{self, Content, HostRender, Ownership};
+use crate::transport::{self, Connection, Exec, HttpResponse};
+use sha2::{Digest, Sha256};
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+const COOKIE: &str = "POISONCOOKIEQ7W3E9R1T5Y8U2I4O6P0";
+const WINDOWS_HOSTS: &str =
+    "# Copyright (c) 1993-2009 Microsoft Corp.\r\n#\r\n127.0.0.1       localhost\r\n";
+
+/// A host as the scripted connection reports it.
+#[derive(Clone)]
+struct HostState {
+    /// Path → (content, owner as facts report it, mode).
+    files: BTreeMap<String, (Vec<u8>, String, u32)>,
+    settings: BTreeMap<String, String>,
+    stamp: Option<String>,
+    running: bool,
+    member: bool,
+    hostname: String,
+    banner: String,
+    address_book: BTreeMap<String, String>,
+    seed: String,
+    node: String,
+}
+
+struct Log {
+    /// (facts phase?, host, entry)
+    entries: Vec<(bool, String, String)>,
+    facts_phase: bool,
+}
+
+struct Scripted {
+    host: String,
+    windows: bool,
+    state: HostState,
+    log: Arc<Mutex<Log>>,
+    /// Script files put over SFTP, by their Windows path.
+    scripts: BTreeMap<String, String>,
+}
+
+fn sha(b: &[u8]) -> String {
+    Sha256::digest(b)
+        .iter()
+        .map(|x| format!("{x:02x}"))
+        .collect()
+}
+
+fn show(bytes: &[u8]) -> String {
+    if bytes == COOKIE.as_bytes() {
+        return format!("(sensitive value, {} bytes)", bytes.len());
+    }
+    String::from_utf8_lossy(bytes).replace('\r', "\\r")
+}
+
+impl Scripted {
+    fn record(&self, entry: String) {
+        let mut log = self.log.lock().unwrap();
+        let phase = log.facts_phase;
+        log.entries.push((phase, self.host.clone(), entry));
+    }
+
+    /// The body of a wrapped Windows script, checked to be wrapped exactly.
+    fn body(script: &str) -> String {
+        let script = script.trim_start_matches('\u{feff}');
+        let wrapped = windows::wrap("\u{0}");
+        let (head, tail) = wrapped.split_once('\u{0}').unwrap();
+        assert!(
+            script.starts_with(head),
+            "script without the prelude:\n{script}"
+        );
+        assert!(
+            script.ends_with(tail),
+            "script without the wrapper:\n{script}"
+        );
+        let problems = crate::pscheck::powershell_problems(script);
+        assert!(
+            problems.is_empty(),
+            "not valid PowerShell: {problems:?}\n{script}"
+        );
+        script[head.len()..script.len() - tail.len()].to_string()
+    }
+
+    fn answer(&mut self, script: &str) -> Exec {
+        let ok = |stdout: String| Exec {
+            status: 0,
+            stdout,
+            stderr: String::new(),
+        };
+        let s = &mut self.state;
+        if script.contains("function Read-Text") || script.contains("f() {") {
+            return ok(self.reading(script));
+        }
+        if script.contains("join_cluster") {
+            s.member = true;
+        }
+        if script.contains("cluster_status") {
+            let nodes = if s.member && s.node != s.seed {
+                format!("\"{}\", \"{}\"", s.seed, s.node)
+            } else {
+                format!("\"{}\"", s.node)
+            };
+            return ok(format!(
+                "{{\"disk_nodes\": [{nodes}], \"ram_nodes\": [], \"running_nodes\": [{nodes}], \"partitions\": {{}}}}\n"
+            ));
+        }
+        if script.contains("'--local'") || script.contains("--local") {
+            return ok("[]\n".into());
+        }
+        if script.contains("erlang_cookie_sources") {
+            return ok("Cookie File\n\nEffective user: Administrator\nCookie file path: C:\\Users\\Administrator\\.erlang.cookie\nCookie file exists? true\n".into());
+        }
+        if script.contains("GetHostAddresses") || script.contains("getent ahostsv4") {
+            let name = s
+                .address_book
+                .keys()
+                .find(|n| script.contains(&format!("'{n}'")) || script.contains(&format!(" {n} ")))
+                .cloned()
+                .unwrap_or_default();
+            return ok(format!(
+                "{}\n",
+                s.address_book.get(&name).cloned().unwrap_or_default()
+            ));
+        }
+        if script.contains("TcpClient") || script.contains("/dev/tcp") {
+            return ok("open 0\nopen 1\n".into());
+        }
+        ok(String::new())
+    }
+
+    /// The fact reading: for each file the script asks for, what the host has.
+    fn reading(&self, script: &str) -> String {
+        let s = &self.state;
+        let mut out = String::new();
+        for line in script.lines() {
+            let (hash, path) = if let Some(p) = line.strip_prefix("Read-Text ") {
+                (false, p.trim_matches('\''))
+            } else if let Some(p) = line.strip_prefix("Read-Hash ") {
+                (true, p.trim_matches('\''))
+            } else if let Some(p) = line.strip_prefix("f ") {
+                (false, p)
+            } else if let Some(p) = line.strip_prefix("s ") {
+                (true, p)
+            } else {
+                continue;
+            };
+            match s.files.get(path) {
+                None => out.push_str(&format!("@@missing - {path}\n")),
+                Some((bytes, owner, mode)) if hash => out.push_str(&format!(
+                    "@@hash {mode:o}:{owner}\t{path}\n{}\n",
+                    sha(bytes)
+                )),
+                Some((bytes, owner, mode)) => {
+                    use base64::Engine;
+                    out.push_str(&format!(
+                        "@@file {mode:o}:{owner}\t{path}\n{}\n",
+                        base64::engine::general_purpose::STANDARD.encode(bytes)
+                    ))
+                }
+            }
+        }
+        out.push_str(&format!("@@hostname {}\n", s.hostname));
+        for (k, v) in &s.settings {
+            out.push_str(&format!("@@setting {k} {v}\n"));
+        }
+        out.push_str(&format!(
+            "@@stamp {}\n@@pid {}\n@@systemd no\n",
+            s.stamp.as_deref().unwrap_or("none"),
+            if s.running { "4242" } else { "none" }
+        ));
+        if self.windows {
+            out.push_str(
+                "@@sbin C:\\Program Files\\RabbitMQ Server\\rabbitmq_server-3.10.8\\sbin\n@@shell none\n",
+            );
+        }
+        out
+    }
+}
+
+impl Connection for Scripted {
+    fn host(&self) -> &str {
+        &self.host
+    }
+
+    fn exec(&mut self, line: &str, _timeout: Duration) -> transport::Result<Exec> {
+        if !self.windows {
+            self.record(format!("exec (sh):\n{line}"));
+            return Ok(self.answer(line));
+        }
+        assert!(
+            line.len() <= windows::COMMAND_LINE_LIMIT,
+            "{} chars on one command line",
+            line.len()
+        );
+        let script = if let Some(script) = windows::decode(line) {
+            assert_eq!(
+                windows::encode(&script),
+                line,
+                "the encoding does not round-trip"
+            );
+            self.record(format!(
+                "exec -EncodedCommand ({} chars), decoded:\n{}",
+                line.len(),
+                Self::body(&script)
+            ));
+            script
+        } else {
+            let path = line
+                .split("-File \"")
+                .nth(1)
+                .and_then(|r| r.strip_suffix('"'))
+                .unwrap_or_else(|| panic!("neither -EncodedCommand nor -File: {line}"));
+            self.record(format!("exec {line}"));
+            self.scripts
+                .get(path)
+                .unwrap_or_else(|| panic!("{path} was not put before it ran"))
+                .clone()
+        };
+        Ok(self.answer(&script))
+    }
+
+    fn put(&mut self, path: &str, bytes: &[u8]) -> transport::Result<()> {
+        let text = String::from_utf8_lossy(bytes).into_owned();
+        if path.ends_with(".ps1") {
+            assert!(text.starts_with('\u{feff}'), "script file without a BOM");
+            self.record(format!(
+                "put {path} ({} bytes), a script:\n{}",
+                bytes.len(),
+                Self::body(&text)
+            ));
+            let win = path.trim_start_matches('/').replace('/', "\\");
+            self.scripts.insert(win, text);
+        } else {
+            self.record(format!(
+                "put {path} ({} bytes):\n{}",
+                bytes.len(),
+                show(bytes)
+            ));
+        }
+        Ok(())
+    }
+
+    fn http(
+        &mut self,
+        port: u16,
+        method: &str,
+        path: &str,
+        _auth: Option<(&str, &str)>,
+        _body: Option<&str>,
+    ) -> transport::Result<HttpResponse> {
+        self.record(format!(
+            "http {method} {path} on port {port}: nothing answers"
+        ));
+        Err(transport::TransportError::Io {
+            host: self.host.clone(),
+            what: format!("{method} {path}"),
+            reason: "nothing answers (scripted host)".into(),
+        })
+    }
+
+    fn server_version(&self) -> Option<String> {
+        Some(self.state.banner.clone())
+    }
+}
+
+/// The test's inventory: a Linux central host and Windows sites over SSH.
+fn inventory(dir: &Path, sites: &[&str]) -> Inventory {
+    std::fs::write(dir.join("cookie"), COOKIE).unwrap();
+    std::fs::write(dir.join("admin.pw"), "admin-pw").unwrap();
+    let mut text = String::from(
+        "[cluster]\nname = \"plant\"\ncookie = { file = \"cookie\" }\nhosts_file = true\n\n\
+         [[hosts]]\nname = \"mgmt\"\naddress = \"10.0.0.10\"\nos = \"linux\"\nrole = \"central\"\nservice = \"direct\"\n",
+    );
+    for (k, s) in sites.iter().enumerate() {
+        text.push_str(&format!(
+            "\n[[hosts]]\nname = \"{s}\"\naddress = \"10.0.0.{}\"\nos = \"windows\"\ntransport = \"ssh\"\nrole = \"site\"\n",
+            11 + k
+        ));
+    }
+    for s in sites {
+        text.push_str(&format!(
+            "\n[[sites]]\nhost = \"{s}\"\nexchange = \"site.{s}\"\nqueue = \"site.{s}.data\"\n"
+        ));
+    }
+    text.push_str(
+        "\n[[users]]\nname = \"admin\"\npassword = { file = \"admin.pw\" }\ntags = [\"administrator\"]\npermissions = [{ configure = \".*\", write = \".*\", read = \".*\" }]\n",
+    );
+    let path = dir.join("inventory.toml");
+    std::fs::write(&path, &text).unwrap();
+    inventory::load(&path, inventory::Needs::Hosts).unwrap()
+}
+
+/// A host that has exactly what `r` renders, running, a member.
+fn converged(inv: &Inventory, r: &HostRender) -> HostState {
+    let h = inv.host(&r.host).unwrap();
+    let mut files = BTreeMap::new();
+    for f in &r.files {
+        let bytes = match &f.ownership {
+            Ownership::Block { .. } => {
+                let base = if h.os == inventory::Os::Windows {
+                    WINDOWS_HOSTS
+                } else {
+                    "127.0.0.1 localhost\n"
+                };
+                let Content::Text(block) = &f.content else {
+                    unreachable!()
+                };
+                format!("{base}{block}").into_bytes()
+            }
+            Ownership::Whole => f.content.bytes().to_vec(),
+        };
+        files.insert(
+            f.path.clone(),
+            (
+                bytes,
+                f.owner.clone().unwrap_or_default(),
+                f.mode.unwrap_or(0),
+            ),
+        );
+    }
+    HostState {
+        files,
+        settings: r
+            .settings
+            .iter()
+            .map(|s| (s.key.clone(), s.value.clone()))
+            .collect(),
+        stamp: r.service_stamp.clone(),
+        running: true,
+        member: true,
+        hostname: h.name.to_uppercase(),
+        banner: "SSH-2.0-OpenSSH_for_Windows_9.5".into(),
+        address_book: inv
+            .hosts
+            .iter()
+            .map(|h| (h.name.clone(), h.address.clone()))
+            .collect(),
+        seed: inv.central().node_name(),
+        node: h.node_name(),
+    }
+}
+
+/// A Windows host as RabbitMQ's installer leaves it: the service running with its
+/// defaults, none of warren's files, settings or service stamp, standalone.
+fn fresh(inv: &Inventory, r: &HostRender) -> HostState {
+    let mut s = converged(inv, r);
+    s.files.clear();
+    s.files.insert(
+        r"C:\Windows\System32\drivers\etc\hosts".into(),
+        (
+            WINDOWS_HOSTS.as_bytes().to_vec(),
+            "Administrators,SYSTEM,Users".into(),
+            0,
+        ),
+    );
+    s.settings.clear();
+    s.stamp = None;
+    s.member = false;
+    s.banner = "SSH-2.0-OpenSSH_for_Windows_7.7".into();
+    s
+}
+
+/// Runs facts, plan and the executor's host steps and joins against scripted hosts;
+/// returns the transcript.
+fn transcript(inv: &Inventory, states: Vec<HostState>) -> String {
+    let rendered = render::render(inv, None).unwrap();
+    let log = Arc::new(Mutex::new(Log {
+        entries: Vec::new(),
+        facts_phase: true,
+    }));
+    let mut conns: Vec<Box<dyn Transport>> = inv
+        .hosts
+        .iter()
+        .zip(states)
+        .map(|(h, state)| {
+            let conn = Scripted {
+                host: h.name.clone(),
+                windows: h.os == inventory::Os::Windows,
+                state,
+                log: log.clone(),
+                scripts: BTreeMap::new(),
+            };
+            Box::new(Remote::new(Box::new(conn), platform::for_host(h)).with_run_id(7))
+                as Box<dyn Transport>
+        })
+        .collect();
+    let hosts: Vec<_> = facts::gather_hosts(inv, &rendered.hosts, &mut conns)
+        .into_iter()
+        .map(|r| r.unwrap())
+        .collect();
+    let facts = Facts {
+        hosts,
+        cluster: Err(Unreadable("not read in a transcript".into())),
+    };
+    let plan = crate::plan::plan(inv, &rendered.hosts, &facts, Default::default());
+    log.lock().unwrap().facts_phase = false;
+    let progress = crate::ui::Progress::new(&[], 1);
+    let mut ex = Executor::new(inv, &mut conns, &progress);
+    for &i in &inv.central_first() {
+        if plan.hosts[i].changes() {
+            ex.host(i, &plan.hosts[i]).unwrap();
+        }
+    }
+    for j in &plan.joins {
+        ex.join(&j.host).unwrap();
+    }
+    let log = log.lock().unwrap();
+    let mut out = String::from("== the plan\n");
+    out.push_str(&crate::plan::view::text(&plan));
+    out.push_str("\n== reading the facts, host by host\n");
+    for h in &inv.hosts {
+        for (_, host, entry) in log
+            .entries
+            .iter()
+            .filter(|(f, host, _)| *f && *host == h.name)
+        {
+            out.push_str(&format!("--- {host}: {entry}\n"));
+        }
+    }
+    out.push_str("\n== apply: host steps and joins, in order\n");
+    for (_, host, entry) in log.entries.iter().filter(|(f, _, _)| !f) {
+        out.push_str(&format!("--- {host}: {entry}\n"));
+    }
+    assert!(
+        !out.contains(COOKIE),
+        "the cookie's value is in the transcript"
+    );
+    out
+}
+
+fn setup(sites: &[&str]) -> (tempfile::TempDir, Inventory, Vec<HostRender>) {
+    let dir = tempfile::tempdir().unwrap();
+    let inv = inventory(dir.path(), sites);
+    let rendered = render::render(&inv, None).unwrap();
+    (dir, inv, rendered.hosts)
+}
+
+#[test]
+fn windows_first_bootstrap() {
+    let (_d, inv, r) = setup(&["win1"]);
+    let states = vec![converged(&inv, &r[0]), fresh(&inv, &r[1])];
+    let t = transcript(&inv, states);
+    assert!(
+        t.contains("reinstall and") || t.contains("! reinstall"),
+        "{t}"
+    );
+    insta::assert_snapshot!("windows_first_bootstrap", t);
+}
+
+#[test]
+fn windows_no_op() {
+    let (_d, inv, r) = setup(&["win1"]);
+    let states = vec![converged(&inv, &r[0]), converged(&inv, &r[1])];
+    let t = transcript(&inv, states);
+    assert!(
+        t.contains(
+            "win1 (rabbit@win1, windows):\n  = no changes (13 up to date, RabbitMQ running)"
+        ),
+        "{t}"
+    );
+    let apply = t.split("== apply").nth(1).unwrap();
+    assert_eq!(apply.lines().count(), 1, "apply sent something: {apply}");
+    insta::assert_snapshot!("windows_no_op", t);
+}
+
+#[test]
+fn windows_config_change_restarts() {
+    let (_d, inv, r) = setup(&["win1"]);
+    let mut win = converged(&inv, &r[1]);
+    let conf = win
+        .files
+        .get_mut(r"C:\ProgramData\RabbitMQ\rabbitmq.conf")
+        .unwrap();
+    conf.0 = String::from_utf8_lossy(&conf.0)
+        .replace(
+            "cluster_partition_handling = ignore",
+            "cluster_partition_handling = autoheal",
+        )
+        .into_bytes();
+    let t = transcript(&inv, vec![converged(&inv, &r[0]), win]);
+    assert!(
+        t.contains("! restart RabbitMQ: rabbitmq.conf changed"),
+        "{t}"
+    );
+    assert!(!t.contains("reinstall"), "{t}");
+    insta::assert_snapshot!("windows_config_change", t);
+}
+
+#[test]
+fn windows_env_change_reinstalls() {
+    let (_d, inv, r) = setup(&["win1"]);
+    let mut win = converged(&inv, &r[1]);
+    let env = win
+        .files
+        .get_mut(r"C:\ProgramData\RabbitMQ\rabbitmq-env-conf.bat")
+        .unwrap();
+    env.0 = String::from_utf8_lossy(&env.0)
+        .replace("DIST_PORT=25672", "DIST_PORT=25999")
+        .into_bytes();
+    win.stamp = Some(sha(&env.0));
+    let t = transcript(&inv, vec![converged(&inv, &r[0]), win]);
+    assert!(
+        t.contains("! reinstall the RabbitMQ service")
+            && t.contains("rabbitmq-env-conf.bat changed"),
+        "{t}"
+    );
+    insta::assert_snapshot!("windows_env_change", t);
+}
+
+#[test]
+fn windows_cookie_change_stops_first() {
+    let (_d, inv, r) = setup(&["win1"]);
+    let mut win = converged(&inv, &r[1]);
+    for (path, f) in win.files.iter_mut() {
+        if path.ends_with(".erlang.cookie") {
+            f.0 = b"SOMEOTHERCOOKIE".to_vec();
+        }
+    }
+    let t = transcript(&inv, vec![converged(&inv, &r[0]), win]);
+    let stop = t.find("Stop-Service").expect("stopped");
+    let write = t
+        .find("systemprofile/.erlang.cookie.warren-new")
+        .expect("written");
+    assert!(
+        stop < write,
+        "the cookie was written before the service stopped:\n{t}"
+    );
+    assert!(t.contains("erlang_cookie_sources"), "{t}");
+    insta::assert_snapshot!("windows_cookie_change", t);
+}
+
+#[test]
+fn windows_node_added() {
+    let (_d, inv, r) = setup(&["win1", "win2"]);
+    // The cluster as it was before win2 was in the inventory.
+    let (_d0, inv0, r0) = setup(&["win1"]);
+    let mut win2 = fresh(&inv, &r[2]);
+    win2.hostname = "WIN-7Q2K9".into();
+    let mut states = vec![converged(&inv0, &r0[0]), converged(&inv0, &r0[1]), win2];
+    // Names resolve as the hosts files warren writes first make them.
+    let book = states[2].address_book.clone();
+    for s in &mut states {
+        s.address_book = book.clone();
+    }
+    let t = transcript(&inv, states);
+    assert!(t.contains("+ join rabbit@win2 to rabbit@mgmt"), "{t}");
+    assert!(t.contains("the host calls itself WIN-7Q2K9"), "{t}");
+    insta::assert_snapshot!("windows_node_added", t);
+}
+
+/// Every PowerShell script and batch file `render` writes for a Windows host parses
+/// with a real parser, in each variant of the inventory that changes them.
+#[test]
+fn every_rendered_windows_script_parses() {
+    let dir = tempfile::tempdir().unwrap();
+    let base = inventory(dir.path(), &["win1", "win2"]);
+    let mut variants = vec![base.clone()];
+    let mut by_config = base.clone();
+    by_config.cluster.join = inventory::JoinMethod::Config;
+    variants.push(by_config);
+    let mut ram = base.clone();
+    ram.hosts[2].node_type = inventory::NodeType::Ram;
+    ram.hosts[2].paths = inventory::Paths::for_os(
+        inventory::Os::Windows,
+        "Administrator",
+        &[(
+            "sbin".to_string(),
+            r"D:\RabbitMQ Server\rabbitmq_server-3.10.8\sbin".to_string(),
+        )]
+        .into_iter()
+        .collect(),
+    );
+    variants.push(ram);
+    let mut checked = 0;
+    for inv in &variants {
+        for h in render::render(inv, None).unwrap().hosts {
+            if let Some(script) = &h.bootstrap {
+                let problems = crate::pscheck::powershell_problems(script);
+                assert!(
+                    problems.is_empty(),
+                    "{}: bootstrap.ps1: {problems:?}\n{script}",
+                    h.host
+                );
+                assert!(!script.contains(COOKIE), "the cookie is in bootstrap.ps1");
+                checked += 1;
+            }
+            for f in h.files.iter().filter(|f| f.path.ends_with(".bat")) {
+                let text = String::from_utf8_lossy(f.content.bytes());
+                let problems = crate::pscheck::batch_problems(&text);
+                assert!(problems.is_empty(), "{}: {problems:?}\n{text}", f.path);
+                checked += 1;
+            }
+        }
+    }
+    assert_eq!(checked, 12);
+}
