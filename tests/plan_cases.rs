@@ -71,7 +71,7 @@ fn converged(c: &Case) -> Vec<HostFacts> {
             }
             HostFacts {
                 host: h.name.clone(),
-                systemd: false,
+                manager: warren::inventory::ServiceManager::Direct,
                 files,
                 node: NodeFacts {
                     pid: Some(100),

@@ -182,9 +182,10 @@ impl Scripted {
             out.push_str(&format!("@@setting {k} {v}\n"));
         }
         out.push_str(&format!(
-            "@@stamp {}\n@@pid {}\n@@systemd no\n",
+            "@@stamp {}\n@@pid {}\n@@manager {}\n",
             s.stamp.as_deref().unwrap_or("none"),
-            if s.running { "4242" } else { "none" }
+            if s.running { "4242" } else { "none" },
+            if self.windows { "windows" } else { "direct" }
         ));
         if self.windows {
             out.push_str(

@@ -2,7 +2,7 @@
 //! fact is a command (or API call) plus a parser. A host that cannot be reached or read
 //! is an error for that host, never "unchanged".
 
-use crate::inventory::{Host, Inventory, Role, Secret};
+use crate::inventory::{Host, Inventory, Role, Secret, ServiceManager};
 pub use crate::platform::FileState;
 use crate::platform::{Probe, Read, Transport};
 use crate::rabbitmq::api::{self, Credentials};
@@ -41,7 +41,8 @@ pub struct NodeFacts {
 #[derive(Debug, Clone)]
 pub struct HostFacts {
     pub host: String,
-    pub systemd: bool,
+    /// The service manager the host runs, as its facts show it (`auto` resolves to it).
+    pub manager: ServiceManager,
     pub files: BTreeMap<String, FileState>,
     pub node: NodeFacts,
     /// The management port the running node uses (from its current config).
@@ -198,13 +199,14 @@ pub fn host_facts(
     }
     let reading = crate::platform::parse_reading(&out.stdout)
         .with_context(|| format!("{}: unexpected answer while reading files", h.name))?;
-    if reading.sbin.is_none() && h.os == crate::inventory::Os::Windows {
+    if reading.cli_missing {
         bail!(
             "{}: RabbitMQ's command-line tools were not found (no RabbitMQ Server entry in the registry, or no rabbitmqctl.bat in paths.sbin); install RabbitMQ, or set paths.sbin in the inventory",
             h.name
         );
     }
-    let (files, systemd, pid) = (reading.files, reading.systemd, reading.pid);
+    let (files, pid) = (reading.files, reading.pid);
+    let manager = reading.manager.unwrap_or(ServiceManager::Direct);
     let api_port = current_management_port(&files, desired).unwrap_or(h.ports.management);
     let mut node = NodeFacts {
         pid,
@@ -226,7 +228,7 @@ pub fn host_facts(
     }
     Ok(HostFacts {
         host: h.name.clone(),
-        systemd,
+        manager,
         files,
         node,
         api_port,

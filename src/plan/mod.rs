@@ -150,9 +150,7 @@ pub struct Options {
 /// The service manager a host really has: `auto` is decided by its facts.
 pub fn manager(h: &Host, f: &HostFacts) -> ServiceManager {
     match h.service {
-        ServiceManager::Auto if h.os == crate::inventory::Os::Windows => ServiceManager::Windows,
-        ServiceManager::Auto if f.systemd => ServiceManager::Systemd,
-        ServiceManager::Auto => ServiceManager::Direct,
+        ServiceManager::Auto => f.manager,
         m => m,
     }
 }

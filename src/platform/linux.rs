@@ -113,7 +113,7 @@ impl Platform for Linux {
         }
         script.push_str(&format!(
             "echo \"@@hostname $(hostname)\"\n\
-             if [ -d /run/systemd/system ]; then echo '@@systemd yes'; else echo '@@systemd no'; fi\n\
+             if [ -d /run/systemd/system ]; then echo '@@manager systemd'; else echo '@@manager direct'; fi\n\
              p=$(cat {} 2>/dev/null); if [ -n \"$p\" ] && [ -d /proc/$p ]; then echo \"@@pid $p\"; else echo '@@pid none'; fi\n",
             sh_quote(&self.pid_file)
         ));

@@ -115,8 +115,11 @@ pub enum FileState {
 #[derive(Debug, Clone, Default)]
 pub struct Reading {
     pub files: BTreeMap<String, FileState>,
-    /// systemd runs the host (decides `service = "auto"` on Linux).
-    pub systemd: bool,
+    /// The service manager the host runs RabbitMQ under, as far as the host can tell
+    /// (decides `service = "auto"`): systemd, none (`direct`), or Windows' services.
+    pub manager: Option<ServiceManager>,
+    /// RabbitMQ's command-line tools were looked for and not found.
+    pub cli_missing: bool,
     /// The RabbitMQ node's OS process, when it runs.
     pub pid: Option<u32>,
     /// The host's own name (hostname, Windows' COMPUTERNAME).
@@ -395,11 +398,14 @@ pub fn parse_reading(out: &str) -> anyhow::Result<Reading> {
         let (kind, rest) = rest.split_once(' ').unwrap_or((rest, ""));
         let some = |v: &str| (!v.is_empty() && v != "none").then(|| v.to_string());
         match kind {
-            "systemd" => r.systemd = rest == "yes",
+            "manager" => r.manager = ServiceManager::parse(rest),
             "pid" => r.pid = rest.parse().ok(),
             "hostname" => r.hostname = some(rest),
             "stamp" => r.service_stamp = some(rest),
-            "sbin" => r.sbin = some(rest),
+            "sbin" => {
+                r.sbin = some(rest);
+                r.cli_missing = r.sbin.is_none();
+            }
             "shell" => r.ssh_shell = some(rest),
             "setting" => {
                 let (key, value) = rest.split_once(' ').unwrap_or((rest, ""));

@@ -306,7 +306,7 @@ impl Platform for Windows {
             let f = if *secret { "Read-Hash" } else { "Read-Text" };
             s.push_str(&format!("{f} {}\n", ps_quote(path)));
         }
-        s.push_str("'@@hostname ' + $env:COMPUTERNAME\n");
+        s.push_str("'@@hostname ' + $env:COMPUTERNAME\n'@@manager windows'\n");
         for set in settings {
             if let Some(name) = set.key.strip_prefix("env:") {
                 s.push_str(&format!(
