@@ -403,7 +403,7 @@ fn transcript(inv: &Inventory, states: Vec<HostState>) -> String {
                 as Box<dyn Transport>
         })
         .collect();
-    let hosts: Vec<_> = facts::gather_hosts(inv, &rendered.hosts, &mut conns)
+    let hosts: Vec<_> = facts::gather_hosts(inv, &rendered.hosts, &mut facts::probes(&mut conns))
         .into_iter()
         .map(|r| r.unwrap())
         .collect();

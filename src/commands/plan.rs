@@ -44,7 +44,7 @@ pub fn prepare(path: &Path, force: bool) -> Result<Planned> {
     }
     timings.push(("connect".to_string(), t0.elapsed().as_secs_f64()));
     let t0 = Instant::now();
-    let facts = crate::facts::gather(&inv, &rendered.hosts, &mut conns)
+    let facts = crate::facts::gather(&inv, &rendered.hosts, &mut crate::facts::probes(&mut conns))
         .map_err(|e| anyhow::anyhow!("{e:#}\nno host was changed; fix this and rerun"))?;
     timings.push(("facts".to_string(), t0.elapsed().as_secs_f64()));
     let t0 = Instant::now();

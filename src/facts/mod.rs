@@ -149,28 +149,53 @@ pub fn connect(h: &Host) -> Result<Box<dyn Transport>> {
     crate::platform::connect(h)
 }
 
-/// Gathers every host's facts in parallel through the given connections.
+/// Read-only views of the connections: what fact gathering (and so `plan`) gets.
+pub fn probes(conns: &mut [Box<dyn Transport>]) -> Vec<&mut dyn Probe> {
+    conns
+        .iter_mut()
+        .map(|c| &mut **c as &mut dyn Probe)
+        .collect()
+}
+
+/// Gathers every host's facts in parallel through the given read-only handles.
 pub fn gather_hosts(
     inv: &Inventory,
     desired: &[HostRender],
-    conns: &mut [Box<dyn Transport>],
+    conns: &mut [&mut dyn Probe],
 ) -> Vec<Result<HostFacts>> {
+    let some: Vec<Option<&mut dyn Probe>> = conns
+        .iter_mut()
+        .map(|c| Some(&mut **c as &mut dyn Probe))
+        .collect();
+    read_hosts(inv, desired, some)
+        .into_iter()
+        .map(|r| r.expect("every host has a handle"))
+        .collect()
+}
+
+/// The same for the hosts that have a handle (`verify` reads the reachable ones):
+/// `None` where there is none.
+pub fn read_hosts(
+    inv: &Inventory,
+    desired: &[HostRender],
+    conns: Vec<Option<&mut dyn Probe>>,
+) -> Vec<Option<Result<HostFacts>>> {
     let creds = credentials(inv);
     std::thread::scope(|s| {
         let handles: Vec<_> = conns
-            .iter_mut()
+            .into_iter()
             .zip(&inv.hosts)
             .zip(desired)
             .map(|((c, h), d)| {
                 let creds = &creds;
-                s.spawn(move || host_facts(&mut **c, inv, h, d, creds))
+                s.spawn(move || c.map(|p| host_facts(p, inv, h, d, creds)))
             })
             .collect();
         handles
             .into_iter()
             .map(|j| {
                 j.join()
-                    .unwrap_or_else(|_| Err(anyhow!("fact thread panicked")))
+                    .unwrap_or_else(|_| Some(Err(anyhow!("fact thread panicked"))))
             })
             .collect()
     })
@@ -407,7 +432,7 @@ pub fn gather_cluster(p: &mut dyn Probe, port: u16, c: &Credentials) -> Result<C
 pub fn gather(
     inv: &Inventory,
     desired: &[HostRender],
-    conns: &mut [Box<dyn Transport>],
+    conns: &mut [&mut dyn Probe],
 ) -> Result<Facts> {
     let results = gather_hosts(inv, desired, conns);
     let mut hosts = Vec::new();
@@ -493,7 +518,7 @@ pub fn plugin_states(p: &mut dyn Probe, inv: &Inventory) -> Result<PluginStates>
 pub fn read_cluster(
     inv: &Inventory,
     hosts: &[HostFacts],
-    conns: &mut [Box<dyn Transport>],
+    conns: &mut [&mut dyn Probe],
 ) -> std::result::Result<ClusterFacts, Unreadable> {
     let ci = inv.central_index();
     let cf = &hosts[ci];

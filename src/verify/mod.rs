@@ -5,7 +5,7 @@
 use crate::facts::{self, ClusterFacts, HostFacts};
 use crate::inventory::{Inventory, Replication};
 use crate::plan::cluster::{self as cplan, ClusterPlan, Resource};
-use crate::platform::Transport;
+use crate::platform::{Probe, Transport};
 use crate::rabbitmq::api::{self, enc, Credentials};
 use crate::render::Rendered;
 use serde::Serialize;
@@ -88,29 +88,15 @@ pub fn run(inv: &Inventory, rendered: &Rendered) -> Vec<Check> {
     let all_nodes: BTreeSet<String> = inv.hosts.iter().map(|h| h.node_name()).collect();
     let mut host_facts: Vec<Option<HostFacts>> = Vec::new();
     let mut versions: BTreeSet<String> = BTreeSet::new();
-    // Every host's facts at once: each has its own connection.
-    let read: Vec<Option<anyhow::Result<HostFacts>>> = std::thread::scope(|s| {
-        let handles: Vec<_> = inv
-            .hosts
-            .iter()
-            .zip(&rendered.hosts)
-            .zip(conns.iter_mut())
-            .map(|((h, d), conn)| {
-                let creds = &creds;
-                s.spawn(move || {
-                    conn.as_mut()
-                        .map(|t| facts::host_facts(&mut **t, inv, h, d, creds))
-                })
-            })
-            .collect();
-        handles
-            .into_iter()
-            .map(|j| {
-                j.join()
-                    .unwrap_or_else(|_| Some(Err(anyhow::anyhow!("fact thread panicked"))))
-            })
-            .collect()
-    });
+    // Every host's facts at once, read as `plan` reads them.
+    let read = facts::read_hosts(
+        inv,
+        &rendered.hosts,
+        conns
+            .iter_mut()
+            .map(|c| c.as_mut().map(|t| &mut **t as &mut dyn Probe))
+            .collect(),
+    );
     for ((h, d), r) in inv.hosts.iter().zip(&rendered.hosts).zip(read) {
         let Some(r) = r else {
             host_facts.push(None);
@@ -288,7 +274,7 @@ pub fn run(inv: &Inventory, rendered: &Rendered) -> Vec<Check> {
 /// statistics name it; where they do not (late after a change, or lost for good, as
 /// 3.10 can after a partition), `rabbitmqctl list_queues` on the node warren reads
 /// the cluster through has the last word.
-fn policies(c: &mut Checks, inv: &Inventory, cf: &ClusterFacts, t: &mut dyn Transport) {
+fn policies(c: &mut Checks, inv: &Inventory, cf: &ClusterFacts, t: &mut dyn Probe) {
     if inv.cluster.replication != Replication::Mirrored {
         return;
     }
@@ -763,6 +749,6 @@ fn path_one(
 }
 
 /// The first credentials the API on this connection accepts.
-fn working(t: &mut dyn Transport, port: u16, creds: &[Credentials]) -> Option<Credentials> {
+fn working(t: &mut dyn Probe, port: u16, creds: &[Credentials]) -> Option<Credentials> {
     api::accepted(t, port, creds).ok().flatten()
 }
