@@ -1,7 +1,7 @@
 //! Linux: POSIX sh scripts, run as they are when warren logs in as root and through
 //! `sudo -n sh -c` otherwise; files by SFTP, then `chown`, `chmod` and `mv`.
 
-use super::{Platform, Query, Read, ScriptFile, Setting, Tool};
+use super::{Platform, Query, ScriptFile, Setting, Tool};
 use crate::inventory::{Host, Os, Paths, ServiceManager};
 use crate::transport::sh_quote;
 
@@ -118,30 +118,6 @@ impl Platform for Linux {
             sh_quote(&self.pid_file)
         ));
         Query::new(script)
-    }
-
-    fn read(&self, r: Read) -> Query {
-        Query::new(match r {
-            Read::ClusterStatus => cli_line(Tool::Ctl, &["cluster_status", "--formatter", "json"]),
-            Read::LocalMessages => cli_line(
-                Tool::Ctl,
-                &["list_queues", "--local", "messages", "--formatter", "json"],
-            ),
-            Read::Plugins => cli_line(Tool::Plugins, &["list", "--formatter", "json"]),
-            Read::AwaitStartup => cli_line(Tool::Ctl, &["await_startup", "--timeout", "30"]),
-            Read::QueuePolicies { vhost } => cli_line(
-                Tool::Ctl,
-                &[
-                    "list_queues",
-                    "-p",
-                    vhost,
-                    "--no-table-headers",
-                    "name",
-                    "policy",
-                ],
-            ),
-            Read::CookieSources => cli_line(Tool::Diagnostics, &["erlang_cookie_sources"]),
-        })
     }
 
     fn resolve(&self, name: &str) -> Query {

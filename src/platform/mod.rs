@@ -60,6 +60,33 @@ pub enum Read<'a> {
     CookieSources,
 }
 
+impl<'a> Read<'a> {
+    /// The CLI tool and arguments that make this read.
+    pub fn cli(self) -> (Tool, Vec<&'a str>) {
+        match self {
+            Read::ClusterStatus => (Tool::Ctl, vec!["cluster_status", "--formatter", "json"]),
+            Read::LocalMessages => (
+                Tool::Ctl,
+                vec!["list_queues", "--local", "messages", "--formatter", "json"],
+            ),
+            Read::Plugins => (Tool::Plugins, vec!["list", "--formatter", "json"]),
+            Read::AwaitStartup => (Tool::Ctl, vec!["await_startup", "--timeout", "30"]),
+            Read::QueuePolicies { vhost } => (
+                Tool::Ctl,
+                vec![
+                    "list_queues",
+                    "-p",
+                    vhost,
+                    "--no-table-headers",
+                    "name",
+                    "policy",
+                ],
+            ),
+            Read::CookieSources => (Tool::Diagnostics, vec!["erlang_cookie_sources"]),
+        }
+    }
+}
+
 /// RabbitMQ's command-line tools.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Tool {
@@ -174,7 +201,11 @@ pub trait Platform: Send + Sync {
     ) -> String;
     /// Reads every managed file (secrets by hash), the settings, and the node's state.
     fn read_host(&self, files: &[(&str, bool)], settings: &[Setting]) -> Query;
-    fn read(&self, r: Read) -> Query;
+    /// A read of the node, through its CLI (the same arguments on every OS).
+    fn read(&self, r: Read) -> Query {
+        let (tool, args) = r.cli();
+        Query::new(self.cli(tool, &args))
+    }
     /// Prints the IPv4 addresses `name` resolves to on the host, one per line.
     fn resolve(&self, name: &str) -> Query;
     /// Prints `open K` for each target (address, port) that accepts a TCP connection

@@ -13,7 +13,7 @@
 //! version's folder that the RabbitMQ entry under the registry's Uninstall keys names
 //! (RabbitMQ's own Chocolatey package finds it so).
 
-use super::{Platform, Query, Read, ScriptFile, Setting, Tool};
+use super::{Platform, Query, ScriptFile, Setting, Tool};
 use crate::inventory::{Host, Os, Paths, ServiceManager};
 use base64::Engine;
 
@@ -344,32 +344,6 @@ impl Platform for Windows {
             "$Shell = (Get-ItemProperty -LiteralPath 'HKLM:\\SOFTWARE\\OpenSSH' -ErrorAction SilentlyContinue).DefaultShell\nif ($Shell) { '@@shell ' + $Shell } else { '@@shell none' }\n",
         );
         Query::new(s)
-    }
-
-    fn read(&self, r: Read) -> Query {
-        Query::new(match r {
-            Read::ClusterStatus => {
-                self.cli_script(Tool::Ctl, &["cluster_status", "--formatter", "json"])
-            }
-            Read::LocalMessages => self.cli_script(
-                Tool::Ctl,
-                &["list_queues", "--local", "messages", "--formatter", "json"],
-            ),
-            Read::Plugins => self.cli_script(Tool::Plugins, &["list", "--formatter", "json"]),
-            Read::AwaitStartup => self.cli_script(Tool::Ctl, &["await_startup", "--timeout", "30"]),
-            Read::QueuePolicies { vhost } => self.cli_script(
-                Tool::Ctl,
-                &[
-                    "list_queues",
-                    "-p",
-                    vhost,
-                    "--no-table-headers",
-                    "name",
-                    "policy",
-                ],
-            ),
-            Read::CookieSources => self.cli_script(Tool::Diagnostics, &["erlang_cookie_sources"]),
-        })
     }
 
     fn resolve(&self, name: &str) -> Query {

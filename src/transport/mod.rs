@@ -21,9 +21,7 @@ impl Exec {
     pub fn ok(&self) -> bool {
         self.status == 0
     }
-    /// The reason a command failed, in one line: the last non-empty line of stderr
-    /// that is not a usage or help line (RabbitMQ's CLI prints its usage after the
-    /// reason), else of stdout.
+    /// The last non-empty line of stderr (or stdout), for one-line error messages.
     pub fn last_line(&self) -> String {
         let pick = |s: &str| {
             s.lines()
