@@ -171,6 +171,8 @@ fn bootstrap_rerun_edit_and_grow() {
         "{out}"
     );
     assert!(out.contains("(sensitive value) changed"), "{out}");
+    // Each lab host calls itself by its inventory name: nothing to warn of.
+    assert!(!out.contains("warning:"), "{out}");
     outputs.push_str(&out);
     outputs.push_str(&err);
     let dry = lab_warren_ok(&dir, &["apply", "--dry-run"]);

@@ -613,3 +613,23 @@ fn every_rendered_windows_script_parses() {
     }
     assert_eq!(checked, 12);
 }
+
+/// A run interrupted after writing rabbitmq-env-conf.bat but before reinstalling:
+/// the file is up to date, the service's stamp is not, and the rerun reinstalls.
+#[test]
+fn an_interrupted_reinstall_is_finished_by_the_rerun() {
+    let (_d, inv, r) = setup(&["win1"]);
+    let mut win = converged(&inv, &r[1]);
+    win.stamp = Some("0".repeat(64));
+    let t = transcript(&inv, vec![converged(&inv, &r[0]), win]);
+    assert!(
+        t.contains("! reinstall the RabbitMQ service")
+            && t.contains("the service was installed from another rabbitmq-env-conf.bat"),
+        "{t}"
+    );
+    let apply = t.split("== apply").nth(1).unwrap();
+    assert!(
+        apply.contains("'install'") && !apply.contains("put "),
+        "{apply}"
+    );
+}
