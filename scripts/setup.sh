@@ -2,8 +2,9 @@
 # Installs what `make demo` and `make test` need on a Debian/Ubuntu machine, and only
 # what is missing: RabbitMQ and OpenSSH (the lab's hosts run the real ones), iproute2,
 # util-linux and iptables (namespaces, veth, unshare, setpriv, a host cut off in a
-# test), the C toolchain and headers the ssh2 crate builds libssh2 with, and Rust
-# (rustup) when cargo is missing. Uses sudo when not root.
+# test), the C toolchain and headers the ssh2 crate builds libssh2 with, Python's
+# venv and openssl for the WinRM tests, and Rust (rustup) when cargo is missing.
+# Uses sudo when not root.
 set -euo pipefail
 
 need=()
@@ -20,6 +21,11 @@ have erl || need+=(erlang-base)
 have cc || need+=(gcc libc6-dev)
 have pkg-config || need+=(pkg-config)
 installed libssl-dev || need+=(libssl-dev)
+# The WinRM tests: a WS-Management endpoint in Python (pyspnego, pywinrm in a venv)
+# and a test CA made with openssl.
+have openssl || need+=(openssl)
+have python3 || need+=(python3)
+python3 -c 'import venv, ensurepip' >/dev/null 2>&1 || need+=(python3-venv)
 installed zlib1g-dev || need+=(zlib1g-dev)
 if ! command -v cargo >/dev/null 2>&1 && [ ! -x "$HOME/.cargo/bin/cargo" ]; then
     have curl || need+=(curl ca-certificates)
@@ -57,6 +63,15 @@ if ! command -v cargo >/dev/null 2>&1; then
         | sh -s -- -y --profile minimal --component rustfmt --component clippy
     export PATH="$HOME/.cargo/bin:$PATH"
 fi
+# The WinRM tests' Python packages, pinned, in a venv of their own under target/
+# (never the system's Python: Debian refuses pip there).
+venv=target/winrm-venv
+if ! "$venv/bin/python3" -c 'import winrm, spnego, cryptography' >/dev/null 2>&1; then
+    echo "setup: installing tests/winrm/requirements.txt into $venv"
+    python3 -m venv "$venv"
+    "$venv/bin/python3" -m pip install -q --disable-pip-version-check -r tests/winrm/requirements.txt
+fi
+
 for component in fmt clippy; do
     if ! cargo "$component" --version >/dev/null 2>&1; then
         echo "setup: cargo $component is missing; run 'rustup component add $( [ $component = fmt ] && echo rustfmt || echo clippy )', then rerun" >&2

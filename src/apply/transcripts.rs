@@ -247,8 +247,7 @@ impl Connection for Scripted {
                 bytes.len(),
                 Self::body(&text)
             ));
-            let win = path.trim_start_matches('/').replace('/', "\\");
-            self.scripts.insert(win, text);
+            self.scripts.insert(path.to_string(), text);
         } else {
             self.record(format!(
                 "put {path} ({} bytes):\n{}",
@@ -538,7 +537,7 @@ fn windows_cookie_change_stops_first() {
     let t = transcript(&inv, vec![converged(&inv, &r[0]), win]);
     let stop = t.find("Stop-Service").expect("stopped");
     let write = t
-        .find("systemprofile/.erlang.cookie.warren-new")
+        .find(r"systemprofile\.erlang.cookie.warren-new")
         .expect("written");
     assert!(
         stop < write,

@@ -139,6 +139,33 @@ pub struct Host {
     pub service: ServiceManager,
     pub ports: Ports,
     pub paths: Paths,
+    /// How WinRM is spoken (only for `transport = "winrm"`).
+    pub winrm: WinrmOptions,
+}
+
+/// A WinRM host's listener and authentication.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WinrmOptions {
+    /// HTTPS (5986), or HTTP (5985) with every message sealed by NTLM.
+    pub https: bool,
+    /// Basic authentication (HTTPS only) instead of NTLM.
+    pub basic: bool,
+    /// CA certificates (PEM) the listener's certificate is checked against, besides
+    /// the system's roots.
+    pub ca_file: Option<PathBuf>,
+    /// Skip the certificate check: an explicit per-host choice that `plan` prints.
+    pub insecure: bool,
+}
+
+impl Default for WinrmOptions {
+    fn default() -> Self {
+        WinrmOptions {
+            https: true,
+            basic: false,
+            ca_file: None,
+            insecure: false,
+        }
+    }
 }
 
 impl Host {

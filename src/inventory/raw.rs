@@ -87,6 +87,22 @@ pub struct RawHost {
     pub ports: RawPorts,
     #[serde(default)]
     pub paths: BTreeMap<String, String>,
+    #[serde(default)]
+    pub winrm: Option<RawWinrm>,
+}
+
+/// `winrm = { scheme, auth, ca_file, insecure_skip_verify }` of a WinRM host.
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct RawWinrm {
+    #[serde(default)]
+    pub scheme: Option<String>,
+    #[serde(default)]
+    pub auth: Option<String>,
+    #[serde(default)]
+    pub ca_file: Option<String>,
+    #[serde(default)]
+    pub insecure_skip_verify: Option<bool>,
 }
 
 #[derive(Debug, Deserialize)]

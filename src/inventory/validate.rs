@@ -245,9 +245,11 @@ fn host(p: &mut Problems, i: usize, h: &RawHost, cluster_ports: &RawPorts, dir: 
             "WinRM only reaches Windows hosts; use \"ssh\" for a Linux host",
         );
     }
+    let winrm = winrm_options(p, &key("winrm"), transport, h.winrm.as_ref(), dir);
     let port = h.port.unwrap_or(match transport {
         TransportKind::Ssh => 22,
-        TransportKind::Winrm => 5986,
+        TransportKind::Winrm if winrm.https => 5986,
+        TransportKind::Winrm => 5985,
     });
     let user = h.user.clone().unwrap_or_else(|| match os {
         Os::Linux => "root".into(),
@@ -345,7 +347,65 @@ fn host(p: &mut Problems, i: usize, h: &RawHost, cluster_ports: &RawPorts, dir: 
         node_type,
         service,
         ports,
+        winrm,
     }
+}
+
+/// A WinRM host's `winrm` table, checked: HTTPS unless it says `scheme = "http"`
+/// (then every message is sealed by NTLM), Basic only over HTTPS.
+fn winrm_options(
+    p: &mut Problems,
+    key: &str,
+    transport: TransportKind,
+    raw: Option<&super::raw::RawWinrm>,
+    dir: &Path,
+) -> WinrmOptions {
+    let mut o = WinrmOptions::default();
+    let Some(w) = raw else {
+        return o;
+    };
+    if transport != TransportKind::Winrm {
+        p.add(
+            key,
+            "winrm settings apply only to transport = \"winrm\"; remove them or change the transport",
+        );
+        return o;
+    }
+    match w.scheme.as_deref() {
+        None | Some("https") => {}
+        Some("http") => o.https = false,
+        Some(other) => p.add(
+            format!("{key}.scheme"),
+            format!("\"{other}\" is not a WinRM scheme; use \"https\" (port 5986) or \"http\" (port 5985, messages sealed by NTLM)"),
+        ),
+    }
+    match w.auth.as_deref() {
+        None | Some("ntlm") => {}
+        Some("basic") if o.https => o.basic = true,
+        Some("basic") => p.add(
+            format!("{key}.auth"),
+            "Basic authentication over HTTP would send the password in clear; use scheme = \"https\" or auth = \"ntlm\"",
+        ),
+        Some(other) => p.add(
+            format!("{key}.auth"),
+            format!("\"{other}\" is not a WinRM authentication warren speaks; use \"ntlm\" or \"basic\" (HTTPS only)"),
+        ),
+    }
+    o.ca_file = w.ca_file.as_deref().map(|f| resolve_path(dir, f));
+    o.insecure = w.insecure_skip_verify.unwrap_or(false);
+    if (o.ca_file.is_some() || o.insecure) && !o.https {
+        p.add(
+            format!("{key}.ca_file"),
+            "certificates are checked over HTTPS only; remove ca_file and insecure_skip_verify, or use scheme = \"https\"",
+        );
+    }
+    if o.ca_file.is_some() && o.insecure {
+        p.add(
+            format!("{key}.insecure_skip_verify"),
+            "insecure_skip_verify = true would ignore ca_file; keep one of them",
+        );
+    }
+    o
 }
 
 fn ports(p: &mut Problems, key: &str, cluster: &RawPorts, host: &RawPorts) -> Ports {

@@ -197,6 +197,12 @@ pub fn windows_openssh_version(banner: &str) -> Option<(u32, u32)> {
 
 /// What the facts show about a host that the operator should hear of before apply.
 fn host_warnings(h: &Host, f: &HostFacts, warnings: &mut Vec<String>, blockers: &mut Vec<Blocker>) {
+    if h.transport == crate::inventory::TransportKind::Winrm && h.winrm.https && h.winrm.insecure {
+        warnings.push(format!(
+            "{}: WinRM over HTTPS without checking the listener's certificate (winrm.insecure_skip_verify = true): anyone in between can read the session, passwords included; give winrm.ca_file instead",
+            h.name
+        ));
+    }
     if let Some(name) = &f.hostname {
         let short = name.split('.').next().unwrap_or(name);
         if !short.eq_ignore_ascii_case(&h.name) {

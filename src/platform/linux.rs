@@ -55,7 +55,7 @@ impl Platform for Linux {
         let path = format!("/tmp/warren-{n}.sh");
         ScriptFile {
             folder: "/tmp".into(),
-            transfer_path: path.clone(),
+            path: path.clone(),
             content: script.to_string(),
             command_line: format!(
                 "{}sh {p}; c=$?; rm -f {p}; exit $c",
@@ -73,8 +73,17 @@ impl Platform for Linux {
         path.rsplit_once('/').map(|(d, _)| d).unwrap_or("/")
     }
 
-    fn transfer_path(&self, path: &str) -> String {
-        path.to_string()
+    fn receive_file(&self, path: &str, sha256: &str) -> String {
+        let p = sh_quote(path);
+        format!(
+            "umask 077; base64 -d > {p} || {{ rm -f {p}; exit 1; }}
+             [ \"$(sha256sum {p} | cut -d' ' -f1)\" = {sha256} ] || {{ rm -f {p}; echo 'the file arrived damaged (its SHA-256 differs)' >&2; exit 1; }}"
+        )
+    }
+
+    fn local_http(&self, _port: u16) -> Option<String> {
+        // SSH tunnels HTTP to the host's ports itself.
+        None
     }
 
     fn place_file(

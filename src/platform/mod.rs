@@ -166,8 +166,8 @@ pub struct Reading {
 pub struct ScriptFile {
     /// The folder to make first, in the host's syntax.
     pub folder: String,
-    /// The path for the file transfer.
-    pub transfer_path: String,
+    /// Where the file goes, in the host's syntax.
+    pub path: String,
     /// What the file holds.
     pub content: String,
     /// The command line that runs it.
@@ -186,8 +186,15 @@ pub trait Platform: Send + Sync {
     fn make_folder(&self, folder: &str) -> String;
     /// The folder a file path is in.
     fn parent<'a>(&self, path: &'a str) -> &'a str;
-    /// `path` as the file transfer wants it.
-    fn transfer_path(&self, path: &str) -> String;
+    /// A script that writes what arrives on its stdin (base64, a line at a time) to
+    /// `path`, private to the login user, and fails unless its SHA-256 is `sha256`:
+    /// how files travel where the connection has no file transfer (WinRM).
+    fn receive_file(&self, path: &str, sha256: &str) -> String;
+    /// A script that makes an HTTP request to `127.0.0.1:port` on the host, reading
+    /// `{"method", "path", "auth", "body"}` as JSON from its stdin (so no password is
+    /// on a command line), and prints `status N` and then the body in base64: for
+    /// connections that carry no tunnel (WinRM). `None` where every transport tunnels.
+    fn local_http(&self, port: u16) -> Option<String>;
     /// A script that moves the uploaded `tmp` over `path` (or copies it through the
     /// existing file when `in_place`) and sets the owner and mode (Linux) or the ACL
     /// (Windows: `owner` lists who may read it); on failure `tmp` is removed.
@@ -238,10 +245,16 @@ pub fn for_host(h: &Host) -> Box<dyn Platform> {
 pub fn connect(h: &Host) -> anyhow::Result<Box<dyn Transport>> {
     let conn: Box<dyn Connection> = match h.transport {
         TransportKind::Ssh => Box::new(transport::ssh::Ssh::connect(h)?),
-        TransportKind::Winrm => anyhow::bail!(
-            "{}: the WinRM transport is not built yet; reach this host over SSH (OpenSSH Server ships with Windows Server 2019+) with transport = \"ssh\"",
-            h.name
-        ),
+        TransportKind::Winrm => {
+            let password = h
+                .password
+                .as_ref()
+                .ok_or_else(|| anyhow!("{}: a WinRM host needs a password reference", h.name))?
+                .read()
+                .map_err(|e| anyhow!("{}: password: {e}", h.name))?;
+            let e = transport::winrm::endpoint(h, password.expose().to_string());
+            Box::new(transport::winrm::WinRm::connect(&e)?)
+        }
     };
     Ok(Box::new(Remote::new(conn, for_host(h))))
 }
@@ -352,8 +365,87 @@ impl Remote {
             .platform
             .script_file(script, self.run_id * 1000 + self.scripts);
         self.ensure_folder(&f.folder.clone())?;
-        self.conn.put(&f.transfer_path, f.content.as_bytes())?;
+        self.send_file(&f.path, f.content.as_bytes())?;
         self.conn.exec(&f.command_line, timeout)
+    }
+
+    /// Puts `bytes` at `path` as they are: by the connection's file transfer, or,
+    /// where it has none, through the stdin of the platform's receiving script.
+    fn send_file(&mut self, path: &str, bytes: &[u8]) -> transport::Result<()> {
+        if self.conn.can_put() {
+            return self.conn.put(path, bytes);
+        }
+        use sha2::Digest;
+        let sha: String = sha2::Sha256::digest(bytes)
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        let script = self.platform.receive_file(path, &sha);
+        let line = self.platform.command_line(&script).ok_or_else(|| {
+            self.io_err(
+                &format!("writing {path}"),
+                "the receiving script is too long".into(),
+            )
+        })?;
+        let out = self
+            .conn
+            .exec_input(&line, &base64_lines(bytes), Duration::from_secs(600))?;
+        if !out.ok() {
+            return Err(self.io_err(&format!("writing {path}"), out.last_line()));
+        }
+        Ok(())
+    }
+
+    /// An HTTP request through the platform's script on the host (no tunnel).
+    fn local_http(
+        &mut self,
+        port: u16,
+        method: &str,
+        path: &str,
+        auth: Option<(&str, &str)>,
+        body: Option<&str>,
+    ) -> transport::Result<HttpResponse> {
+        let what = format!("{method} {path} on port {port}");
+        let Some(script) = self.platform.local_http(port) else {
+            return self.conn.http(port, method, path, auth, body);
+        };
+        let line = self
+            .platform
+            .command_line(&script)
+            .ok_or_else(|| self.io_err(&what, "the request script is too long".into()))?;
+        let input = serde_json::json!({
+            "method": method,
+            "path": path,
+            "auth": auth.map(|(u, p)| {
+                use base64::Engine;
+                base64::engine::general_purpose::STANDARD.encode(format!("{u}:{p}"))
+            }),
+            "body": body,
+        })
+        .to_string();
+        let out = self
+            .conn
+            .exec_input(&line, input.as_bytes(), Duration::from_secs(60))?;
+        if !out.ok() {
+            return Err(self.io_err(
+                &what,
+                format!("nothing answers on port {port} ({})", out.last_line()),
+            ));
+        }
+        let mut lines = out.stdout.lines().map(str::trim);
+        let status = lines
+            .next()
+            .and_then(|l| l.strip_prefix("status "))
+            .and_then(|s| s.parse().ok())
+            .ok_or_else(|| self.io_err(&what, "the request script printed no status".into()))?;
+        use base64::Engine;
+        let body = base64::engine::general_purpose::STANDARD
+            .decode(lines.next().unwrap_or(""))
+            .map_err(|_| self.io_err(&what, "the answer is not base64".into()))?;
+        Ok(HttpResponse {
+            status,
+            body: String::from_utf8_lossy(&body).into_owned(),
+        })
     }
 }
 
@@ -373,7 +465,11 @@ impl Probe for Remote {
         path: &str,
         auth: Option<(&str, &str)>,
     ) -> transport::Result<HttpResponse> {
-        self.conn.http(port, "GET", path, auth, None)
+        if self.conn.can_tunnel() {
+            self.conn.http(port, "GET", path, auth, None)
+        } else {
+            self.local_http(port, "GET", path, auth, None)
+        }
     }
     fn server_version(&self) -> Option<String> {
         self.conn.server_version()
@@ -392,7 +488,11 @@ impl Transport for Remote {
         auth: Option<(&str, &str)>,
         body: Option<&str>,
     ) -> transport::Result<HttpResponse> {
-        self.conn.http(port, method, path, auth, body)
+        if self.conn.can_tunnel() {
+            self.conn.http(port, method, path, auth, body)
+        } else {
+            self.local_http(port, method, path, auth, body)
+        }
     }
     fn upload(
         &mut self,
@@ -407,7 +507,7 @@ impl Transport for Remote {
         // The parent folder may not exist yet (a systemd drop-in folder, RABBITMQ_BASE).
         self.ensure_folder(&parent)?;
         let tmp = format!("{path}.warren-new");
-        self.conn.put(&self.platform.transfer_path(&tmp), bytes)?;
+        self.send_file(&tmp, bytes)?;
         let script = self.platform.place_file(&tmp, path, owner, mode, in_place);
         let done = self.exec_script(&script, Duration::from_secs(30))?;
         if !done.ok() {
@@ -415,6 +515,19 @@ impl Transport for Remote {
         }
         Ok(())
     }
+}
+
+/// `bytes` as base64 for a receiving script: lines of 4864 characters (3648 bytes, a
+/// multiple of 3, so each line decodes on its own).
+fn base64_lines(bytes: &[u8]) -> Vec<u8> {
+    use base64::Engine;
+    let mut out = Vec::with_capacity(bytes.len() * 4 / 3 + bytes.len() / 57 + 4);
+    for c in bytes.chunks(57 * 64) {
+        let text = base64::engine::general_purpose::STANDARD.encode(c);
+        out.extend_from_slice(text.as_bytes());
+        out.push(b'\n');
+    }
+    out
 }
 
 /// Parses a fact reading: lines starting with `@@` (the same for every platform),

@@ -231,7 +231,7 @@ impl Platform for Windows {
         ));
         ScriptFile {
             folder: RUN_FOLDER.into(),
-            transfer_path: sftp_path(&path),
+            path: path.clone(),
             // A UTF-8 byte order mark: Windows PowerShell reads a file without one in
             // the system's ANSI code page.
             content: format!("\u{feff}{content}"),
@@ -250,8 +250,57 @@ impl Platform for Windows {
         path.rsplit_once('\\').map(|(d, _)| d).unwrap_or(path)
     }
 
-    fn transfer_path(&self, path: &str) -> String {
-        sftp_path(path)
+    fn receive_file(&self, path: &str, sha256: &str) -> String {
+        // Base64 lines on stdin, as Ansible's WinRM put_file sends them; the hash
+        // is checked before anyone uses the file.
+        format!(
+            "$Path = {}
+             $Stream = [System.IO.File]::Create($Path)
+             try {{
+    while ($null -ne ($Line = [Console]::In.ReadLine())) {{
+        if ($Line.Length -gt 0) {{
+            $Bytes = [Convert]::FromBase64String($Line)
+            $Stream.Write($Bytes, 0, $Bytes.Length)
+        }}
+    }}
+}} finally {{
+    $Stream.Close()
+}}
+             if ((Get-FileHash -LiteralPath $Path -Algorithm SHA256).Hash.ToLowerInvariant() -ne '{sha256}') {{
+    Remove-Item -LiteralPath $Path -Force
+    throw 'the file arrived damaged (its SHA-256 differs)'
+}}
+",
+            ps_quote(path)
+        )
+    }
+
+    fn local_http(&self, port: u16) -> Option<String> {
+        Some(format!(
+            "$Ask = [Console]::In.ReadToEnd() | ConvertFrom-Json
+             $Request = [System.Net.HttpWebRequest]::Create('http://127.0.0.1:{port}' + $Ask.path)
+             $Request.Method = $Ask.method
+             $Request.Accept = 'application/json, */*;q=0.5'
+             if ($Ask.auth) {{ $Request.Headers.Add('Authorization', 'Basic ' + $Ask.auth) }}
+             if ($null -ne $Ask.body -or $Ask.method -ne 'GET') {{
+    $Bytes = [System.Text.Encoding]::UTF8.GetBytes([string]$Ask.body)
+    $Request.ContentType = 'application/json'
+    $Request.ContentLength = $Bytes.Length
+    $Out = $Request.GetRequestStream()
+    $Out.Write($Bytes, 0, $Bytes.Length)
+    $Out.Close()
+}}
+             try {{
+    $Response = $Request.GetResponse()
+}} catch [System.Net.WebException] {{
+    $Response = $_.Exception.Response
+    if (-not $Response) {{ throw }}
+}}
+             'status ' + [int]$Response.StatusCode
+             $Reader = New-Object System.IO.StreamReader($Response.GetResponseStream())
+             [Convert]::ToBase64String([System.Text.Encoding]::UTF8.GetBytes($Reader.ReadToEnd()))
+"
+        ))
     }
 
     fn place_file(
@@ -434,11 +483,6 @@ impl Platform for Windows {
     }
 }
 
-/// A Windows path as OpenSSH's SFTP server wants it: `C:\A\b` → `/C:/A/b`.
-pub fn sftp_path(path: &str) -> String {
-    format!("/{}", path.replace('\\', "/"))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -449,10 +493,6 @@ mod tests {
         let line = encode(&script);
         assert!(line.starts_with(POWERSHELL));
         assert_eq!(decode(&line).as_deref(), Some(script.as_str()));
-        assert_eq!(
-            sftp_path(r"C:\ProgramData\RabbitMQ\rabbitmq.conf"),
-            "/C:/ProgramData/RabbitMQ/rabbitmq.conf"
-        );
         assert_eq!(ps_quote("it's"), "'it''s'");
     }
 }

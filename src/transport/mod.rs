@@ -6,6 +6,7 @@
 //! SSH (the ssh2 crate) is implemented here; WinRM joins behind the same trait.
 
 pub mod ssh;
+pub mod winrm;
 
 use std::time::Duration;
 
@@ -76,9 +77,29 @@ pub trait Connection: Send {
     fn host(&self) -> &str;
     /// Runs `command_line` as the server's login shell receives it, and waits for it.
     fn exec(&mut self, command_line: &str, timeout: Duration) -> Result<Exec>;
-    /// Writes `bytes` to `path` (in the file transfer's own syntax, e.g. `/C:/...` for
-    /// SFTP on Windows), created private to the login user where the server allows.
-    /// Nothing else: the platform layer moves it into place.
+    /// Runs `command_line` with `input` on its stdin (WinRM). Connections without
+    /// one say so.
+    fn exec_input(&mut self, command_line: &str, input: &[u8], timeout: Duration) -> Result<Exec> {
+        let _ = (input, timeout);
+        Err(TransportError::Io {
+            host: self.host().to_string(),
+            what: format!("running `{command_line}` with input"),
+            reason: "this transport does not carry stdin".into(),
+        })
+    }
+    /// Whether `put` moves files (SFTP); where not, the platform layer sends them
+    /// through a command's stdin.
+    fn can_put(&self) -> bool {
+        true
+    }
+    /// Whether `http` reaches the host's own ports; where not, the platform layer
+    /// makes the request with a command on the host.
+    fn can_tunnel(&self) -> bool {
+        true
+    }
+    /// Writes `bytes` to `path` (a path in the host's own syntax, `C:\...` on
+    /// Windows), created private to the login user where the server allows. Nothing
+    /// else: the platform layer moves it into place.
     fn put(&mut self, path: &str, bytes: &[u8]) -> Result<()>;
     /// An HTTP request to `127.0.0.1:port` on the host, tunnelled through the
     /// connection, so the management API need not be open to the operator's machine.

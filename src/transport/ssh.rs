@@ -144,6 +144,17 @@ impl Ssh {
     }
 }
 
+/// A path as OpenSSH's SFTP server wants it: a Windows path `C:\A\b` becomes
+/// `/C:/A/b` (Win32-OpenSSH's form); a POSIX path stays as it is.
+pub fn sftp_path(path: &str) -> String {
+    let b = path.as_bytes();
+    if b.len() >= 3 && b[0].is_ascii_alphabetic() && b[1] == b':' && b[2] == b'\\' {
+        format!("/{}", path.replace('\\', "/"))
+    } else {
+        path.to_string()
+    }
+}
+
 fn first_words(command: &str) -> String {
     let line = command.lines().next().unwrap_or("");
     if line.len() > 60 {
@@ -216,7 +227,7 @@ impl Connection for Ssh {
     }
 
     fn put(&mut self, path: &str, bytes: &[u8]) -> Result<()> {
-        self.put_file(path, bytes)
+        self.put_file(&sftp_path(path), bytes)
     }
 
     fn http(
@@ -317,5 +328,22 @@ impl Ssh {
         f.write_all(bytes).map_err(|e| self.io_err(&what, e))?;
         f.fsync().ok();
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::sftp_path;
+
+    #[test]
+    fn windows_paths_take_openssh_sftp_form() {
+        assert_eq!(
+            sftp_path(r"C:\ProgramData\RabbitMQ\rabbitmq.conf"),
+            "/C:/ProgramData/RabbitMQ/rabbitmq.conf"
+        );
+        assert_eq!(
+            sftp_path("/etc/rabbitmq/rabbitmq.conf"),
+            "/etc/rabbitmq/rabbitmq.conf"
+        );
     }
 }
