@@ -51,6 +51,8 @@ struct Log {
 struct Scripted {
     host: String,
     windows: bool,
+    /// Like WinRM: no file transfer and no tunnel, only commands with stdin.
+    stdin_only: bool,
     state: HostState,
     log: Arc<Mutex<Log>>,
     /// Script files put over SFTP, by their Windows path.
@@ -238,6 +240,76 @@ impl Connection for Scripted {
         Ok(self.answer(&script))
     }
 
+    fn exec_input(
+        &mut self,
+        line: &str,
+        input: &[u8],
+        _timeout: Duration,
+    ) -> transport::Result<Exec> {
+        assert!(
+            self.stdin_only,
+            "stdin sent over a connection with a file transfer"
+        );
+        let script = windows::decode(line).expect("an -EncodedCommand");
+        assert_eq!(
+            windows::encode(&script),
+            line,
+            "the encoding does not round-trip"
+        );
+        let body = Self::body(&script);
+        if script.contains("HttpWebRequest") {
+            self.record(format!(
+                "exec -EncodedCommand ({} chars) with {} bytes of stdin (the request, as JSON), decoded:\n{body}",
+                line.len(),
+                input.len()
+            ));
+            return Ok(Exec {
+                status: 1,
+                stdout: String::new(),
+                stderr: "Unable to connect to the remote server\n".into(),
+            });
+        }
+        assert!(script.contains("[Console]::In.ReadLine()"), "{script}");
+        use base64::Engine;
+        let mut bytes = Vec::new();
+        for l in String::from_utf8_lossy(input).lines() {
+            bytes.extend(base64::engine::general_purpose::STANDARD.decode(l).unwrap());
+        }
+        assert!(
+            script.contains(&sha(&bytes)),
+            "the receiving script checks another hash"
+        );
+        self.record(format!(
+            "exec -EncodedCommand ({} chars) with the file as base64 lines on stdin, decoded:\n{body}--- {} stdin, decoded:\n{}",
+            line.len(),
+            self.host,
+            if bytes.ends_with(b".ps1") { String::new() } else { show(&bytes) }
+        ));
+        let path = script
+            .lines()
+            .find_map(|l| l.strip_prefix("$Path = '"))
+            .and_then(|p| p.strip_suffix('\''))
+            .unwrap()
+            .to_string();
+        if path.ends_with(".ps1") {
+            self.scripts
+                .insert(path, String::from_utf8_lossy(&bytes).into_owned());
+        }
+        Ok(Exec {
+            status: 0,
+            stdout: String::new(),
+            stderr: String::new(),
+        })
+    }
+
+    fn can_put(&self) -> bool {
+        !self.stdin_only
+    }
+
+    fn can_tunnel(&self) -> bool {
+        !self.stdin_only
+    }
+
     fn put(&mut self, path: &str, bytes: &[u8]) -> transport::Result<()> {
         let text = String::from_utf8_lossy(bytes).into_owned();
         if path.ends_with(".ps1") {
@@ -381,6 +453,11 @@ fn fresh(inv: &Inventory, r: &HostRender) -> HostState {
 /// Runs facts, plan and the executor's host steps and joins against scripted hosts;
 /// returns the transcript.
 fn transcript(inv: &Inventory, states: Vec<HostState>) -> String {
+    transcript_over(inv, states, false)
+}
+
+/// The same, with the Windows hosts reached as over WinRM (`stdin_only`).
+fn transcript_over(inv: &Inventory, states: Vec<HostState>, winrm: bool) -> String {
     let rendered = render::render(inv, None).unwrap();
     let log = Arc::new(Mutex::new(Log {
         entries: Vec::new(),
@@ -394,6 +471,7 @@ fn transcript(inv: &Inventory, states: Vec<HostState>) -> String {
             let conn = Scripted {
                 host: h.name.clone(),
                 windows: h.os == inventory::Os::Windows,
+                stdin_only: winrm && h.os == inventory::Os::Windows,
                 state,
                 log: log.clone(),
                 scripts: BTreeMap::new(),
@@ -611,6 +689,22 @@ fn every_rendered_windows_script_parses() {
         }
     }
     assert_eq!(checked, 12);
+}
+
+/// The first bootstrap over WinRM: the same scripts, but files (and the long fact
+/// reading) arrive through a command's stdin and HTTP to the node goes through a
+/// script on the host; each of those is pinned and parsed too.
+#[test]
+fn windows_first_bootstrap_over_winrm() {
+    let (_d, inv, r) = setup(&["win1"]);
+    let states = vec![converged(&inv, &r[0]), fresh(&inv, &r[1])];
+    let t = transcript_over(&inv, states, true);
+    assert!(!t.contains("--- win1: put "), "a file went by SFTP: {t}");
+    assert!(
+        t.contains("[Console]::In.ReadLine()") && t.contains("HttpWebRequest"),
+        "{t}"
+    );
+    insta::assert_snapshot!("windows_first_bootstrap_over_winrm", t);
 }
 
 /// A run interrupted after writing rabbitmq-env-conf.bat but before reinstalling:

@@ -76,7 +76,7 @@ impl Platform for Linux {
     fn receive_file(&self, path: &str, sha256: &str) -> String {
         let p = sh_quote(path);
         format!(
-            "umask 077; base64 -d > {p} || {{ rm -f {p}; exit 1; }}
+            "umask 077; base64 -d > {p} || {{ rm -f {p}; exit 1; }}\n\
              [ \"$(sha256sum {p} | cut -d' ' -f1)\" = {sha256} ] || {{ rm -f {p}; echo 'the file arrived damaged (its SHA-256 differs)' >&2; exit 1; }}"
         )
     }

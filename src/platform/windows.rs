@@ -199,6 +199,50 @@ function Read-Hash([string]$Path) {
 }
 "#;
 
+/// Writes base64 lines from stdin to {PATH}, then checks its SHA-256.
+const RECEIVE_FILE: &str = r#"$Path = {PATH}
+$Stream = [System.IO.File]::Create($Path)
+try {
+    while ($null -ne ($Line = [Console]::In.ReadLine())) {
+        if ($Line.Length -gt 0) {
+            $Bytes = [Convert]::FromBase64String($Line)
+            $Stream.Write($Bytes, 0, $Bytes.Length)
+        }
+    }
+} finally {
+    $Stream.Close()
+}
+if ((Get-FileHash -LiteralPath $Path -Algorithm SHA256).Hash.ToLowerInvariant() -ne '{SHA256}') {
+    Remove-Item -LiteralPath $Path -Force
+    throw 'the file arrived damaged (its SHA-256 differs)'
+}
+"#;
+
+/// An HTTP request to 127.0.0.1:{PORT}, described by JSON on stdin.
+const LOCAL_HTTP: &str = r#"$Ask = [Console]::In.ReadToEnd() | ConvertFrom-Json
+$Request = [System.Net.HttpWebRequest]::Create('http://127.0.0.1:{PORT}' + $Ask.path)
+$Request.Method = $Ask.method
+$Request.Accept = 'application/json, */*;q=0.5'
+if ($Ask.auth) { $Request.Headers.Add('Authorization', 'Basic ' + $Ask.auth) }
+if ($null -ne $Ask.body -or $Ask.method -ne 'GET') {
+    $Bytes = [System.Text.Encoding]::UTF8.GetBytes([string]$Ask.body)
+    $Request.ContentType = 'application/json'
+    $Request.ContentLength = $Bytes.Length
+    $Out = $Request.GetRequestStream()
+    $Out.Write($Bytes, 0, $Bytes.Length)
+    $Out.Close()
+}
+try {
+    $Response = $Request.GetResponse()
+} catch [System.Net.WebException] {
+    $Response = $_.Exception.Response
+    if (-not $Response) { throw }
+}
+'status ' + [int]$Response.StatusCode
+$Reader = New-Object System.IO.StreamReader($Response.GetResponseStream())
+[Convert]::ToBase64String([System.Text.Encoding]::UTF8.GetBytes($Reader.ReadToEnd()))
+"#;
+
 /// The SIDs of the well-known accounts, so localized Windows names do not matter.
 fn account(name: &str) -> String {
     match name {
@@ -253,54 +297,13 @@ impl Platform for Windows {
     fn receive_file(&self, path: &str, sha256: &str) -> String {
         // Base64 lines on stdin, as Ansible's WinRM put_file sends them; the hash
         // is checked before anyone uses the file.
-        format!(
-            "$Path = {}
-             $Stream = [System.IO.File]::Create($Path)
-             try {{
-    while ($null -ne ($Line = [Console]::In.ReadLine())) {{
-        if ($Line.Length -gt 0) {{
-            $Bytes = [Convert]::FromBase64String($Line)
-            $Stream.Write($Bytes, 0, $Bytes.Length)
-        }}
-    }}
-}} finally {{
-    $Stream.Close()
-}}
-             if ((Get-FileHash -LiteralPath $Path -Algorithm SHA256).Hash.ToLowerInvariant() -ne '{sha256}') {{
-    Remove-Item -LiteralPath $Path -Force
-    throw 'the file arrived damaged (its SHA-256 differs)'
-}}
-",
-            ps_quote(path)
-        )
+        RECEIVE_FILE
+            .replace("{PATH}", &ps_quote(path))
+            .replace("{SHA256}", sha256)
     }
 
     fn local_http(&self, port: u16) -> Option<String> {
-        Some(format!(
-            "$Ask = [Console]::In.ReadToEnd() | ConvertFrom-Json
-             $Request = [System.Net.HttpWebRequest]::Create('http://127.0.0.1:{port}' + $Ask.path)
-             $Request.Method = $Ask.method
-             $Request.Accept = 'application/json, */*;q=0.5'
-             if ($Ask.auth) {{ $Request.Headers.Add('Authorization', 'Basic ' + $Ask.auth) }}
-             if ($null -ne $Ask.body -or $Ask.method -ne 'GET') {{
-    $Bytes = [System.Text.Encoding]::UTF8.GetBytes([string]$Ask.body)
-    $Request.ContentType = 'application/json'
-    $Request.ContentLength = $Bytes.Length
-    $Out = $Request.GetRequestStream()
-    $Out.Write($Bytes, 0, $Bytes.Length)
-    $Out.Close()
-}}
-             try {{
-    $Response = $Request.GetResponse()
-}} catch [System.Net.WebException] {{
-    $Response = $_.Exception.Response
-    if (-not $Response) {{ throw }}
-}}
-             'status ' + [int]$Response.StatusCode
-             $Reader = New-Object System.IO.StreamReader($Response.GetResponseStream())
-             [Convert]::ToBase64String([System.Text.Encoding]::UTF8.GetBytes($Reader.ReadToEnd()))
-"
-        ))
+        Some(LOCAL_HTTP.replace("{PORT}", &port.to_string()))
     }
 
     fn place_file(

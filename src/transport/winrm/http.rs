@@ -17,7 +17,7 @@ use std::time::Duration;
 pub const PROTOCOL: &str = "application/HTTP-SPNEGO-session-encrypted";
 const BOUNDARY: &str = "--Encrypted Boundary";
 
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub enum Auth {
     /// NTLMv2; `domain` from `DOMAIN\user`.
     Ntlm {
@@ -27,6 +27,22 @@ pub enum Auth {
     },
     /// Only over HTTPS.
     Basic { user: String, password: String },
+}
+
+impl std::fmt::Debug for Auth {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Auth::Ntlm { user, domain, .. } => write!(
+                f,
+                "NTLM as {}{user} / (sensitive value)",
+                domain
+                    .as_deref()
+                    .map(|d| format!("{d}\\"))
+                    .unwrap_or_default()
+            ),
+            Auth::Basic { user, .. } => write!(f, "Basic as {user} / (sensitive value)"),
+        }
+    }
 }
 
 /// How the server's certificate is checked over HTTPS.
@@ -684,6 +700,16 @@ mod tests {
             unframe(&want).unwrap(),
             vec![(msg.len(), vec![b'S'; 16], sealed)]
         );
+    }
+
+    #[test]
+    fn a_password_never_prints() {
+        let a = Auth::Ntlm {
+            user: "u".into(),
+            domain: Some("D".into()),
+            password: "hunter2".into(),
+        };
+        assert_eq!(format!("{a:?}"), "NTLM as D\\u / (sensitive value)");
     }
 
     #[test]
