@@ -230,6 +230,42 @@ const CASES: &[(&str, (&str, &str), &str, &str)] = &[
         "Windows has no systemd",
     ),
     (
+        "winrm settings on an ssh host",
+        (
+            "os = \"linux\"\nrole = \"site\"",
+            "os = \"linux\"\nrole = \"site\"\nwinrm = { scheme = \"http\" }",
+        ),
+        "hosts[2].winrm",
+        "apply only to transport = \"winrm\"",
+    ),
+    (
+        "an unknown winrm scheme",
+        (
+            "role = \"site\"\n\n[[hosts]]\nname = \"b\"",
+            "role = \"site\"\nwinrm = { scheme = \"ftp\" }\n\n[[hosts]]\nname = \"b\"",
+        ),
+        "hosts[1].winrm.scheme",
+        "use \"https\" (port 5986) or \"http\"",
+    ),
+    (
+        "basic authentication over plain http",
+        (
+            "role = \"site\"\n\n[[hosts]]\nname = \"b\"",
+            "role = \"site\"\nwinrm = { scheme = \"http\", auth = \"basic\" }\n\n[[hosts]]\nname = \"b\"",
+        ),
+        "hosts[1].winrm.auth",
+        "password in clear",
+    ),
+    (
+        "a CA file and no certificate check at once",
+        (
+            "role = \"site\"\n\n[[hosts]]\nname = \"b\"",
+            "role = \"site\"\nwinrm = { ca_file = \"ca.pem\", insecure_skip_verify = true }\n\n[[hosts]]\nname = \"b\"",
+        ),
+        "hosts[1].winrm.insecure_skip_verify",
+        "keep one of them",
+    ),
+    (
         "windows host without a password",
         ("password = { env = \"WARREN_TEST_PW\" }\n", ""),
         "hosts[1].password",
@@ -323,6 +359,25 @@ fn every_validation_error_names_its_key() {
             "case {what}: expected a problem at {key} mentioning {words:?}, got {found:#?}"
         );
     }
+}
+
+/// A WinRM host listens on 5986 (HTTPS) unless it says HTTP, then on 5985.
+#[test]
+fn winrm_ports_follow_the_scheme() {
+    let https = inventory::parse(BASE, Path::new("inventory.toml")).unwrap();
+    assert_eq!(
+        (https.hosts[1].port, https.hosts[1].winrm.https),
+        (5986, true)
+    );
+    let text = BASE.replace(
+        "password = { env = \"WARREN_TEST_PW\" }",
+        "password = { env = \"WARREN_TEST_PW\" }\nwinrm = { scheme = \"http\" }",
+    );
+    let http = inventory::parse(&text, Path::new("inventory.toml")).unwrap();
+    assert_eq!(
+        (http.hosts[1].port, http.hosts[1].winrm.https),
+        (5985, false)
+    );
 }
 
 #[test]

@@ -78,7 +78,14 @@ pub fn run(inv: &Inventory, rendered: &Rendered) -> Vec<Check> {
                     &h.name,
                     false,
                     format!("{e:#}"),
-                    Some("check that the host is up and its SSH server answers"),
+                    Some(match h.transport {
+                        crate::inventory::TransportKind::Ssh => {
+                            "check that the host is up and its SSH server answers"
+                        }
+                        crate::inventory::TransportKind::Winrm => {
+                            "check that the host is up and its WinRM listener answers (winrm enumerate winrm/config/listener)"
+                        }
+                    }),
                 );
                 conns.push(None);
             }
