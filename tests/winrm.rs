@@ -106,6 +106,16 @@ fn ntlm(password: &str) -> Auth {
     }
 }
 
+/// warren's client over plain HTTP (NTLM, sealed) as `warren` with `password`.
+fn connect_http(port: u16, password: &str) -> warren::transport::Result<WinRm> {
+    WinRm::connect(&endpoint(
+        port,
+        false,
+        Trust::Verify { ca_file: None },
+        ntlm(password),
+    ))
+}
+
 fn certificates(dir: &Path) -> (PathBuf, PathBuf, PathBuf) {
     let run = |args: &[&str]| {
         let out = Command::new("openssl")
@@ -204,13 +214,7 @@ fn the_endpoint_passes_pywinrm() {
 fn commands_over_http_are_sealed_and_every_shell_is_deleted() {
     let dir = tempfile::tempdir().unwrap();
     let server = start(dir.path(), &[], None);
-    let mut w = WinRm::connect(&endpoint(
-        server.port,
-        false,
-        Trust::Verify { ca_file: None },
-        ntlm(PASSWORD),
-    ))
-    .unwrap();
+    let mut w = connect_http(server.port, PASSWORD).unwrap();
     let t = Duration::from_secs(60);
     let hello = w.exec("echo hello", t).unwrap();
     assert_eq!((hello.status, hello.stdout.as_str()), (0, "hello\n"));
@@ -238,13 +242,7 @@ fn commands_over_http_are_sealed_and_every_shell_is_deleted() {
 fn a_5_mb_file_travels_through_stdin_with_its_hash_checked() {
     let dir = tempfile::tempdir().unwrap();
     let server = start(dir.path(), &[], None);
-    let conn = WinRm::connect(&endpoint(
-        server.port,
-        false,
-        Trust::Verify { ca_file: None },
-        ntlm(PASSWORD),
-    ))
-    .unwrap();
+    let conn = connect_http(server.port, PASSWORD).unwrap();
     // The endpoint's shell is /bin/sh: the Linux platform's receiving script.
     let inv = warren::inventory::parse(
         "[cluster]\nname = \"t\"\ncookie = { file = \"c\" }\n[[hosts]]\nname = \"h\"\naddress = \"127.0.0.1\"\nos = \"linux\"\nrole = \"central\"\n",
@@ -273,14 +271,9 @@ fn a_5_mb_file_travels_through_stdin_with_its_hash_checked() {
 fn a_wrong_password_is_refused_in_one_sentence() {
     let dir = tempfile::tempdir().unwrap();
     let server = start(dir.path(), &[], None);
-    let err = WinRm::connect(&endpoint(
-        server.port,
-        false,
-        Trust::Verify { ca_file: None },
-        ntlm("not-the-password"),
-    ))
-    .err()
-    .expect("refused");
+    let err = connect_http(server.port, "not-the-password")
+        .err()
+        .expect("refused");
     let text = err.to_string();
     assert!(
         text.starts_with("win1: login as warren refused: ") && text.contains("password"),
@@ -384,13 +377,7 @@ fn golden_winrm_requests_for_writing_a_file_on_windows() {
     std::fs::set_permissions(&stand_in, std::fs::Permissions::from_mode(0o755)).unwrap();
     // A long poll, so the stand-in is always done by the first Receive.
     let server = start(dir.path(), &["--max-operation-timeout", "10"], Some(&bin));
-    let mut conn = WinRm::connect(&endpoint(
-        server.port,
-        false,
-        Trust::Verify { ca_file: None },
-        ntlm(PASSWORD),
-    ))
-    .unwrap();
+    let mut conn = connect_http(server.port, PASSWORD).unwrap();
     conn.record();
     let inv = warren::inventory::parse(
         "[cluster]\nname = \"t\"\ncookie = { file = \"c\" }\n[[hosts]]\nname = \"c\"\naddress = \"10.0.0.10\"\nos = \"linux\"\nrole = \"central\"\n[[hosts]]\nname = \"win1\"\naddress = \"127.0.0.1\"\nos = \"windows\"\nrole = \"site\"\npassword = { env = \"X\" }\n",

@@ -117,6 +117,15 @@ pub trait Connection: Send {
     }
 }
 
+/// A command's first line, cut at 60 characters, for messages.
+pub(crate) fn first_words(command: &str) -> String {
+    let line = command.lines().next().unwrap_or("");
+    match line.char_indices().nth(60) {
+        Some((i, _)) => format!("{}...", &line[..i]),
+        None => line.to_string(),
+    }
+}
+
 /// Quotes `s` for a POSIX shell.
 pub fn sh_quote(s: &str) -> String {
     if !s.is_empty()

@@ -109,7 +109,7 @@ impl Ssh {
 
     fn run_channel(&mut self, command: &str, timeout: Duration) -> Result<Exec> {
         self.session.set_timeout(timeout.as_millis() as u32);
-        let what = format!("running `{}`", first_words(command));
+        let what = format!("running `{}`", super::first_words(command));
         let mut ch = self
             .session
             .channel_session()
@@ -152,22 +152,6 @@ pub fn sftp_path(path: &str) -> String {
         format!("/{}", path.replace('\\', "/"))
     } else {
         path.to_string()
-    }
-}
-
-fn first_words(command: &str) -> String {
-    let line = command.lines().next().unwrap_or("");
-    if line.len() > 60 {
-        format!(
-            "{}...",
-            &line[..line
-                .char_indices()
-                .nth(60)
-                .map(|(i, _)| i)
-                .unwrap_or(line.len())]
-        )
-    } else {
-        line.to_string()
     }
 }
 

@@ -37,8 +37,6 @@ pub struct WinRm {
     url: String,
     session: http::Session,
     ids: u64,
-    /// What was sent, for golden transcripts (secrets never enter a message).
-    pub transcript: Option<Vec<String>>,
 }
 
 impl WinRm {
@@ -75,7 +73,6 @@ impl WinRm {
             ),
             session,
             ids: 0,
-            transcript: None,
         };
         // A shell that opens and closes proves the credentials (and the sealing).
         let user = match &e.auth {
@@ -204,7 +201,7 @@ impl WinRm {
         stdin: Option<&[u8]>,
         timeout: Duration,
     ) -> Result<Exec> {
-        let what = format!("running `{}`", first_words(command_line));
+        let what = format!("running `{}`", super::first_words(command_line));
         let id = self.message_id();
         let options = [
             ("WINRS_CONSOLEMODE_STDIN", "TRUE"),
@@ -264,14 +261,6 @@ impl WinRm {
         let exec = result?;
         signalled?;
         Ok(exec)
-    }
-}
-
-fn first_words(command: &str) -> String {
-    let line = command.lines().next().unwrap_or("");
-    match line.char_indices().nth(60) {
-        Some((i, _)) => format!("{}...", &line[..i]),
-        None => line.to_string(),
     }
 }
 
