@@ -333,6 +333,22 @@ fn a_converged_cluster_plans_no_change_and_a_moved_master_is_moved_back() {
     };
     let same = warren::plan::cluster::plan(&c.inv, &Ok(cluster("rabbit@site1")));
     assert!(!same.has_changes(), "{same:?}");
+    // An interrupted master move left its temporary policy: the plan removes it,
+    // first (issue 12).
+    let mut left = cluster("rabbit@site1");
+    left.policies.push(v(serde_json::json!({
+        "name": "warren-move-site.site1.data", "vhost": "/", "pattern": "^site\\.site1\\.data$",
+        "apply-to": "queues", "priority": 1000,
+        "definition": {"ha-mode": "nodes", "ha-params": ["rabbit@site1"]}
+    })));
+    let cleanup = warren::plan::cluster::plan(&c.inv, &Ok(left));
+    let changes = cleanup.changes();
+    assert_eq!(changes.len(), 1, "{changes:?}");
+    assert_eq!(
+        (changes[0].action.symbol(), changes[0].name.as_str()),
+        ("-", "warren-move-site.site1.data")
+    );
+    assert!(changes[0].detail.contains("interrupted master move"));
     let moved = warren::plan::cluster::plan(&c.inv, &Ok(cluster("rabbit@central")));
     let changes = moved.changes();
     assert_eq!(changes.len(), 1, "{changes:?}");

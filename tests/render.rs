@@ -339,6 +339,13 @@ fn render_creates_a_missing_cookie_file_privately() {
         0,
         "the rendered cookie must not be readable by others"
     );
+    // definitions.json holds the users' password hashes: private too, also when
+    // an earlier render left it readable.
+    let defs = dir.path().join("out/cluster/definitions.json");
+    std::fs::set_permissions(&defs, std::fs::Permissions::from_mode(0o644)).unwrap();
+    render(dir.path(), &[]);
+    let mode = std::fs::metadata(&defs).unwrap().permissions().mode();
+    assert_eq!(mode & 0o777, 0o600, "definitions.json is not private");
 }
 
 /// Every Erlang-terms file (rabbitmq.config, enabled_plugins) is read back by Erlang

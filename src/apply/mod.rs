@@ -496,6 +496,12 @@ impl<'a> Executor<'a> {
                 Op::MoveMaster { queue, to, .. } => {
                     self.move_master(ci, port, &creds, queue, to)?
                 }
+                Op::DeletePolicy { name } => api::delete(
+                    t,
+                    port,
+                    &creds,
+                    &format!("/api/policies/{vh}/{}", enc(name)),
+                )?,
                 Op::SyncQueue { queue } => api::send(
                     t,
                     port,
@@ -552,7 +558,7 @@ impl<'a> Executor<'a> {
         wait(self, &format!("a synchronised copy on {to}"), &|q| {
             q.synchronised_slave_nodes.iter().any(|n| n == to) || q.master() == Some(to)
         })?;
-        let temp = format!("warren-move-{}", enc(queue));
+        let temp = format!("{}{}", cplan::MOVE_POLICY_PREFIX, enc(queue));
         api::send(
             &mut *self.conns[ci],
             port,

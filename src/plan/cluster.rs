@@ -50,7 +50,15 @@ pub enum Op {
         to: String,
         from: String,
     },
+    /// Remove a policy warren made for itself and a run left behind.
+    DeletePolicy {
+        name: String,
+    },
 }
+
+/// The prefix of the temporary policy that moves a master (`apply`): one left
+/// behind by an interrupted run pins its queue to one node, without a mirror.
+pub const MOVE_POLICY_PREFIX: &str = "warren-move-";
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Resource {
@@ -454,7 +462,8 @@ pub fn plan(inv: &Inventory, facts: &Result<ClusterFacts, Unreadable>) -> Cluste
             Op::AddMember { .. }
             | Op::DeleteMember { .. }
             | Op::SyncQueue { .. }
-            | Op::MoveMaster { .. } => None,
+            | Op::MoveMaster { .. }
+            | Op::DeletePolicy { .. } => None,
         };
         match verdict {
             Some((action, detail)) => {
@@ -467,6 +476,25 @@ pub fn plan(inv: &Inventory, facts: &Result<ClusterFacts, Unreadable>) -> Cluste
     }
     // Member and sync changes were pushed as found; keep the fixed order of kinds.
     changes.sort_by_key(|c| order(&c.resource));
+    // What an interrupted run of warren left goes first: it would undo the rest.
+    let leftovers: Vec<ResourceChange> = cf
+        .policies
+        .iter()
+        .filter(|p| &p.vhost == vhost && p.name.starts_with(MOVE_POLICY_PREFIX))
+        .map(|p| ResourceChange {
+            resource: Resource::Policy,
+            name: p.name.clone(),
+            action: Action::Delete,
+            detail: format!(
+                "left by an interrupted master move (pattern {}): it keeps the queue on one node without its mirror",
+                p.pattern
+            ),
+            op: Op::DeletePolicy {
+                name: p.name.clone(),
+            },
+        })
+        .collect();
+    changes.splice(0..0, leftovers);
     ClusterPlan::Known {
         changes,
         unchanged,

@@ -11,12 +11,13 @@ use crate::render::{Content, Effect, HostRender, Ownership, RenderedFile};
 pub use cluster::{ClusterPlan, Resource, ResourceChange};
 use sha2::{Digest, Sha256};
 
-/// What a step does, shown as a symbol: `+` create, `~` change.
+/// What a step does, shown as a symbol: `+` create, `~` change, `-` remove.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Action {
     Create,
     Update,
+    Delete,
 }
 
 impl Action {
@@ -24,6 +25,7 @@ impl Action {
         match self {
             Action::Create => "+",
             Action::Update => "~",
+            Action::Delete => "-",
         }
     }
 }

@@ -648,8 +648,9 @@ pub fn write_tree(out: &Path, r: &Rendered, with_cluster: bool) -> Result<Vec<Pa
         }
     }
     if with_cluster {
+        // It holds the users' password hashes: private, like the cookie.
         let p = out.join("cluster").join("definitions.json");
-        write_local(&p, r.definitions.as_bytes(), false)?;
+        write_local(&p, r.definitions.as_bytes(), true)?;
         written.push(p);
     }
     Ok(written)
@@ -672,6 +673,13 @@ fn write_local(p: &Path, bytes: &[u8], private: bool) -> Result<()> {
     let mut f = opts
         .open(p)
         .with_context(|| format!("cannot write {}", p.display()))?;
+    // A file left by an earlier render keeps its mode through `open`: set it.
+    #[cfg(unix)]
+    if private {
+        use std::os::unix::fs::PermissionsExt;
+        f.set_permissions(std::fs::Permissions::from_mode(0o600))
+            .with_context(|| format!("cannot make {} private", p.display()))?;
+    }
     f.write_all(bytes)
         .with_context(|| format!("cannot write {}", p.display()))
 }

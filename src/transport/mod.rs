@@ -22,8 +22,33 @@ impl Exec {
     pub fn ok(&self) -> bool {
         self.status == 0
     }
-    /// The last non-empty line of stderr (or stdout), for one-line error messages.
+    /// Why the command failed, in one line. RabbitMQ's CLI prints its reason on a
+    /// line starting with "Error" and then its usage or diagnostics: that line is
+    /// the reason, with the diagnostics of an unreachable node in brackets.
+    /// Otherwise the last non-empty line of stderr (or stdout).
     pub fn last_line(&self) -> String {
+        let stderr = strip_ansi(&self.stderr);
+        let lines: Vec<&str> = stderr.lines().map(str::trim).collect();
+        if let Some(i) = lines.iter().position(|l| l.starts_with("Error")) {
+            let mut reason = lines[i]
+                .trim_end_matches("Please see diagnostics information and suggestions below.")
+                .trim()
+                .to_string();
+            if let Some(d) = lines.iter().position(|l| *l == "DIAGNOSTICS") {
+                // The node's own section: "rabbit@h:" and its bullets.
+                let details: Vec<&str> = lines[d..]
+                    .iter()
+                    .skip_while(|l| !(l.ends_with(':') && l.contains('@')))
+                    .skip(1)
+                    .take_while(|l| !l.is_empty())
+                    .map(|l| l.trim_start_matches("* "))
+                    .collect();
+                if !details.is_empty() {
+                    reason = format!("{reason} ({})", details.join("; "));
+                }
+            }
+            return reason;
+        }
         let pick = |s: &str| {
             s.lines()
                 .rev()
@@ -31,10 +56,28 @@ impl Exec {
                 .find(|l| !l.is_empty())
                 .map(str::to_string)
         };
-        pick(&self.stderr)
+        pick(&stderr)
             .or_else(|| pick(&self.stdout))
             .unwrap_or_else(|| format!("exit status {}", self.status))
     }
+}
+
+/// `s` without terminal colour codes (RabbitMQ's CLI prints some even when piped).
+fn strip_ansi(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    let mut chars = s.chars().peekable();
+    while let Some(c) = chars.next() {
+        if c == '\u{1b}' && chars.peek() == Some(&'[') {
+            for d in chars.by_ref() {
+                if d.is_ascii_alphabetic() {
+                    break;
+                }
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
 }
 
 /// An HTTP response from a port on the host (the management API).
@@ -141,6 +184,30 @@ pub fn sh_quote(s: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn failed(stderr: &str) -> Exec {
+        Exec {
+            status: 64,
+            stdout: String::new(),
+            stderr: stderr.to_string(),
+        }
+    }
+
+    /// What RabbitMQ 3.10's rabbitmqctl prints, as captured on this machine.
+    #[test]
+    fn rabbitmqctl_failures_give_their_reason_not_their_usage() {
+        let usage = "Error (argument validation): not enough arguments.\nArguments given:\n\t-q join_cluster\n\n\u{1b}[1mUsage\u{1b}[0m\n\nrabbitmqctl [--node <node>] [--longnames] [--quiet] join_cluster [--disc|--ram] <existing_cluster_member>\n";
+        assert_eq!(
+            failed(usage).last_line(),
+            "Error (argument validation): not enough arguments."
+        );
+        let down = "Error: unable to perform an operation on node 'rabbit@vm'. Please see diagnostics information and suggestions below.\n\nMost common reasons for this are:\n\n * Target node is unreachable\n\nDIAGNOSTICS\n===========\n\nattempted to contact: [rabbit@vm]\n\nrabbit@vm:\n  * connected to epmd (port 4369) on vm\n  * epmd reports: node 'rabbit' not running at all\n                  no other nodes on vm\n  * suggestion: start the node\n\nCurrent node details:\n * node name: 'rabbitmqcli-567-rabbit@vm'\n";
+        assert_eq!(
+            failed(down).last_line(),
+            "Error: unable to perform an operation on node 'rabbit@vm'. (connected to epmd (port 4369) on vm; epmd reports: node 'rabbit' not running at all; no other nodes on vm; suggestion: start the node)"
+        );
+        assert_eq!(failed("first\nlast line\n\n").last_line(), "last line");
+    }
 
     #[test]
     fn quoting() {
