@@ -428,11 +428,35 @@ fn unknown_keys_are_refused_with_the_line() {
     let found = problems(&text);
     assert_eq!(found.len(), 1, "{found:#?}");
     assert!(
-        found[0].starts_with("inv.toml: unknown field `flavour`"),
+        found[0].starts_with("hosts[0].flavour: unknown key (line 11); a host takes name, address"),
         "{}",
         found[0]
     );
-    assert!(found[0].contains("(line 11)"), "{}", found[0]);
+}
+
+/// An unknown key no longer hides the other problems (issue 12): every unknown key,
+/// nested ones included, and every other problem, at once.
+#[test]
+fn unknown_keys_and_other_problems_are_reported_together() {
+    let text = BASE
+        .replace(
+            "os = \"linux\"\nrole = \"central\"",
+            "os = \"linux\"\nrole = \"central\"\nflavour = \"x\"\nports = { amqp = 5672, smtp = 25 }",
+        )
+        .replace("host = \"b\"", "host = \"nowhere\"")
+        .replace("[cluster]\n", "[cluster]\ncolour = \"blue\"\n");
+    let found = problems(&text);
+    for want in [
+        "cluster.colour: unknown key (line 3)",
+        "hosts[0].flavour: unknown key",
+        "hosts[0].ports.smtp: unknown key",
+        "sites[1].host: \"nowhere\" is not a host",
+    ] {
+        assert!(
+            found.iter().any(|p| p.starts_with(want)),
+            "{want} missing from {found:#?}"
+        );
+    }
 }
 
 fn warren(dir: &Path, args: &[&str]) -> std::process::Output {

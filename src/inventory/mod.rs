@@ -1,6 +1,7 @@
 //! The inventory: `inventory.toml` read into raw serde structs (`raw`), then checked into
 //! the model (`model`) that the rest of warren works from. Secrets are references only.
 
+mod keys;
 pub mod model;
 pub mod raw;
 pub mod secret;
@@ -52,20 +53,52 @@ impl InventoryError {
     }
 }
 
-/// Parses and validates without reading any secret.
+/// Parses and validates without reading any secret. Every problem is reported at
+/// once: unknown keys (removed first, each named with its line) along with every
+/// problem validation finds in the rest.
 pub fn parse(text: &str, path: &Path) -> Result<Inventory, InventoryError> {
-    let raw: raw::RawInventory = toml::from_str(text).map_err(|e| InventoryError::Syntax {
+    let syntax = |e: toml::de::Error| InventoryError::Syntax {
         path: path.to_path_buf(),
         message: syntax_message(&e),
-    })?;
+    };
+    let mut value: toml::Value = toml::from_str(text).map_err(syntax)?;
+    let mut problems = keys::strip_unknown(&mut value, text);
+    let raw: raw::RawInventory = if problems.is_empty() {
+        // Straight from the text: type errors then carry their line.
+        toml::from_str(text).map_err(syntax)?
+    } else {
+        match value.try_into() {
+            Ok(raw) => raw,
+            Err(e) => {
+                problems.push(Problem {
+                    key: "inventory".into(),
+                    message: format!("{}; fix the TOML", e.message().trim_end_matches('.')),
+                });
+                return Err(InventoryError::Invalid {
+                    path: path.to_path_buf(),
+                    problems,
+                });
+            }
+        }
+    };
     let dir = match path.parent() {
         Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
         _ => PathBuf::from("."),
     };
-    validate::validate(raw, path, &dir).map_err(|problems| InventoryError::Invalid {
-        path: path.to_path_buf(),
-        problems,
-    })
+    match validate::validate(raw, path, &dir) {
+        Ok(inv) if problems.is_empty() => Ok(inv),
+        Ok(_) => Err(InventoryError::Invalid {
+            path: path.to_path_buf(),
+            problems,
+        }),
+        Err(more) => {
+            problems.extend(more);
+            Err(InventoryError::Invalid {
+                path: path.to_path_buf(),
+                problems,
+            })
+        }
+    }
 }
 
 /// toml's message spans several lines (a source excerpt); keep it to one sentence with
