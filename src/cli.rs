@@ -59,6 +59,10 @@ pub enum Command {
         /// Print how long each phase took.
         #[arg(long)]
         timings: bool,
+        /// Record the SSH host keys of hosts not yet in known_hosts (their
+        /// fingerprints are printed); without it such a host is refused.
+        #[arg(long)]
+        accept_new_host_keys: bool,
     },
     /// Check the live cluster against the inventory; exit 1 when any check fails.
     Verify {

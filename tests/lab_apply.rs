@@ -232,6 +232,40 @@ fn bootstrap_rerun_edit_and_grow() {
 
     phases.done("rerun");
 
+    // A host whose key is not in known_hosts: refused with its fingerprint, and
+    // recorded only when the operator asks (issue 12).
+    let known = dir.join("lab/known_hosts");
+    let full = std::fs::read_to_string(&known).unwrap();
+    let without: String = full
+        .lines()
+        .filter(|l| !l.starts_with("10.231.77.11,"))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    assert_ne!(without, full);
+    std::fs::write(&known, &without).unwrap();
+    let (code, out, err) = lab_warren(&dir, &["plan"]);
+    assert_eq!(code, 1, "{out}\n{err}");
+    assert!(
+        err.contains("the host key of 10.231.77.11 (SHA256:")
+            && err.contains("--accept-new-host-keys"),
+        "{err}"
+    );
+    assert_eq!(std::fs::read_to_string(&known).unwrap(), without);
+    let (code, out, err) = lab_warren(&dir, &["apply", "--yes", "--accept-new-host-keys"]);
+    assert_eq!(code, 0, "{out}\n{err}");
+    assert!(
+        err.contains("site1: recorded the host key of 10.231.77.11 (SHA256:"),
+        "{err}"
+    );
+    assert!(out.contains("No changes."), "{out}");
+    // OpenSSH's own client accepts what warren recorded.
+    assert_eq!(ssh_ok(&dir, &hosts[1], "hostname"), "site1");
+    let (code, out, _) = lab_warren(&dir, &["plan", "--exit-code"]);
+    assert_eq!(code, 0, "{out}");
+    assert_eq!(pids, all_pids(&dir, &hosts));
+
+    phases.done("host key recorded");
+
     // A host that does not answer: named, nothing changed; back, the rerun finishes.
     edit_inventory(
         &dir,

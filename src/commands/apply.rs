@@ -13,13 +13,14 @@ pub struct Flags {
     pub dry_run: bool,
     pub force: bool,
     pub timings: bool,
+    pub accept_new_host_keys: bool,
 }
 
 pub fn run(path: &Path, flags: Flags) -> Result<Outcome> {
     if flags.dry_run {
         return super::plan::run(path, false, flags.timings);
     }
-    let mut p = super::plan::prepare(path, flags.force)?;
+    let mut p = super::plan::prepare_with(path, flags.force, flags.accept_new_host_keys)?;
     print!("{}", plan::view::text(&p.plan));
     let mut blocked: Vec<String> = p
         .plan

@@ -22,6 +22,7 @@ pub fn run(cli: Cli) -> Result<Outcome> {
             dry_run,
             force,
             timings,
+            accept_new_host_keys,
         } => apply::run(
             &cli.inventory,
             apply::Flags {
@@ -29,6 +30,7 @@ pub fn run(cli: Cli) -> Result<Outcome> {
                 dry_run,
                 force,
                 timings,
+                accept_new_host_keys,
             },
         ),
         Command::Status { json } => status::run(&cli.inventory, json),

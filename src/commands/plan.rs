@@ -19,9 +19,18 @@ pub struct Planned {
 }
 
 pub fn prepare(path: &Path, force: bool) -> Result<Planned> {
+    prepare_with(path, force, false)
+}
+
+/// `prepare`, recording the SSH host keys of hosts not yet in known_hosts when
+/// `accept_new_host_keys`.
+pub fn prepare_with(path: &Path, force: bool, accept_new_host_keys: bool) -> Result<Planned> {
     let mut timings = Vec::new();
     let t0 = Instant::now();
-    let inv = inventory::load(path, inventory::Needs::Hosts)?;
+    let mut inv = inventory::load(path, inventory::Needs::Hosts)?;
+    for h in &mut inv.hosts {
+        h.accept_new_host_key = accept_new_host_keys;
+    }
     let rendered = render::render(&inv, None)?;
     timings.push((
         "inventory and render".to_string(),

@@ -134,6 +134,9 @@ pub struct Host {
     pub password: Option<SecretRef>,
     /// The known_hosts file the host's SSH key is checked against.
     pub known_hosts: Option<PathBuf>,
+    /// Record the host's key when known_hosts does not have it yet (set by
+    /// `apply --accept-new-host-keys`, never by the inventory).
+    pub accept_new_host_key: bool,
     pub role: Role,
     pub node_type: NodeType,
     pub service: ServiceManager,

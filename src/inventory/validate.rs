@@ -343,6 +343,7 @@ fn host(p: &mut Problems, i: usize, h: &RawHost, cluster_ports: &RawPorts, dir: 
         key: key_path,
         password,
         known_hosts,
+        accept_new_host_key: false,
         role,
         node_type,
         service,

@@ -172,19 +172,42 @@ fn check_host_key(session: &Session, h: &Host) -> Result<()> {
         .host_key()
         .ok_or_else(|| err("the server sent no host key".into()))?;
     let mut known = session.known_hosts().map_err(|e| err(e.to_string()))?;
-    known
-        .read_file(&file, KnownHostFileKind::OpenSSH)
-        .map_err(|e| err(format!("cannot read {}: {e}", file.display())))?;
+    // A missing file is an empty one when the operator asked to record keys.
+    if file.exists() || !h.accept_new_host_key {
+        known
+            .read_file(&file, KnownHostFileKind::OpenSSH)
+            .map_err(|e| err(format!("cannot read {}: {e}", file.display())))?;
+    }
     let scan = format!(
         "ssh-keyscan -p {} {} >> {}",
         h.port,
         h.address,
         file.display()
     );
+    let fingerprint = session
+        .host_key_hash(ssh2::HashType::Sha256)
+        .map(|h| {
+            use base64::Engine;
+            format!(
+                "SHA256:{}",
+                base64::engine::general_purpose::STANDARD_NO_PAD.encode(h)
+            )
+        })
+        .unwrap_or_else(|| "(no fingerprint)".into());
     match known.check_port(&h.address, h.port, key) {
         CheckResult::Match => Ok(()),
+        CheckResult::NotFound if h.accept_new_host_key => {
+            record_host_key(session, h, &file).map_err(err)?;
+            eprintln!(
+                "{}: recorded the host key of {} ({fingerprint}) in {}",
+                h.name,
+                h.address,
+                file.display()
+            );
+            Ok(())
+        }
         CheckResult::NotFound => Err(err(format!(
-            "the host key of {} is not in {}; check its fingerprint, then add it (`{scan}`)",
+            "the host key of {} ({fingerprint}) is not in {}; check that fingerprint on the host (ssh-keygen -lf on its public host key), then rerun `warren apply --accept-new-host-keys` to record it (or add it yourself: `{scan}`)",
             h.address,
             file.display()
         ))),
@@ -195,6 +218,37 @@ fn check_host_key(session: &Session, h: &Host) -> Result<()> {
         ))),
         CheckResult::Failure => Err(err(format!("cannot check the host key against {}", file.display()))),
     }
+}
+
+/// Appends the server's host key to `file`, one connection at a time (hosts are
+/// connected in parallel, and each write rewrites the whole file).
+fn record_host_key(
+    session: &Session,
+    h: &Host,
+    file: &std::path::Path,
+) -> std::result::Result<(), String> {
+    static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _held = LOCK.lock().unwrap_or_else(|e| e.into_inner());
+    let (key, kind) = session
+        .host_key()
+        .ok_or_else(|| "the server sent no host key".to_string())?;
+    let mut known = session.known_hosts().map_err(|e| e.to_string())?;
+    if file.exists() {
+        known
+            .read_file(file, KnownHostFileKind::OpenSSH)
+            .map_err(|e| format!("cannot read {}: {e}", file.display()))?;
+    }
+    let name = if h.port == 22 {
+        h.address.clone()
+    } else {
+        format!("[{}]:{}", h.address, h.port)
+    };
+    known
+        .add(&name, key, &h.name, kind.into())
+        .map_err(|e| format!("cannot record the host key: {e}"))?;
+    known
+        .write_file(file, KnownHostFileKind::OpenSSH)
+        .map_err(|e| format!("cannot write {}: {e}", file.display()))
 }
 
 impl Connection for Ssh {
