@@ -63,6 +63,10 @@ pub enum Command {
         /// fingerprints are printed); without it such a host is refused.
         #[arg(long)]
         accept_new_host_keys: bool,
+        /// Allow a change that disrupts the whole cluster at once (a new cookie on
+        /// every member).
+        #[arg(long)]
+        allow_disruptive: bool,
     },
     /// Check the live cluster against the inventory; exit 1 when any check fails.
     Verify {

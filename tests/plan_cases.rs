@@ -107,7 +107,15 @@ fn plan_of(c: &Case, hosts: Vec<HostFacts>, force: bool) -> plan::Plan {
         hosts,
         cluster: Err(Unreadable("not read in this case".into())),
     };
-    plan::plan(&c.inv, &c.rendered.hosts, &facts, Options { force })
+    plan::plan(
+        &c.inv,
+        &c.rendered.hosts,
+        &facts,
+        Options {
+            force,
+            ..Default::default()
+        },
+    )
 }
 
 #[test]
@@ -180,6 +188,43 @@ fn a_changed_cookie_stops_before_writing() {
     assert!(
         matches!(&p.hosts[2].service, Service::Restart { reasons, .. } if reasons == &vec![".erlang.cookie changed".to_string()])
     );
+}
+
+/// A new cookie on every member would split the cluster until the last restart:
+/// refused unless `--allow-disruptive`; a new cookie on one host (the repair of a
+/// file changed by hand) is not.
+#[test]
+fn a_cookie_change_on_every_member_is_refused_as_disruptive() {
+    let c = case(|t| t);
+    let mut facts = converged(&c);
+    for h in facts.iter_mut() {
+        for f in h.files.values_mut() {
+            if let FileState::Hash { sha256, .. } = f {
+                *sha256 = "0".repeat(64);
+            }
+        }
+    }
+    let p = plan_of(&c, facts.clone(), false);
+    assert_eq!(p.blockers.len(), 1, "{:?}", p.blockers);
+    assert!(
+        p.blockers[0].message.contains("--allow-disruptive")
+            && p.blockers[0].message.contains("cannot reach"),
+        "{}",
+        p.blockers[0].message
+    );
+    let allowed = plan::plan(
+        &c.inv,
+        &c.rendered.hosts,
+        &Facts {
+            hosts: facts,
+            cluster: Err(Unreadable("not read in this case".into())),
+        },
+        Options {
+            allow_disruptive: true,
+            ..Default::default()
+        },
+    );
+    assert!(allowed.blockers.is_empty(), "{:?}", allowed.blockers);
 }
 
 #[test]

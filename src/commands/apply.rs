@@ -14,13 +14,18 @@ pub struct Flags {
     pub force: bool,
     pub timings: bool,
     pub accept_new_host_keys: bool,
+    pub allow_disruptive: bool,
 }
 
 pub fn run(path: &Path, flags: Flags) -> Result<Outcome> {
     if flags.dry_run {
         return super::plan::run(path, false, flags.timings);
     }
-    let mut p = super::plan::prepare_with(path, flags.force, flags.accept_new_host_keys)?;
+    let opts = crate::plan::Options {
+        force: flags.force,
+        allow_disruptive: flags.allow_disruptive,
+    };
+    let mut p = super::plan::prepare_with(path, opts, flags.accept_new_host_keys)?;
     print!("{}", plan::view::text(&p.plan));
     let mut blocked: Vec<String> = p
         .plan

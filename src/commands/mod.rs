@@ -23,6 +23,7 @@ pub fn run(cli: Cli) -> Result<Outcome> {
             force,
             timings,
             accept_new_host_keys,
+            allow_disruptive,
         } => apply::run(
             &cli.inventory,
             apply::Flags {
@@ -31,6 +32,7 @@ pub fn run(cli: Cli) -> Result<Outcome> {
                 force,
                 timings,
                 accept_new_host_keys,
+                allow_disruptive,
             },
         ),
         Command::Status { json } => status::run(&cli.inventory, json),

@@ -19,12 +19,23 @@ pub struct Planned {
 }
 
 pub fn prepare(path: &Path, force: bool) -> Result<Planned> {
-    prepare_with(path, force, false)
+    prepare_with(
+        path,
+        plan::Options {
+            force,
+            ..Default::default()
+        },
+        false,
+    )
 }
 
 /// `prepare`, recording the SSH host keys of hosts not yet in known_hosts when
 /// `accept_new_host_keys`.
-pub fn prepare_with(path: &Path, force: bool, accept_new_host_keys: bool) -> Result<Planned> {
+pub fn prepare_with(
+    path: &Path,
+    opts: plan::Options,
+    accept_new_host_keys: bool,
+) -> Result<Planned> {
     let mut timings = Vec::new();
     let t0 = Instant::now();
     let mut inv = inventory::load(path, inventory::Needs::Hosts)?;
@@ -57,7 +68,7 @@ pub fn prepare_with(path: &Path, force: bool, accept_new_host_keys: bool) -> Res
         .map_err(|e| anyhow::anyhow!("{e:#}\nno host was changed; fix this and rerun"))?;
     timings.push(("facts".to_string(), t0.elapsed().as_secs_f64()));
     let t0 = Instant::now();
-    let plan = plan::plan(&inv, &rendered.hosts, &facts, plan::Options { force });
+    let plan = plan::plan(&inv, &rendered.hosts, &facts, opts);
     timings.push(("plan".to_string(), t0.elapsed().as_secs_f64()));
     Ok(Planned {
         inv,

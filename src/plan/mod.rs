@@ -147,6 +147,9 @@ impl Plan {
 pub struct Options {
     /// Allow resetting nodes that are in another cluster or hold messages.
     pub force: bool,
+    /// Allow a change that disrupts the whole cluster at once (a new cookie on
+    /// every member).
+    pub allow_disruptive: bool,
 }
 
 /// The service manager a host really has: `auto` is decided by its facts.
@@ -175,6 +178,9 @@ pub fn plan(inv: &Inventory, desired: &[HostRender], facts: &Facts, opts: Option
         .map(|((h, d), f)| host_plan(h, d, f))
         .collect();
     let joins = joins(inv, facts, opts, &mut blockers);
+    if let Some(b) = disruptive_cookie(inv, facts, &hosts, opts) {
+        blockers.push(b);
+    }
     let cluster = cluster::plan(inv, &facts.cluster);
     let mut warnings = Vec::new();
     for (h, f) in inv.hosts.iter().zip(&facts.hosts) {
@@ -188,6 +194,42 @@ pub fn plan(inv: &Inventory, desired: &[HostRender], facts: &Facts, opts: Option
         blockers,
         warnings,
     }
+}
+
+/// A new cookie for more than one running member of the cluster: each node restarted
+/// with it can no longer talk to those not restarted yet, so the cluster is split
+/// until the last one has restarted. Refused unless `--allow-disruptive`.
+fn disruptive_cookie(
+    inv: &Inventory,
+    facts: &Facts,
+    hosts: &[HostPlan],
+    opts: Options,
+) -> Option<Blocker> {
+    if opts.allow_disruptive {
+        return None;
+    }
+    let seed = inv.central().node_name();
+    let members: Vec<&str> = hosts
+        .iter()
+        .zip(&facts.hosts)
+        .filter(|(_, f)| {
+            f.running()
+                && f.node
+                    .membership
+                    .as_ref()
+                    .is_some_and(|m| m.nodes.contains(&seed))
+        })
+        .filter(|(hp, _)| hp.files.iter().any(|c| c.content.is_secret() && c.restarts))
+        .map(|(hp, _)| hp.host.as_str())
+        .collect();
+    (members.len() > 1).then(|| Blocker {
+        host: inv.central().name.clone(),
+        message: format!(
+            "the cookie changes on {} running members ({}): each node restarted with the new one cannot reach those not restarted yet, so the cluster stays split until the last restart; rerun with --allow-disruptive in a quiet hour",
+            members.len(),
+            members.join(", ")
+        ),
+    })
 }
 
 /// The version in an OpenSSH for Windows banner (`SSH-2.0-OpenSSH_for_Windows_7.7`).
