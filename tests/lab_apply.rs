@@ -211,6 +211,15 @@ fn bootstrap_rerun_edit_and_grow() {
             "{users}"
         );
     }
+    // RabbitMQ's default user is gone once warren's administrator exists.
+    assert!(
+        !users
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|x| x["user"] == "guest"),
+        "{users}"
+    );
 
     phases.done("bootstrap");
 

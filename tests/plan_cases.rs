@@ -394,6 +394,18 @@ fn a_converged_cluster_plans_no_change_and_a_moved_master_is_moved_back() {
         ("-", "warren-move-site.site1.data")
     );
     assert!(changes[0].detail.contains("interrupted master move"));
+    // RabbitMQ's default user goes once the inventory's administrator exists, last.
+    let mut with_guest = cluster("rabbit@site1");
+    with_guest.users.push(v(serde_json::json!(
+        {"name": "guest", "password_hash": hash("guest"), "hashing_algorithm": "rabbit_password_hashing_sha256", "tags": ["administrator"]}
+    )));
+    let guest = warren::plan::cluster::plan(&c.inv, &Ok(with_guest));
+    let changes = guest.changes();
+    assert_eq!(changes.len(), 1, "{changes:?}");
+    assert_eq!(
+        (changes[0].action.symbol(), changes[0].name.as_str()),
+        ("-", "guest")
+    );
     let moved = warren::plan::cluster::plan(&c.inv, &Ok(cluster("rabbit@central")));
     let changes = moved.changes();
     assert_eq!(changes.len(), 1, "{changes:?}");

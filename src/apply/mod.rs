@@ -496,6 +496,7 @@ impl<'a> Executor<'a> {
                 Op::MoveMaster { queue, to, .. } => {
                     self.move_master(ci, port, &creds, queue, to)?
                 }
+                Op::DeleteGuest => api::delete(t, port, &creds, "/api/users/guest")?,
                 Op::DeletePolicy { name } => api::delete(
                     t,
                     port,
@@ -521,6 +522,8 @@ impl<'a> Executor<'a> {
             );
             self.did(&central, what);
         }
+        // The credentials that work now: guest may be gone.
+        let (ci, port, creds) = self.api()?;
         self.await_placement(ci, port, &creds)
     }
 

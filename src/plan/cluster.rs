@@ -54,6 +54,9 @@ pub enum Op {
     DeletePolicy {
         name: String,
     },
+    /// Remove RabbitMQ's default `guest` user once the inventory's administrator
+    /// exists (last: warren may be reading the cluster as guest until then).
+    DeleteGuest,
 }
 
 /// The prefix of the temporary policy that moves a master (`apply`): one left
@@ -463,7 +466,8 @@ pub fn plan(inv: &Inventory, facts: &Result<ClusterFacts, Unreadable>) -> Cluste
             | Op::DeleteMember { .. }
             | Op::SyncQueue { .. }
             | Op::MoveMaster { .. }
-            | Op::DeletePolicy { .. } => None,
+            | Op::DeletePolicy { .. }
+            | Op::DeleteGuest => None,
         };
         match verdict {
             Some((action, detail)) => {
@@ -495,6 +499,20 @@ pub fn plan(inv: &Inventory, facts: &Result<ClusterFacts, Unreadable>) -> Cluste
         })
         .collect();
     changes.splice(0..0, leftovers);
+    // RabbitMQ's default user goes once warren's own administrator is in place.
+    let has_admin = inv
+        .users
+        .iter()
+        .any(|u| u.tags.iter().any(|t| t == "administrator"));
+    if has_admin && cf.users.iter().any(|u| u.name == "guest") {
+        changes.push(ResourceChange {
+            resource: Resource::User,
+            name: "guest".into(),
+            action: Action::Delete,
+            detail: "RabbitMQ's default user, not in the inventory: the inventory's administrator replaces it".into(),
+            op: Op::DeleteGuest,
+        });
+    }
     ClusterPlan::Known {
         changes,
         unchanged,
