@@ -199,7 +199,7 @@ impl<'a> Executor<'a> {
                 &h.name,
                 &format!("stopping RabbitMQ ({})", reasons.join(", ")),
             );
-            crate::platform::stop(t, h, hp.manager)?;
+            crate::platform::stop(t, hp.manager)?;
         }
         for f in &hp.files {
             self.progress.host(&h.name, &format!("writing {}", f.path));
@@ -240,11 +240,11 @@ impl<'a> Executor<'a> {
                             hp.reinstall.join(", ")
                         ),
                     );
-                    crate::platform::reinstall(t, h, hp.manager)?;
+                    crate::platform::reinstall(t, hp.manager)?;
                     "reinstalled the service and started"
                 } else {
                     self.progress.host(&h.name, "starting RabbitMQ");
-                    crate::platform::start(t, h, hp.manager, daemon_reload)?;
+                    crate::platform::start(t, hp.manager, daemon_reload)?;
                     if hp.service == Service::Start {
                         "started"
                     } else {
@@ -273,7 +273,7 @@ impl<'a> Executor<'a> {
             let list = hp.start_plugins.join(", ");
             self.progress
                 .host(&h.name, &format!("starting plugins {list}"));
-            crate::platform::start_plugins(&mut *self.conns[i], h, &hp.start_plugins)?;
+            crate::platform::start_plugins(&mut *self.conns[i], &hp.start_plugins)?;
             self.did(&h.name, format!("started plugins {list} again"));
         }
         Ok(())

@@ -16,7 +16,6 @@ use crate::inventory::{self, Inventory};
 use crate::platform::{self, windows, Remote, Transport};
 use crate::render::{self, Content, HostRender, Ownership};
 use crate::transport::{self, Connection, Exec, HttpResponse};
-use sha2::{Digest, Sha256};
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
@@ -57,13 +56,6 @@ struct Scripted {
     log: Arc<Mutex<Log>>,
     /// Script files put over SFTP, by their Windows path.
     scripts: BTreeMap<String, String>,
-}
-
-fn sha(b: &[u8]) -> String {
-    Sha256::digest(b)
-        .iter()
-        .map(|x| format!("{x:02x}"))
-        .collect()
 }
 
 fn show(bytes: &[u8]) -> String {
@@ -168,7 +160,7 @@ impl Scripted {
                 None => out.push_str(&format!("@@missing - {path}\n")),
                 Some((bytes, owner, mode)) if hash => out.push_str(&format!(
                     "@@hash {mode:o}:{owner}\t{path}\n{}\n",
-                    sha(bytes)
+                    crate::render::sha256_hex(bytes)
                 )),
                 Some((bytes, owner, mode)) => {
                     use base64::Engine;
@@ -276,7 +268,7 @@ impl Connection for Scripted {
             bytes.extend(base64::engine::general_purpose::STANDARD.decode(l).unwrap());
         }
         assert!(
-            script.contains(&sha(&bytes)),
+            script.contains(&crate::render::sha256_hex(&bytes)),
             "the receiving script checks another hash"
         );
         self.record(format!(
@@ -593,7 +585,7 @@ fn windows_env_change_reinstalls() {
     env.0 = String::from_utf8_lossy(&env.0)
         .replace("DIST_PORT=25672", "DIST_PORT=25999")
         .into_bytes();
-    win.stamp = Some(sha(&env.0));
+    win.stamp = Some(crate::render::sha256_hex(&env.0));
     let t = transcript(&inv, vec![converged(&inv, &r[0]), win]);
     assert!(
         t.contains("! reinstall the RabbitMQ service")

@@ -126,9 +126,8 @@ impl Drill<'_> {
         let name = self.host().name.clone();
         let mut tail: Result<()> = Ok(());
         if stopped {
-            let (h, m) = (self.host().clone(), self.manager);
             self.progress.host(&name, "starting RabbitMQ again");
-            tail = crate::platform::start(&mut *self.conns[self.site.host], &h, m, false);
+            tail = crate::platform::start(&mut *self.conns[self.site.host], self.manager, false);
             if tail.is_ok() {
                 self.did(&mut report, &name, "started RabbitMQ again".into());
             }
@@ -217,7 +216,7 @@ impl Drill<'_> {
         self.progress.host(&h.name, "stopping RabbitMQ");
         *stopped = true;
         let t_stop = Instant::now();
-        crate::platform::stop(&mut *self.conns[self.site.host], &h, self.manager)?;
+        crate::platform::stop(&mut *self.conns[self.site.host], self.manager)?;
         self.did(report, &h.name, "stopped RabbitMQ".into());
         let q_after = self.wait(ci, cport, &ccred, "taken over by a copy", |_, q| {
             q.master()
@@ -238,7 +237,7 @@ impl Drill<'_> {
         // The site host returns; its copy must catch up.
         self.progress.host(&h.name, "starting RabbitMQ");
         let t_start = Instant::now();
-        crate::platform::start(&mut *self.conns[self.site.host], &h, self.manager, false)?;
+        crate::platform::start(&mut *self.conns[self.site.host], self.manager, false)?;
         *stopped = false;
         self.did(report, &h.name, "started RabbitMQ".into());
         let mirrored = self.mirrored();

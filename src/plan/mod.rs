@@ -7,9 +7,8 @@ pub mod view;
 use crate::facts::{Facts, FileState, HostFacts};
 use crate::inventory::{Host, Inventory, JoinMethod, NodeType, Role, ServiceManager};
 use crate::platform::Setting;
-use crate::render::{Content, Effect, HostRender, Ownership, RenderedFile};
+use crate::render::{sha256_hex, Content, Effect, HostRender, Ownership, RenderedFile};
 pub use cluster::{ClusterPlan, Resource, ResourceChange};
-use sha2::{Digest, Sha256};
 
 /// What a step does, shown as a symbol: `+` create, `~` change, `-` remove.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
@@ -366,13 +365,6 @@ fn host_plan(h: &Host, d: &HostRender, f: &HostFacts) -> HostPlan {
 
 pub fn file_name(path: &str) -> &str {
     path.rsplit(['/', '\\']).next().unwrap_or(path)
-}
-
-fn sha256_hex(b: &[u8]) -> String {
-    Sha256::digest(b)
-        .iter()
-        .map(|x| format!("{x:02x}"))
-        .collect()
 }
 
 /// Puts `block` (from its begin marker to its end marker) into `current`, replacing

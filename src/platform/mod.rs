@@ -375,12 +375,9 @@ impl Remote {
         if self.conn.can_put() {
             return self.conn.put(path, bytes);
         }
-        use sha2::Digest;
-        let sha: String = sha2::Sha256::digest(bytes)
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect();
-        let script = self.platform.receive_file(path, &sha);
+        let script = self
+            .platform
+            .receive_file(path, &crate::render::sha256_hex(bytes));
         let line = self.platform.command_line(&script).ok_or_else(|| {
             self.io_err(
                 &format!("writing {path}"),
@@ -396,8 +393,9 @@ impl Remote {
         Ok(())
     }
 
-    /// An HTTP request through the platform's script on the host (no tunnel).
-    fn local_http(
+    /// An HTTP request to the host's own port: through the connection's tunnel, or,
+    /// where it has none, through the platform's script on the host.
+    fn request(
         &mut self,
         port: u16,
         method: &str,
@@ -405,6 +403,9 @@ impl Remote {
         auth: Option<(&str, &str)>,
         body: Option<&str>,
     ) -> transport::Result<HttpResponse> {
+        if self.conn.can_tunnel() {
+            return self.conn.http(port, method, path, auth, body);
+        }
         let what = format!("{method} {path} on port {port}");
         let Some(script) = self.platform.local_http(port) else {
             return self.conn.http(port, method, path, auth, body);
@@ -465,11 +466,7 @@ impl Probe for Remote {
         path: &str,
         auth: Option<(&str, &str)>,
     ) -> transport::Result<HttpResponse> {
-        if self.conn.can_tunnel() {
-            self.conn.http(port, "GET", path, auth, None)
-        } else {
-            self.local_http(port, "GET", path, auth, None)
-        }
+        self.request(port, "GET", path, auth, None)
     }
     fn server_version(&self) -> Option<String> {
         self.conn.server_version()
@@ -488,11 +485,7 @@ impl Transport for Remote {
         auth: Option<(&str, &str)>,
         body: Option<&str>,
     ) -> transport::Result<HttpResponse> {
-        if self.conn.can_tunnel() {
-            self.conn.http(port, method, path, auth, body)
-        } else {
-            self.local_http(port, method, path, auth, body)
-        }
+        self.request(port, method, path, auth, body)
     }
     fn upload(
         &mut self,

@@ -3,7 +3,7 @@
 //! error messages are the same everywhere.
 
 use super::{Probe, Read, Tool, Transport};
-use crate::inventory::{Host, ServiceManager};
+use crate::inventory::ServiceManager;
 use anyhow::{bail, Result};
 use std::time::{Duration, Instant};
 
@@ -20,19 +20,14 @@ fn must(t: &mut dyn Transport, script: &str, timeout: Duration, what: &str) -> R
 }
 
 /// Stops RabbitMQ and waits until its OS process is gone.
-pub fn stop(t: &mut dyn Transport, _h: &Host, m: ServiceManager) -> Result<()> {
+pub fn stop(t: &mut dyn Transport, m: ServiceManager) -> Result<()> {
     let script = t.platform().stop(m);
     must(t, &script, STOP_TIMEOUT, "stopping RabbitMQ")?;
     Ok(())
 }
 
 /// Starts RabbitMQ and waits until it has finished booting.
-pub fn start(
-    t: &mut dyn Transport,
-    _h: &Host,
-    m: ServiceManager,
-    daemon_reload: bool,
-) -> Result<()> {
+pub fn start(t: &mut dyn Transport, m: ServiceManager, daemon_reload: bool) -> Result<()> {
     let script = t.platform().start(m, daemon_reload);
     must(t, &script, STOP_TIMEOUT, "starting RabbitMQ")?;
     await_startup(t, START_TIMEOUT)
@@ -40,7 +35,7 @@ pub fn start(
 
 /// Reinstalls the RabbitMQ service (it reads its environment only then), starts it and
 /// waits until it has booted. Where services are never reinstalled, starts it.
-pub fn reinstall(t: &mut dyn Transport, h: &Host, m: ServiceManager) -> Result<()> {
+pub fn reinstall(t: &mut dyn Transport, m: ServiceManager) -> Result<()> {
     match t.platform().reinstall() {
         Some(script) => {
             must(
@@ -51,7 +46,7 @@ pub fn reinstall(t: &mut dyn Transport, h: &Host, m: ServiceManager) -> Result<(
             )?;
             await_startup(t, START_TIMEOUT)
         }
-        None => start(t, h, m, false),
+        None => start(t, m, false),
     }
 }
 
@@ -86,7 +81,7 @@ fn cli(t: &mut dyn Transport, tool: Tool, args: &[&str], timeout: Duration) -> R
 
 /// Starts declared plugins that are enabled but stopped: `rabbitmq-plugins enable`
 /// applies the plugin configuration to the running node, which starts them.
-pub fn start_plugins(t: &mut dyn Transport, _h: &Host, plugins: &[String]) -> Result<()> {
+pub fn start_plugins(t: &mut dyn Transport, plugins: &[String]) -> Result<()> {
     let mut args = vec!["enable"];
     args.extend(plugins.iter().map(String::as_str));
     cli(t, Tool::Plugins, &args, START_TIMEOUT)

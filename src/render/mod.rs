@@ -433,7 +433,7 @@ fn windows_render(
         .iter()
         .find(|f| f.effect == Effect::ReinstallService)
         .expect("windows_files renders rabbitmq-env-conf.bat");
-    let service_stamp = Some(hex(&Sha256::digest(env_file.content.bytes())));
+    let service_stamp = Some(sha256_hex(env_file.content.bytes()));
     let mut settings = vec![Setting {
         key: "env:RABBITMQ_BASE".into(),
         value: base.to_string(),
@@ -493,8 +493,12 @@ struct BootstrapFile {
     block: Option<(String, String)>,
 }
 
-fn hex(b: &[u8]) -> String {
-    b.iter().map(|x| format!("{x:02x}")).collect()
+/// The SHA-256 of `b` in lowercase hex, as `sha256sum` and warren's stamps write it.
+pub fn sha256_hex(b: &[u8]) -> String {
+    Sha256::digest(b)
+        .iter()
+        .map(|x| format!("{x:02x}"))
+        .collect()
 }
 
 /// The inbound rules a Windows host needs for the cluster: (rule name, ports).

@@ -10,7 +10,6 @@ use crate::rabbitmq::api::{self, enc, Credentials};
 use crate::render::Rendered;
 use serde::Serialize;
 use serde_json::json;
-use sha2::{Digest, Sha256};
 use std::collections::BTreeSet;
 use std::time::Duration;
 
@@ -56,7 +55,7 @@ pub fn run(inv: &Inventory, rendered: &Rendered) -> Vec<Check> {
         .hosts
         .first()
         .and_then(|h| h.files.iter().find(|f| f.content.is_secret()))
-        .map(|f| hex(&Sha256::digest(f.content.bytes())));
+        .map(|f| crate::render::sha256_hex(f.content.bytes()));
 
     // Hosts: reachable, RabbitMQ running, cookie, the node's own view of the cluster.
     let mut conns: Vec<Option<Box<dyn Transport>>> = Vec::new();
@@ -518,10 +517,6 @@ fn host_of(inv: &Inventory, node: &str) -> String {
 
 fn join(v: &[&String]) -> String {
     v.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(", ")
-}
-
-fn hex(b: &[u8]) -> String {
-    b.iter().map(|x| format!("{x:02x}")).collect()
 }
 
 /// From the central host, every node's AMQP, management and MQTT ports answer.
