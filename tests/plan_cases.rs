@@ -2,7 +2,9 @@
 //! `plan()` does no I/O, so each rule of the plan is pinned here by a case.
 
 use std::collections::BTreeMap;
-use warren::facts::{ClusterFacts, Facts, FileState, HostFacts, Membership, NodeFacts, Unreadable};
+use warren::facts::{
+    ClusterFacts, Facts, FileState, HostFacts, Membership, NodeFacts, NodeState, Unreadable,
+};
 use warren::inventory::{self, Inventory};
 use warren::plan::{self, ClusterPlan, Options, Service};
 use warren::render::{self, Rendered};
@@ -75,6 +77,7 @@ fn converged(c: &Case) -> Vec<HostFacts> {
                 files,
                 node: NodeFacts {
                     pid: Some(100),
+                    state: NodeState::Running,
                     membership: Some(Membership {
                         node: h.node_name(),
                         nodes: all.clone(),
@@ -322,11 +325,45 @@ fn a_stopped_node_is_started_and_its_membership_checked_then() {
     let c = case(|t| t);
     let mut facts = converged(&c);
     facts[2].node.pid = None;
+    facts[2].node.state = NodeState::Stopped;
     facts[2].node.membership = None;
     let p = plan_of(&c, facts, false);
     assert_eq!(p.hosts[2].service, Service::Start);
     assert_eq!(p.joins.len(), 1);
-    assert!(p.joins[0].why.contains("not running now"));
+    assert!(p.joins[0]
+        .why
+        .contains("joins if it is not a member once started"));
+}
+
+/// An interrupted run can leave a node booting (warren was killed after starting it)
+/// or with its rabbit application stopped (killed inside a join): the plan finishes
+/// both, then checks the membership; a file change still means a restart.
+#[test]
+fn a_booting_node_is_awaited_and_a_stopped_app_started() {
+    let c = case(|t| t);
+    let mut facts = converged(&c);
+    for (i, state) in [(1, NodeState::Booting), (2, NodeState::AppStopped)] {
+        facts[i].node.state = state;
+        facts[i].node.membership = None;
+    }
+    let p = plan_of(&c, facts.clone(), false);
+    assert_eq!(p.hosts[1].service, Service::AwaitBoot);
+    assert_eq!(p.hosts[2].service, Service::StartApp);
+    assert_eq!(p.joins.len(), 2, "{}", plan::view::text(&p));
+    let text = plan::view::text(&p);
+    assert!(
+        text.contains("> wait for RabbitMQ to finish booting"),
+        "{text}"
+    );
+    assert!(text.contains("> start the rabbit application"), "{text}");
+    assert!(p.blockers.is_empty());
+
+    facts[2].files.insert(
+        c.rendered.hosts[2].files[0].path.clone(),
+        FileState::Missing,
+    );
+    let p = plan_of(&c, facts, false);
+    assert!(matches!(p.hosts[2].service, Service::Restart { .. }));
 }
 
 #[test]

@@ -101,7 +101,7 @@ pub fn execute(
             if hp.changes() {
                 ex.host(i, hp)?;
                 pending.remove(0);
-                if matches!(hp.service, Service::Restart { .. }) {
+                if hp.service != Service::Leave {
                     // The next restart may take a master down: only when every copy
                     // is synchronised can RabbitMQ promote one without losing messages.
                     ex.await_copies()?;
@@ -146,6 +146,8 @@ fn host_summary(hp: &HostPlan) -> String {
     match &hp.service {
         Service::Restart { .. } => parts.push("restart RabbitMQ".into()),
         Service::Start => parts.push("start RabbitMQ".into()),
+        Service::AwaitBoot => parts.push("wait for RabbitMQ to finish booting".into()),
+        Service::StartApp => parts.push("start the rabbit application".into()),
         Service::Leave => {}
     }
     if !hp.start_plugins.is_empty() {
@@ -217,6 +219,18 @@ impl<'a> Executor<'a> {
             .map(|f| crate::plan::file_name(&f.path))
             .collect();
         match &hp.service {
+            Service::AwaitBoot => {
+                self.progress
+                    .host(&h.name, "waiting for RabbitMQ to finish booting");
+                crate::platform::await_startup(t, crate::platform::START_TIMEOUT)?;
+                self.did(&h.name, "RabbitMQ finished booting".into());
+            }
+            Service::StartApp => {
+                self.progress
+                    .host(&h.name, "starting the rabbit application");
+                crate::platform::start_app(t)?;
+                self.did(&h.name, "started the rabbit application".into());
+            }
             Service::Leave if wrote.is_empty() => {}
             Service::Leave => {
                 self.did(

@@ -25,10 +25,24 @@ pub struct Membership {
     pub partitions: Vec<String>,
 }
 
+/// Where a node is in its life, as the node itself answers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NodeState {
+    /// No RabbitMQ OS process.
+    Stopped,
+    /// The Erlang VM runs and the rabbit application is starting.
+    Booting,
+    /// The Erlang VM runs with the rabbit application stopped: `rabbitmqctl stop_app`,
+    /// or a join interrupted between its `stop_app` and `start_app`.
+    AppStopped,
+    Running,
+}
+
 #[derive(Debug, Clone)]
 pub struct NodeFacts {
     /// The RabbitMQ OS process, from its pid file.
     pub pid: Option<u32>,
+    pub state: NodeState,
     /// `None` when the node is not running (or did not answer).
     pub membership: Option<Membership>,
     pub version: Option<String>,
@@ -66,8 +80,9 @@ pub struct HostFacts {
 }
 
 impl HostFacts {
+    /// RabbitMQ's OS process runs (booting, with its app stopped, or fully running).
     pub fn running(&self) -> bool {
-        self.node.pid.is_some()
+        self.node.state != NodeState::Stopped
     }
 }
 
@@ -235,13 +250,16 @@ pub fn host_facts(
     let api_port = current_management_port(&files, desired).unwrap_or(h.ports.management);
     let mut node = NodeFacts {
         pid,
+        state: NodeState::Stopped,
         membership: None,
         version: None,
         api: None,
         messages: None,
     };
     if pid.is_some() {
-        read_node(p, h, api_port, creds, &mut node)?;
+        node.state = read_node(p, h, api_port, creds, &mut node)?;
+    }
+    if node.state == NodeState::Running {
         let seed = inv.central().node_name();
         let member = node
             .membership
@@ -315,7 +333,7 @@ fn read_node(
     port: u16,
     creds: &[Credentials],
     node: &mut NodeFacts,
-) -> Result<()> {
+) -> Result<NodeState> {
     for c in creds {
         let Ok(r) = p.get(port, "/api/overview", Some((&c.user, c.password.expose()))) else {
             break; // nothing listens: no management plugin
@@ -339,7 +357,7 @@ fn read_node(
             // Incomplete statistics: the node's own live view instead.
             node.membership = Some(cluster_status(p, h)?);
             node.api = Some(c.clone());
-            return Ok(());
+            return Ok(NodeState::Running);
         };
         node.membership = Some(Membership {
             node: overview.node,
@@ -357,10 +375,61 @@ fn read_node(
             partitions,
         });
         node.api = Some(c.clone());
-        return Ok(());
+        return Ok(NodeState::Running);
     }
-    node.membership = Some(cluster_status(p, h)?);
-    Ok(())
+    match answer(p, h)? {
+        Answer::Member(m) => {
+            node.membership = Some(m);
+            Ok(NodeState::Running)
+        }
+        Answer::Not(state) => Ok(state),
+    }
+}
+
+enum Answer {
+    Member(Membership),
+    Not(NodeState),
+}
+
+/// How long a node whose OS process runs may take to answer the CLI at all (a VM
+/// just started registers with epmd within seconds).
+const ANSWER_WAIT: Duration = Duration::from_secs(30);
+
+/// The node's membership, or why it has none to give: still booting, or its rabbit
+/// application stopped. Both are states the plan finishes (wait, `start_app`), never
+/// errors; a node that does not answer at all within `ANSWER_WAIT` is one.
+fn answer(p: &mut dyn Probe, h: &Host) -> Result<Answer> {
+    let q = p.platform().read(Read::ClusterStatus);
+    let deadline = std::time::Instant::now() + ANSWER_WAIT;
+    loop {
+        let out = p.query(&q, QUERY_TIMEOUT)?;
+        if out.ok() {
+            return parse_cluster_status(&out.stdout, h).map(Answer::Member);
+        }
+        let text = format!("{}\n{}", out.stdout, out.stderr);
+        if text.contains("requires the 'rabbit' app to be running") {
+            let q = p.platform().read(Read::IsBooting);
+            let b = p.query(&q, QUERY_TIMEOUT)?;
+            let booting = serde_json::from_str::<serde_json::Value>(b.stdout.trim())
+                .ok()
+                .and_then(|v| v["result"].as_bool())
+                .unwrap_or(false);
+            return Ok(Answer::Not(if booting {
+                NodeState::Booting
+            } else {
+                NodeState::AppStopped
+            }));
+        }
+        let unreachable = text.contains("unable to perform an operation on node");
+        if !unreachable || std::time::Instant::now() > deadline {
+            bail!(
+                "{}: RabbitMQ runs but `rabbitmqctl cluster_status` failed: {}",
+                h.name,
+                out.last_line()
+            );
+        }
+        std::thread::sleep(Duration::from_secs(1));
+    }
 }
 
 /// `rabbitmqctl cluster_status` as JSON: membership from RabbitMQ's node lists.
@@ -374,7 +443,11 @@ pub fn cluster_status(p: &mut dyn Probe, h: &Host) -> Result<Membership> {
             out.last_line()
         );
     }
-    let s: ClusterStatus = serde_json::from_str(out.stdout.trim())
+    parse_cluster_status(&out.stdout, h)
+}
+
+fn parse_cluster_status(stdout: &str, h: &Host) -> Result<Membership> {
+    let s: ClusterStatus = serde_json::from_str(stdout.trim())
         .with_context(|| format!("{}: cluster_status: unexpected answer", h.name))?;
     let mut nodes = s.disk_nodes.clone();
     nodes.extend(s.ram_nodes.iter().cloned());
@@ -523,9 +596,14 @@ pub fn read_cluster(
     let ci = inv.central_index();
     let cf = &hosts[ci];
     match &cf.node.api {
-        None if !cf.running() => Err(Unreadable(format!(
-            "RabbitMQ is not running on {}",
-            cf.host
+        None if cf.node.state != NodeState::Running => Err(Unreadable(format!(
+            "RabbitMQ on {} {}",
+            cf.host,
+            match cf.node.state {
+                NodeState::Booting => "is still booting",
+                NodeState::AppStopped => "runs with its rabbit application stopped",
+                _ => "is not running",
+            }
         ))),
         None => Err(Unreadable(format!(
             "the management API of {} does not answer yet (its plugin is enabled by this apply)",

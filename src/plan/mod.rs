@@ -60,6 +60,11 @@ pub enum Service {
         reasons: Vec<String>,
         daemon_reload: bool,
     },
+    /// Still booting (a start an interrupted run began): wait for it, with a bound.
+    AwaitBoot,
+    /// The Erlang VM runs with the rabbit application stopped (a join interrupted
+    /// between `stop_app` and `start_app`): `rabbitmqctl start_app`.
+    StartApp,
 }
 
 #[derive(Debug, Clone)]
@@ -333,17 +338,18 @@ fn host_plan(h: &Host, d: &HostRender, f: &HostFacts) -> HostPlan {
             reasons.push(r.clone());
         }
     }
-    let service = if !f.running() {
-        Service::Start
-    } else if reasons.is_empty() {
-        Service::Leave
-    } else {
-        Service::Restart {
+    use crate::facts::NodeState;
+    let service = match f.node.state {
+        NodeState::Stopped => Service::Start,
+        _ if !reasons.is_empty() => Service::Restart {
             daemon_reload: files
                 .iter()
                 .any(|c| c.effect == Effect::DaemonReloadRestart),
             reasons,
-        }
+        },
+        NodeState::Booting => Service::AwaitBoot,
+        NodeState::AppStopped => Service::StartApp,
+        NodeState::Running => Service::Leave,
     };
     let start_plugins = if service == Service::Leave {
         f.stopped_plugins.clone()
@@ -584,7 +590,7 @@ fn joins(inv: &Inventory, facts: &Facts, opts: Options, blockers: &mut Vec<Block
         };
         let Some(m) = &f.node.membership else {
             out.push(join(
-                "not running now: joins if it is not a member once started".into(),
+                "not answering as a member now: joins if it is not a member once started".into(),
             ));
             continue;
         };

@@ -52,6 +52,19 @@ pub fn text(p: &Plan) -> String {
             Service::Start => {
                 let _ = writeln!(s, "  > start RabbitMQ: it is not running");
             }
+            Service::AwaitBoot => {
+                let _ = writeln!(
+                    s,
+                    "  > wait for RabbitMQ to finish booting (up to {} s): it is starting now",
+                    crate::platform::START_TIMEOUT.as_secs()
+                );
+            }
+            Service::StartApp => {
+                let _ = writeln!(
+                    s,
+                    "  > start the rabbit application: the Erlang VM runs with it stopped (`rabbitmqctl stop_app`, or a join that was interrupted)"
+                );
+            }
             Service::Restart { reasons, .. } if !h.reinstall.is_empty() => {
                 let _ = writeln!(
                     s,
@@ -159,7 +172,12 @@ pub fn summary(p: &Plan) -> String {
     let starts = p
         .hosts
         .iter()
-        .filter(|h| h.service == Service::Start)
+        .filter(|h| {
+            matches!(
+                h.service,
+                Service::Start | Service::AwaitBoot | Service::StartApp
+            )
+        })
         .count();
     let mut parts = vec![
         format!("{files} file(s) on {hosts} host(s)"),

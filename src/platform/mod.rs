@@ -16,8 +16,8 @@ mod service;
 pub mod windows;
 
 pub use service::{
-    await_startup, check_cookie_source, join, queue_member, reinstall, start, start_plugins, stop,
-    START_TIMEOUT,
+    await_startup, check_cookie_source, join, queue_member, reinstall, start, start_app,
+    start_plugins, stop, START_TIMEOUT,
 };
 
 use crate::inventory::{Host, Os, ServiceManager, TransportKind};
@@ -58,6 +58,8 @@ pub enum Read<'a> {
     QueuePolicies { vhost: &'a str },
     /// `rabbitmq-diagnostics erlang_cookie_sources`: the cookie file the CLI reads.
     CookieSources,
+    /// `rabbitmq-diagnostics is_booting` as JSON: the rabbit application is starting.
+    IsBooting,
 }
 
 impl<'a> Read<'a> {
@@ -83,6 +85,7 @@ impl<'a> Read<'a> {
                 ],
             ),
             Read::CookieSources => (Tool::Diagnostics, vec!["erlang_cookie_sources"]),
+            Read::IsBooting => (Tool::Diagnostics, vec!["is_booting", "--formatter", "json"]),
         }
     }
 }

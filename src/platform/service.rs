@@ -50,6 +50,13 @@ pub fn reinstall(t: &mut dyn Transport, m: ServiceManager) -> Result<()> {
     }
 }
 
+/// Starts the rabbit application of a node whose Erlang VM runs without it, and waits
+/// until it has booted.
+pub fn start_app(t: &mut dyn Transport) -> Result<()> {
+    cli(t, Tool::Ctl, &["start_app"], START_TIMEOUT)?;
+    await_startup(t, START_TIMEOUT)
+}
+
 /// Waits until `rabbitmqctl await_startup` succeeds on the host, retrying while the
 /// node registers with epmd.
 pub fn await_startup(t: &mut dyn Probe, timeout: Duration) -> Result<()> {
