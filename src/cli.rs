@@ -67,6 +67,11 @@ pub enum Command {
         /// every member).
         #[arg(long)]
         allow_disruptive: bool,
+        /// Take over the lock of another run that is not provably gone (its machine
+        /// crashed or lost the network); a run of this machine whose process is gone
+        /// is taken over without it.
+        #[arg(long)]
+        break_lock: bool,
     },
     /// Check the live cluster against the inventory; exit 1 when any check fails.
     Verify {
@@ -91,6 +96,9 @@ pub enum Command {
         /// Do not ask before stopping RabbitMQ on the site host.
         #[arg(long)]
         yes: bool,
+        /// Take over the lock of another run that is not provably gone.
+        #[arg(long)]
+        break_lock: bool,
     },
     /// A local lab of real hosts in network namespaces (root only).
     Lab {

@@ -6,8 +6,10 @@ pub mod cli;
 pub mod commands;
 pub mod drill;
 pub mod facts;
+pub mod interrupt;
 pub mod inventory;
 pub mod lab;
+pub mod lock;
 pub mod plan;
 pub mod platform;
 #[cfg(test)]

@@ -99,6 +99,7 @@ pub fn execute(
         for &i in &inv.central_first() {
             let hp = &plan.hosts[i];
             if hp.changes() {
+                crate::interrupt::checkpoint()?;
                 ex.host(i, hp)?;
                 pending.remove(0);
                 if hp.service != Service::Leave {
@@ -113,6 +114,7 @@ pub fn execute(
             .push(("files and restarts".into(), t0.elapsed().as_secs_f64()));
         let t0 = Instant::now();
         for j in &plan.joins {
+            crate::interrupt::checkpoint()?;
             ex.join(&j.host)?;
             pending.remove(0);
         }
@@ -120,6 +122,7 @@ pub fn execute(
             .timings
             .push(("joins".into(), t0.elapsed().as_secs_f64()));
         let t0 = Instant::now();
+        crate::interrupt::checkpoint()?;
         ex.cluster()?;
         ex.report.timings.push((
             "cluster resources and sync".into(),
@@ -427,6 +430,7 @@ impl<'a> Executor<'a> {
         }
         let vh = enc(&inv.cluster.vhost);
         for ch in fresh.changes().iter().filter(|ch| keep(&ch.op)) {
+            crate::interrupt::checkpoint()?;
             let t = &mut *self.conns[ci];
             match &ch.op {
                 Op::PutVhost(v) => api::send(
@@ -658,6 +662,7 @@ impl<'a> Executor<'a> {
             if waiting.is_empty() {
                 return Ok(());
             }
+            crate::interrupt::checkpoint()?;
             if Instant::now() > deadline {
                 bail!(
                     "copies not synchronised after 300 s: {}",
@@ -698,6 +703,7 @@ impl<'a> Executor<'a> {
             if Instant::now() > deadline {
                 bail!("after 120 s: {}", problems.join("; "));
             }
+            crate::interrupt::checkpoint()?;
             self.progress
                 .host(&inv.hosts[ci].name, &format!("waiting: {}", problems[0]));
             std::thread::sleep(Duration::from_millis(500));

@@ -39,6 +39,8 @@ struct HostState {
     address_book: BTreeMap<String, String>,
     seed: String,
     node: String,
+    /// The lock file of a run in progress.
+    lock: Option<String>,
 }
 
 struct Log {
@@ -102,6 +104,27 @@ impl Scripted {
         let s = &mut self.state;
         if script.contains("function Read-Text") || script.contains("f() {") {
             return ok(self.reading(script));
+        }
+        if script.contains("$Lock = ") {
+            let content = |script: &str| {
+                let start = script.find("'{").unwrap() + 1;
+                script[start..script[start..].find("}'").unwrap() + start + 1].to_string()
+            };
+            if script.contains("'CreateNew'") {
+                if let Some(held) = &s.lock {
+                    return ok(format!("@@held\n{held}\n"));
+                }
+                s.lock = Some(content(script));
+                return ok("@@taken\n".into());
+            }
+            if script.contains("'.new'") {
+                s.lock = Some(content(script));
+                return ok("@@taken\n".into());
+            }
+            if script.contains("Remove-Item") {
+                s.lock = None;
+            }
+            return ok(s.lock.clone().unwrap_or_default());
         }
         if script.contains("join_cluster") {
             s.member = true;
@@ -419,6 +442,7 @@ fn converged(inv: &Inventory, r: &HostRender) -> HostState {
             .collect(),
         seed: inv.central().node_name(),
         node: h.node_name(),
+        lock: None,
     }
 }
 
@@ -717,4 +741,66 @@ fn an_interrupted_reinstall_is_finished_by_the_rerun() {
         apply.contains("'install'") && !apply.contains("put "),
         "{apply}"
     );
+}
+
+/// The lock on a Windows central host: taken, refused while another operator's run
+/// holds it, broken with --break-lock, read by plan, released; each script pinned and
+/// parsed, the holder's varying details masked.
+#[test]
+fn windows_lock_scripts() {
+    let dir = tempfile::tempdir().unwrap();
+    let inv = inventory(dir.path(), &["win1"]);
+    let r = render::render(&inv, None).unwrap();
+    let log = Arc::new(Mutex::new(Log {
+        entries: Vec::new(),
+        facts_phase: false,
+    }));
+    let mut state = converged(&inv, &r.hosts[1]);
+    let alice = r#"{"command":"apply","user":"alice","machine":"laptop7","pid":4242,"since":"2026-12-02T18:00:00Z","token":"abc"}"#;
+    state.lock = Some(alice.into());
+    let conn = Scripted {
+        host: "win1".into(),
+        windows: true,
+        stdin_only: false,
+        state,
+        log: log.clone(),
+        scripts: BTreeMap::new(),
+    };
+    let mut t: Box<dyn Transport> =
+        Box::new(Remote::new(Box::new(conn), platform::for_host(&inv.hosts[1])).with_run_id(7));
+    let held = crate::lock::read(&mut *t as &mut dyn crate::platform::Probe)
+        .unwrap()
+        .unwrap();
+    assert_eq!(held.user, "alice");
+    let refused = crate::lock::take(&mut *t, "apply", false).unwrap_err();
+    assert!(
+        format!("{refused:#}").contains("warren apply by alice on laptop7 (pid 4242)"),
+        "{refused:#}"
+    );
+    let lock = crate::lock::take(&mut *t, "apply", true).unwrap();
+    assert!(lock
+        .note
+        .as_deref()
+        .unwrap()
+        .contains("broke the lock of warren apply by alice"));
+    crate::lock::release(&mut *t, &lock).unwrap();
+    assert!(
+        crate::lock::read(&mut *t as &mut dyn crate::platform::Probe)
+            .unwrap()
+            .is_none()
+    );
+    let holder =
+        regex::Regex::new(r#"\{"command":"apply","user":"[^']*","token":"[0-9a-f]{32}"\}"#)
+            .unwrap();
+    let token = regex::Regex::new(r"'[0-9a-f]{32}'").unwrap();
+    // The holder's length varies with the machine and the user.
+    let length = regex::Regex::new(r"\(\d+ chars\)").unwrap();
+    let mut out = String::new();
+    for (_, host, entry) in log.lock().unwrap().entries.iter() {
+        let entry = holder.replace_all(entry, "{this run's holder}");
+        let entry = token.replace_all(&entry, "'(this run's token)'");
+        let entry = length.replace_all(&entry, "(its length)");
+        out.push_str(&format!("--- {host}: {entry}\n"));
+    }
+    insta::assert_snapshot!("windows_lock", out);
 }

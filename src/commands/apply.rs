@@ -15,6 +15,7 @@ pub struct Flags {
     pub timings: bool,
     pub accept_new_host_keys: bool,
     pub allow_disruptive: bool,
+    pub break_lock: bool,
 }
 
 pub fn run(path: &Path, flags: Flags) -> Result<Outcome> {
@@ -25,7 +26,19 @@ pub fn run(path: &Path, flags: Flags) -> Result<Outcome> {
         force: flags.force,
         allow_disruptive: flags.allow_disruptive,
     };
-    let mut p = super::plan::prepare_with(path, opts, flags.accept_new_host_keys)?;
+    let locking = super::plan::Locking {
+        command: "apply",
+        break_lock: flags.break_lock,
+    };
+    let mut p = super::plan::prepare_with(path, opts, flags.accept_new_host_keys, Some(locking))?;
+    crate::interrupt::install();
+    let result = apply(&mut p, &flags);
+    p.release();
+    result
+}
+
+/// Everything after the plan, while this run holds the lock.
+fn apply(p: &mut super::plan::Planned, flags: &Flags) -> Result<Outcome> {
     print!("{}", plan::view::text(&p.plan));
     let mut blocked: Vec<String> = p
         .plan

@@ -8,8 +8,31 @@ use crate::ui::Progress;
 use anyhow::{anyhow, bail, Result};
 use std::path::Path;
 
-pub fn run(path: &Path, site: &str, messages: usize, yes: bool) -> Result<Outcome> {
-    let mut p = super::plan::prepare(path, false)?;
+pub fn run(
+    path: &Path,
+    site: &str,
+    messages: usize,
+    yes: bool,
+    break_lock: bool,
+) -> Result<Outcome> {
+    let locking = super::plan::Locking {
+        command: "drill",
+        break_lock,
+    };
+    let mut p = super::plan::prepare_with(path, Default::default(), false, Some(locking))?;
+    crate::interrupt::install();
+    let result = drill(&mut p, path, site, messages, yes);
+    p.release();
+    result
+}
+
+fn drill(
+    p: &mut super::plan::Planned,
+    path: &Path,
+    site: &str,
+    messages: usize,
+    yes: bool,
+) -> Result<Outcome> {
     let inv = &p.inv;
     let Some(s) = inv.sites.iter().find(|s| inv.hosts[s.host].name == site) else {
         let names: Vec<&str> = inv

@@ -24,6 +24,7 @@ pub fn run(cli: Cli) -> Result<Outcome> {
             timings,
             accept_new_host_keys,
             allow_disruptive,
+            break_lock,
         } => apply::run(
             &cli.inventory,
             apply::Flags {
@@ -33,6 +34,7 @@ pub fn run(cli: Cli) -> Result<Outcome> {
                 timings,
                 accept_new_host_keys,
                 allow_disruptive,
+                break_lock,
             },
         ),
         Command::Status { json } => status::run(&cli.inventory, json),
@@ -41,7 +43,8 @@ pub fn run(cli: Cli) -> Result<Outcome> {
             site,
             messages,
             yes,
-        } => drill::run(&cli.inventory, &site, messages as usize, yes),
+            break_lock,
+        } => drill::run(&cli.inventory, &site, messages as usize, yes, break_lock),
         Command::Lab { action } => lab::run(action),
     }
 }

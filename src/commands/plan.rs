@@ -16,6 +16,30 @@ pub struct Planned {
     pub conns: Vec<Box<dyn Transport>>,
     pub plan: Plan,
     pub timings: Vec<(String, f64)>,
+    /// The lock this run holds on the central host (`apply`, `drill`).
+    pub lock: Option<crate::lock::Lock>,
+}
+
+/// Which lock a command takes before it reads the hosts.
+#[derive(Debug, Clone, Copy)]
+pub struct Locking {
+    /// `apply` or `drill`.
+    pub command: &'static str,
+    /// `--break-lock`: take over a lock held by a run that is not provably gone.
+    pub break_lock: bool,
+}
+
+impl Planned {
+    /// Releases the lock, if this run holds one; a failure to release is said, not
+    /// fatal (the next run on this machine takes a lock left behind over).
+    pub fn release(&mut self) {
+        if let Some(l) = self.lock.take() {
+            let ci = self.inv.central_index();
+            if let Err(e) = crate::lock::release(&mut *self.conns[ci], &l) {
+                eprintln!("warning: {e:#}");
+            }
+        }
+    }
 }
 
 pub fn prepare(path: &Path, force: bool) -> Result<Planned> {
@@ -26,15 +50,18 @@ pub fn prepare(path: &Path, force: bool) -> Result<Planned> {
             ..Default::default()
         },
         false,
+        None,
     )
 }
 
 /// `prepare`, recording the SSH host keys of hosts not yet in known_hosts when
-/// `accept_new_host_keys`.
+/// `accept_new_host_keys`, and taking the lock first when `locking` says so (else the
+/// plan says when another run holds it).
 pub fn prepare_with(
     path: &Path,
     opts: plan::Options,
     accept_new_host_keys: bool,
+    locking: Option<Locking>,
 ) -> Result<Planned> {
     let mut timings = Vec::new();
     let t0 = Instant::now();
@@ -63,18 +90,47 @@ pub fn prepare_with(
         );
     }
     timings.push(("connect".to_string(), t0.elapsed().as_secs_f64()));
+    let ci = inv.central_index();
+    let mut in_progress = None;
+    let lock = match locking {
+        Some(l) => {
+            let lock = crate::lock::take(&mut *conns[ci], l.command, l.break_lock)
+                .map_err(|e| anyhow::anyhow!("{e:#}\nnothing was changed"))?;
+            if let Some(note) = &lock.note {
+                eprintln!("note: {note}");
+            }
+            Some(lock)
+        }
+        None => {
+            in_progress = crate::lock::read(&mut *conns[ci] as &mut dyn crate::platform::Probe)?
+                .map(|h| crate::lock::in_progress(&h));
+            None
+        }
+    };
     let t0 = Instant::now();
-    let facts = crate::facts::gather(&inv, &rendered.hosts, &mut crate::facts::probes(&mut conns))
-        .map_err(|e| anyhow::anyhow!("{e:#}\nno host was changed; fix this and rerun"))?;
+    let facts = crate::facts::gather(&inv, &rendered.hosts, &mut crate::facts::probes(&mut conns));
+    let facts = match facts {
+        Ok(f) => f,
+        Err(e) => {
+            if let Some(l) = &lock {
+                let _ = crate::lock::release(&mut *conns[ci], l);
+            }
+            bail!("{e:#}\nno host was changed; fix this and rerun");
+        }
+    };
     timings.push(("facts".to_string(), t0.elapsed().as_secs_f64()));
     let t0 = Instant::now();
-    let plan = plan::plan(&inv, &rendered.hosts, &facts, opts);
+    let mut plan = plan::plan(&inv, &rendered.hosts, &facts, opts);
+    if let Some(note) = in_progress {
+        plan.warnings.insert(0, note);
+    }
     timings.push(("plan".to_string(), t0.elapsed().as_secs_f64()));
     Ok(Planned {
         inv,
         conns,
         plan,
         timings,
+        lock,
     })
 }
 

@@ -9,13 +9,17 @@ use std::path::Path;
 pub fn run(path: &Path, json: bool) -> Result<Outcome> {
     let inv = inventory::load(path, inventory::Needs::Hosts)?;
     let rendered = render::render(&inv, None)?;
-    let checks = verify::run(&inv, &rendered);
+    let (checks, holder) = verify::run_reading_lock(&inv, &rendered);
     let failed = checks.iter().filter(|c| !c.ok).count();
+    let in_progress = holder.as_ref().map(crate::lock::in_progress);
+    if let Some(note) = &in_progress {
+        eprintln!("note: {note}");
+    }
     if json {
         println!(
             "{}",
             serde_json::to_string_pretty(
-                &serde_json::json!({"ok": failed == 0, "checks": checks})
+                &serde_json::json!({"ok": failed == 0, "checks": checks, "run_in_progress": in_progress})
             )?
         );
     } else {

@@ -198,4 +198,36 @@ impl Platform for Linux {
         // Debian's CLI wrappers run the tools as the rabbitmq user, whose home it is.
         format!("{}/.erlang.cookie", self.data_dir)
     }
+
+    fn lock_path(&self) -> String {
+        format!("{}/warren.lock", self.data_dir)
+    }
+
+    fn take_lock(&self, content: &str, replacing: Option<&str>) -> String {
+        let f = sh_quote(&self.lock_path());
+        let new = sh_quote(content);
+        match replacing {
+            // `set -C`: the shell creates the file only if it does not exist.
+            None => format!(
+                "umask 022; if (set -C; printf '%s\\n' {new} > {f}) 2>/dev/null; then echo @@taken; else echo @@held; cat {f}; fi"
+            ),
+            Some(old) => format!(
+                "umask 022; if [ ! -e {f} ] || [ \"$(cat {f})\" = {old} ]; then printf '%s\\n' {new} > {f}.new && mv -f {f}.new {f} && echo @@taken; else echo @@held; cat {f}; fi",
+                old = sh_quote(old)
+            ),
+        }
+    }
+
+    fn release_lock(&self, token: &str) -> String {
+        let f = sh_quote(&self.lock_path());
+        format!(
+            "if grep -qF {} {f} 2>/dev/null; then rm -f {f}; fi",
+            sh_quote(token)
+        )
+    }
+
+    fn read_lock(&self) -> Query {
+        let f = sh_quote(&self.lock_path());
+        Query::new(format!("cat {f} 2>/dev/null; true"))
+    }
 }

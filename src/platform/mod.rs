@@ -230,6 +230,16 @@ pub trait Platform: Send + Sync {
     fn reinstall(&self) -> Option<String>;
     /// A RabbitMQ CLI call that may change the node.
     fn cli(&self, tool: Tool, args: &[&str]) -> String;
+    /// Where the lock of a run in progress lives on the host (the central host's).
+    fn lock_path(&self) -> String;
+    /// A script that creates the lock file holding `content`, unless it exists; with
+    /// `replacing`, it replaces a lock file that holds exactly that (or none). Prints
+    /// `@@taken`, or `@@held` and the lock file as it is.
+    fn take_lock(&self, content: &str, replacing: Option<&str>) -> String;
+    /// A script that deletes the lock file if it holds `token`.
+    fn release_lock(&self, token: &str) -> String;
+    /// Prints the lock file, or nothing when there is none.
+    fn read_lock(&self) -> Query;
     /// A script that makes a setting as `s` says.
     fn apply_setting(&self, s: &Setting) -> String;
     /// The cookie file the CLI tools read when warren runs them.

@@ -29,6 +29,9 @@ pub const RUN_FOLDER: &str = r"C:\ProgramData\warren\run";
 
 const SERVICE: &str = "RabbitMQ";
 
+/// The lock of a run in progress (machine-wide, beside the run folder).
+pub const LOCK_FILE: &str = r"C:\ProgramData\warren\warren.lock";
+
 pub struct Windows {
     base: String,
     /// `None`: found on the host (see `FIND_SBIN`).
@@ -483,6 +486,53 @@ impl Platform for Windows {
 
     fn cli_cookie(&self) -> String {
         format!(r"{}\.erlang.cookie", self.user_profile)
+    }
+
+    fn lock_path(&self) -> String {
+        LOCK_FILE.into()
+    }
+
+    fn take_lock(&self, content: &str, replacing: Option<&str>) -> String {
+        let f = ps_quote(LOCK_FILE);
+        let new = ps_quote(content);
+        let write = match replacing {
+            // CreateNew: the file is created only if it does not exist.
+            None => format!(
+                "$Stream = [System.IO.File]::Open($Lock, 'CreateNew', 'Write')\n\
+                 $Bytes = [System.Text.Encoding]::UTF8.GetBytes({new} + \"`n\")\n\
+                 $Stream.Write($Bytes, 0, $Bytes.Length)\n\
+                 $Stream.Close()\n\
+                 '@@taken'\n"
+            ),
+            Some(old) => format!(
+                "if ((Test-Path -LiteralPath $Lock) -and ([System.IO.File]::ReadAllText($Lock).TrimEnd() -ne {old})) {{ throw [System.IO.IOException]::new('held') }}\n\
+                 [System.IO.File]::WriteAllText($Lock + '.new', {new} + \"`n\")\n\
+                 Move-Item -LiteralPath ($Lock + '.new') -Destination $Lock -Force\n\
+                 '@@taken'\n",
+                old = ps_quote(old)
+            ),
+        };
+        format!(
+            "$Lock = {f}\n\
+             New-Item -ItemType Directory -Force -Path (Split-Path -Parent $Lock) | Out-Null\n\
+             try {{\n{write}}} catch [System.IO.IOException] {{\n    '@@held'\n    [System.IO.File]::ReadAllText($Lock)\n}}\n"
+        )
+    }
+
+    fn release_lock(&self, token: &str) -> String {
+        format!(
+            "$Lock = {}\n\
+             if ((Test-Path -LiteralPath $Lock) -and [System.IO.File]::ReadAllText($Lock).Contains({})) {{ Remove-Item -LiteralPath $Lock -Force }}\n",
+            ps_quote(LOCK_FILE),
+            ps_quote(token)
+        )
+    }
+
+    fn read_lock(&self) -> Query {
+        Query::new(format!(
+            "$Lock = {}\nif (Test-Path -LiteralPath $Lock) {{ [System.IO.File]::ReadAllText($Lock) }}\n",
+            ps_quote(LOCK_FILE)
+        ))
     }
 }
 

@@ -50,6 +50,15 @@ const APPLY: &str = "run `warren plan` to see the drift and `warren apply` to re
 /// Runs every check. Never stops at the first failure: one unreachable host fails its
 /// own checks and the cluster's are still read through the others.
 pub fn run(inv: &Inventory, rendered: &Rendered) -> Vec<Check> {
+    run_reading_lock(inv, rendered).0
+}
+
+/// `run`, and who holds the lock of a run in progress on the central host (read
+/// first: the checks may fail because of what that run is doing).
+pub fn run_reading_lock(
+    inv: &Inventory,
+    rendered: &Rendered,
+) -> (Vec<Check>, Option<crate::lock::Holder>) {
     let mut c = Checks::default();
     let cookie_sha = rendered
         .hosts
@@ -90,6 +99,10 @@ pub fn run(inv: &Inventory, rendered: &Rendered) -> Vec<Check> {
             }
         }
     }
+    let holder = conns[inv.central_index()]
+        .as_mut()
+        .and_then(|t| crate::lock::read(&mut **t as &mut dyn Probe).ok())
+        .flatten();
     let creds = facts::credentials(inv);
     let all_nodes: BTreeSet<String> = inv.hosts.iter().map(|h| h.node_name()).collect();
     let mut host_facts: Vec<Option<HostFacts>> = Vec::new();
@@ -121,10 +134,14 @@ pub fn run(inv: &Inventory, rendered: &Rendered) -> Vec<Check> {
             "rabbitmq running",
             &h.name,
             running,
-            if running {
-                format!("{} answers", h.node_name())
-            } else {
-                format!("{} is not running", h.node_name())
+            match f.node.state {
+                _ if running => format!("{} answers", h.node_name()),
+                facts::NodeState::Booting => format!("{} is still booting", h.node_name()),
+                facts::NodeState::AppStopped => format!(
+                    "{}: the Erlang VM runs with the rabbit application stopped",
+                    h.node_name()
+                ),
+                _ => format!("{} is not running", h.node_name()),
             },
             Some("start RabbitMQ on the host (warren apply starts it)"),
         );
@@ -215,7 +232,7 @@ pub fn run(inv: &Inventory, rendered: &Rendered) -> Vec<Check> {
             "no node's management API answers",
             Some("start RabbitMQ; `warren apply` enables the management plugin"),
         );
-        return c.0;
+        return (c.0, holder);
     };
     let port = host_facts[vi].as_ref().map(|f| f.api_port).unwrap_or(15672);
     let cred = host_facts[vi]
@@ -273,7 +290,7 @@ pub fn run(inv: &Inventory, rendered: &Rendered) -> Vec<Check> {
     }
     listeners(&mut c, inv, &mut conns);
     path(&mut c, inv, &mut conns, &creds);
-    c.0
+    (c.0, holder)
 }
 
 /// Each site queue's policy is warren's (mirrored replication). The queue's
