@@ -53,7 +53,9 @@ pub enum Command {
         /// Only show the plan (the same as `warren plan`).
         #[arg(long)]
         dry_run: bool,
-        /// Allow resetting a node that belongs to another cluster or holds messages.
+        /// Allow what the plan refuses for an operator who really means it: resetting a
+        /// node that belongs to another cluster or holds messages, restarting the only
+        /// disc node, or a restart that takes a quorum queue below its majority.
         #[arg(long)]
         force: bool,
         /// Print how long each phase took.

@@ -409,37 +409,6 @@ fn bootstrap_rerun_edit_and_grow() {
     warren_ok(&dir, &["lab", "down"]);
 }
 
-fn start_rabbit(dir: &Path, h: &Host) {
-    ssh_ok(
-        dir,
-        h,
-        "rabbitmq-server -detached > /dev/null 2>&1 < /dev/null",
-    );
-    ssh_ok(
-        dir,
-        h,
-        "for i in $(seq 1 60); do rabbitmqctl -q await_startup --timeout 30 && exit 0; sleep 1; done; exit 1",
-    );
-}
-
-fn stop_rabbit(dir: &Path, h: &Host) {
-    ssh_ok(
-        dir,
-        h,
-        &format!(
-            "rabbitmqctl -q stop /var/lib/rabbitmq/mnesia/rabbit@{}.pid",
-            h.name
-        ),
-    );
-}
-
-fn verify_json(dir: &Path) -> (i32, serde_json::Value) {
-    let (code, out, err) = lab_warren(dir, &["verify", "--json"]);
-    let v: serde_json::Value =
-        serde_json::from_str(&out).unwrap_or_else(|e| panic!("{e}: {out}\n{err}"));
-    (code, v)
-}
-
 /// Runs verify, expecting it to fail; returns the failing checks.
 fn verify_failures(dir: &Path) -> Vec<(String, String, String)> {
     let (code, v) = verify_json(dir);
@@ -461,35 +430,6 @@ fn verify_fails_with(what: &str, dir: &Path, want: impl Fn(&[(String, String, St
             "verify did not report {what}: {fails:#?}"
         );
     }
-}
-
-/// `apply --yes`, which ends with verify and exits 1 when a check fails; returns its
-/// output.
-fn apply_verified(dir: &Path) -> String {
-    let out = lab_warren_ok(dir, &["apply", "--yes"]);
-    assert!(out.contains("Verified: all"), "{out}");
-    out
-}
-
-fn verify_passes(dir: &Path) {
-    let (code, v) = verify_json(dir);
-    assert_eq!((code, failing(&v)), (0, vec![]));
-}
-
-fn failing(v: &serde_json::Value) -> Vec<(String, String, String)> {
-    v["checks"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|c| c["ok"] == false)
-        .map(|c| {
-            (
-                c["name"].as_str().unwrap().to_string(),
-                c["host"].as_str().unwrap().to_string(),
-                format!("{} {}", c["detail"], c["hint"]),
-            )
-        })
-        .collect()
 }
 
 /// `warren verify` and `warren status` on the converged six-host lab: healthy; a site

@@ -471,3 +471,113 @@ fn hash(pw: &str) -> String {
     );
     base64::engine::general_purpose::STANDARD.encode(raw)
 }
+
+/// The facts with host `i`'s rabbitmq.conf edited by hand, so the plan restarts it.
+fn conf_drifted(c: &Case, i: usize) -> Vec<HostFacts> {
+    let mut facts = converged(c);
+    let conf = c.rendered.hosts[i]
+        .files
+        .iter()
+        .find(|f| f.path.ends_with("rabbitmq.conf"))
+        .unwrap();
+    facts[i].files.insert(
+        conf.path.clone(),
+        FileState::Text {
+            content: b"# edited by hand\n".to_vec(),
+            mode: conf.mode.unwrap_or(0),
+            owner: conf.owner.clone().unwrap_or_default(),
+        },
+    );
+    facts
+}
+
+fn quorum_queue(name: &str, members: &[&str], online: &[&str]) -> warren::rabbitmq::api::QueueInfo {
+    serde_json::from_value(serde_json::json!({
+        "name": name, "vhost": "/", "type": "quorum",
+        "members": members, "online": online, "leader": members[0]
+    }))
+    .unwrap()
+}
+
+fn plan_with_queues(
+    c: &Case,
+    hosts: Vec<HostFacts>,
+    queues: Vec<warren::rabbitmq::api::QueueInfo>,
+    force: bool,
+) -> plan::Plan {
+    let facts = Facts {
+        hosts,
+        cluster: Ok(ClusterFacts {
+            queues,
+            ..Default::default()
+        }),
+    };
+    plan::plan(
+        &c.inv,
+        &c.rendered.hosts,
+        &facts,
+        Options {
+            force,
+            ..Default::default()
+        },
+    )
+}
+
+/// A restart that leaves a quorum queue without a majority of online members is
+/// refused with the reason; with three members one restart keeps the majority;
+/// --force lets an operator who means it through.
+#[test]
+fn a_restart_below_a_quorum_majority_is_refused() {
+    let c = case(|t| t);
+    let two = quorum_queue(
+        "q2",
+        &["rabbit@site1", "rabbit@central"],
+        &["rabbit@site1", "rabbit@central"],
+    );
+    let p = plan_with_queues(&c, conf_drifted(&c, 1), vec![two.clone()], false);
+    assert!(matches!(p.hosts[1].service, Service::Restart { .. }));
+    assert_eq!(p.blockers.len(), 1, "{:?}", p.blockers);
+    assert_eq!(p.blockers[0].host, "site1");
+    assert!(
+        p.blockers[0].message.contains(
+            "restarting rabbit@site1 takes quorum queue q2 below its majority (1 of its 2 members online, 2 needed)"
+        ),
+        "{}",
+        p.blockers[0].message
+    );
+    let all = ["rabbit@site1", "rabbit@central", "rabbit@site2"];
+    let three = quorum_queue("q3", &all, &all);
+    let p = plan_with_queues(&c, conf_drifted(&c, 1), vec![three.clone()], false);
+    assert!(p.blockers.is_empty(), "{:?}", p.blockers);
+    // A member already offline: the restart would leave one of three.
+    let degraded = quorum_queue("q3", &all, &["rabbit@site1", "rabbit@central"]);
+    let p = plan_with_queues(&c, conf_drifted(&c, 1), vec![degraded], false);
+    assert_eq!(p.blockers.len(), 1, "{:?}", p.blockers);
+    let p = plan_with_queues(&c, conf_drifted(&c, 1), vec![two], true);
+    assert!(p.blockers.is_empty());
+}
+
+/// Restarting the only disc node of a cluster whose other nodes are RAM nodes is
+/// refused; a RAM node's restart is not.
+#[test]
+fn restarting_the_only_disc_node_is_refused() {
+    let c = case(|t| t);
+    let ram = |mut facts: Vec<HostFacts>| {
+        for f in &mut facts {
+            let m = f.node.membership.as_mut().unwrap();
+            m.ram = vec!["rabbit@site1".into(), "rabbit@site2".into()];
+        }
+        facts
+    };
+    let p = plan_of(&c, ram(conf_drifted(&c, 0)), false);
+    assert_eq!(p.blockers.len(), 1, "{:?}", p.blockers);
+    assert!(p.blockers[0]
+        .message
+        .contains("rabbit@central is the cluster's only disc node"));
+    assert!(plan_of(&c, ram(conf_drifted(&c, 1)), false)
+        .blockers
+        .is_empty());
+    assert!(plan_of(&c, ram(conf_drifted(&c, 0)), true)
+        .blockers
+        .is_empty());
+}

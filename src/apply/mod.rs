@@ -83,7 +83,7 @@ pub fn execute(
         report: Report::default(),
     };
     let mut pending: Vec<String> = Vec::new();
-    for &i in &inv.central_first() {
+    for &i in &host_order(inv, plan) {
         let hp = &plan.hosts[i];
         if hp.changes() {
             pending.push(format!("{}: {}", hp.host, host_summary(hp)));
@@ -96,12 +96,17 @@ pub fn execute(
 
     let result = (|| -> Result<()> {
         let t0 = Instant::now();
-        for &i in &inv.central_first() {
+        for &i in &host_order(inv, plan) {
             let hp = &plan.hosts[i];
             if hp.changes() {
                 crate::interrupt::checkpoint()?;
+                if matches!(hp.service, Service::Restart { .. }) {
+                    // A run killed after a restart may not have waited for the copies
+                    // that restart took down: never stop a node before they are back.
+                    ex.await_copies()?;
+                }
                 ex.host(i, hp)?;
-                pending.remove(0);
+                pending.retain(|p| !p.starts_with(&format!("{}: ", hp.host)));
                 if hp.service != Service::Leave {
                     // The next restart may take a master down: only when every copy
                     // is synchronised can RabbitMQ promote one without losing messages.
@@ -139,6 +144,20 @@ pub fn execute(
             not_done: pending,
         }),
     }
+}
+
+/// The order of the host steps: nodes that are down or coming up (an interrupted run
+/// leaves them so) are brought up first, so that a restart never takes a second node of
+/// the cluster down; the central node first within each group.
+fn host_order(inv: &Inventory, plan: &Plan) -> Vec<usize> {
+    let mut order = inv.central_first();
+    order.sort_by_key(|&i| {
+        !matches!(
+            plan.hosts[i].service,
+            Service::Start | Service::AwaitBoot | Service::StartApp
+        )
+    });
+    order
 }
 
 fn host_summary(hp: &HostPlan) -> String {
@@ -576,6 +595,10 @@ impl<'a> Executor<'a> {
                 std::thread::sleep(Duration::from_millis(500));
             }
         };
+        self.progress.host(
+            &inv.hosts[ci].name,
+            &format!("moving the master of {queue} to {to}"),
+        );
         wait(self, &format!("a synchronised copy on {to}"), &|q| {
             q.synchronised_slave_nodes.iter().any(|n| n == to) || q.master() == Some(to)
         })?;

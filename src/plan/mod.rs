@@ -149,7 +149,8 @@ impl Plan {
 
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Options {
-    /// Allow resetting nodes that are in another cluster or hold messages.
+    /// Allow resetting nodes that are in another cluster or hold messages, restarting
+    /// the only disc node, and restarts that take a quorum queue below its majority.
     pub force: bool,
     /// Allow a change that disrupts the whole cluster at once (a new cookie on
     /// every member).
@@ -184,6 +185,9 @@ pub fn plan(inv: &Inventory, desired: &[HostRender], facts: &Facts, opts: Option
     let joins = joins(inv, facts, opts, &mut blockers);
     if let Some(b) = disruptive_cookie(inv, facts, &hosts, opts) {
         blockers.push(b);
+    }
+    if !opts.force {
+        restart_refusals(facts, &hosts, &mut blockers);
     }
     let cluster = cluster::plan(inv, &facts.cluster);
     let mut warnings = Vec::new();
@@ -234,6 +238,47 @@ fn disruptive_cookie(
             members.join(", ")
         ),
     })
+}
+
+/// Restarts that would hurt a running cluster, refused unless `--force`: the only disc
+/// node of a cluster with RAM nodes (they keep no state of their own), and a node whose
+/// restart takes a quorum queue below its majority (it stops taking messages until the
+/// node is back). Restarts run one at a time, each after every copy is back, so one
+/// node down at a time is what is weighed.
+fn restart_refusals(facts: &Facts, hosts: &[HostPlan], blockers: &mut Vec<Blocker>) {
+    for (hp, f) in hosts.iter().zip(&facts.hosts) {
+        if !matches!(hp.service, Service::Restart { .. }) {
+            continue;
+        }
+        let node = &hp.node;
+        if let Some(m) = &f.node.membership {
+            let disc: Vec<&String> = m.nodes.iter().filter(|n| !m.ram.contains(n)).collect();
+            if m.nodes.len() > 1 && disc == [node] {
+                blockers.push(Blocker {
+                    host: hp.host.clone(),
+                    message: format!(
+                        "{node} is the cluster's only disc node: while it restarts the RAM nodes ({}) hold the cluster's state in memory only; make another node a disc node (node_type = \"disc\") first, or rerun with --force",
+                        m.ram.join(", ")
+                    ),
+                });
+            }
+        }
+        let Ok(cf) = &facts.cluster else { continue };
+        for q in cf.queues.iter().filter(|q| q.members.contains(node)) {
+            let majority = q.members.len() / 2 + 1;
+            let online = q.online.iter().filter(|n| *n != node).count();
+            if online < majority {
+                blockers.push(Blocker {
+                    host: hp.host.clone(),
+                    message: format!(
+                        "restarting {node} takes quorum queue {} below its majority ({online} of its {} members online, {majority} needed): it takes no messages until {node} is back; give it another member first, or rerun with --force in a quiet hour",
+                        q.name,
+                        q.members.len()
+                    ),
+                });
+            }
+        }
+    }
 }
 
 /// The version in an OpenSSH for Windows banner (`SSH-2.0-OpenSSH_for_Windows_7.7`).

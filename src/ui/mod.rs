@@ -1,5 +1,6 @@
 //! Progress on stderr: on a terminal, an indicatif line per host and an overall bar;
-//! otherwise plain lines, one per event, that read well in a log. Results go to stdout.
+//! otherwise plain lines, one per event, that read well in a log: what a host starts
+//! doing ends in " ...", what it finished does not. Results go to stdout.
 
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 use std::collections::BTreeMap;
@@ -46,7 +47,7 @@ impl Progress {
                     b.set_message(message.to_string());
                 }
             }
-            None => eprintln!("{host}: {message}"),
+            None => eprintln!("{host}: {message} ..."),
         }
     }
 
