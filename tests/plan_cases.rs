@@ -100,6 +100,7 @@ fn converged(c: &Case) -> Vec<HostFacts> {
                 service_stamp: r.service_stamp.clone(),
                 server: None,
                 ssh_shell: None,
+                leftovers: vec![],
             }
         })
         .collect()
@@ -580,4 +581,21 @@ fn restarting_the_only_disc_node_is_refused() {
     assert!(plan_of(&c, ram(conf_drifted(&c, 0)), true)
         .blockers
         .is_empty());
+}
+
+/// The temporary file of an upload that an interrupted run left is found by the facts
+/// and deleted by the plan, on a host that otherwise needs nothing.
+#[test]
+fn a_half_written_upload_is_cleaned_up() {
+    let c = case(|t| t);
+    let mut facts = converged(&c);
+    facts[1].leftovers = vec!["/etc/rabbitmq/rabbitmq.conf.warren-new".into()];
+    let p = plan_of(&c, facts, false);
+    assert!(p.hosts[1].changes());
+    assert_eq!(p.hosts[1].service, Service::Leave);
+    let text = plan::view::text(&p);
+    assert!(
+        text.contains("  - /etc/rabbitmq/rabbitmq.conf.warren-new  (the temporary file of an upload an interrupted run left: deleted)"),
+        "{text}"
+    );
 }

@@ -201,6 +201,17 @@ impl<'a> Executor<'a> {
     fn host(&mut self, i: usize, hp: &HostPlan) -> Result<()> {
         let h = &self.inv.hosts[i];
         let t = &mut *self.conns[i];
+        for l in &hp.leftovers {
+            let script = t.platform().remove_file(l);
+            let out = t.run(&script, Duration::from_secs(30))?;
+            if !out.ok() {
+                bail!("{}: deleting {l} failed: {}", h.name, out.last_line());
+            }
+            self.report.done.push(format!(
+                "{}: deleted {l}, left by an interrupted run",
+                h.name
+            ));
+        }
         for c in &hp.settings {
             self.progress
                 .host(&h.name, &format!("setting {}", c.setting.key));

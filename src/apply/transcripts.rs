@@ -41,6 +41,8 @@ struct HostState {
     node: String,
     /// The lock file of a run in progress.
     lock: Option<String>,
+    /// Temporary files an interrupted upload left.
+    leftovers: Vec<String>,
 }
 
 struct Log {
@@ -193,6 +195,9 @@ impl Scripted {
                     ))
                 }
             }
+        }
+        for l in &s.leftovers {
+            out.push_str(&format!("@@leftover {l}\n"));
         }
         out.push_str(&format!("@@hostname {}\n", s.hostname));
         for (k, v) in &s.settings {
@@ -443,6 +448,7 @@ fn converged(inv: &Inventory, r: &HostRender) -> HostState {
         seed: inv.central().node_name(),
         node: h.node_name(),
         lock: None,
+        leftovers: Vec::new(),
     }
 }
 
@@ -739,6 +745,27 @@ fn an_interrupted_reinstall_is_finished_by_the_rerun() {
     let apply = t.split("== apply").nth(1).unwrap();
     assert!(
         apply.contains("'install'") && !apply.contains("put "),
+        "{apply}"
+    );
+}
+
+/// A run killed while uploading left `rabbitmq.conf.warren-new` (the config itself is
+/// up to date): the plan deletes it and nothing else.
+#[test]
+fn a_half_written_upload_is_deleted_on_windows() {
+    let (_d, inv, r) = setup(&["win1"]);
+    let mut win = converged(&inv, &r[1]);
+    win.leftovers = vec![r"C:\ProgramData\RabbitMQ\rabbitmq.conf.warren-new".into()];
+    let t = transcript(&inv, vec![converged(&inv, &r[0]), win]);
+    let apply = t.split("== apply").nth(1).unwrap();
+    assert!(
+        apply.contains(
+            r"Remove-Item -LiteralPath 'C:\ProgramData\RabbitMQ\rabbitmq.conf.warren-new' -Force"
+        ),
+        "{apply}"
+    );
+    assert!(
+        !apply.contains("put ") && !apply.contains("Stop-Service"),
         "{apply}"
     );
 }

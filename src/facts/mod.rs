@@ -77,6 +77,8 @@ pub struct HostFacts {
     pub server: Option<String>,
     /// OpenSSH's DefaultShell on a Windows host, when set.
     pub ssh_shell: Option<String>,
+    /// Temporary files an interrupted upload left (`PATH.warren-new`).
+    pub leftovers: Vec<String>,
 }
 
 impl HostFacts {
@@ -281,6 +283,7 @@ pub fn host_facts(
         service_stamp: reading.service_stamp,
         server: p.server_version(),
         ssh_shell: reading.ssh_shell,
+        leftovers: reading.leftovers,
     })
 }
 

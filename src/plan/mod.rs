@@ -85,6 +85,8 @@ pub struct HostPlan {
     pub reinstall: Vec<String>,
     /// Every no-op with its reason, e.g. "rabbitmq.conf: already up to date".
     pub unchanged: Vec<String>,
+    /// Temporary files an interrupted upload left, deleted first.
+    pub leftovers: Vec<String>,
 }
 
 /// A host setting that differs.
@@ -98,6 +100,7 @@ pub struct SettingChange {
 impl HostPlan {
     pub fn changes(&self) -> bool {
         !self.files.is_empty()
+            || !self.leftovers.is_empty()
             || self.service != Service::Leave
             || !self.start_plugins.is_empty()
             || !self.settings.is_empty()
@@ -411,6 +414,7 @@ fn host_plan(h: &Host, d: &HostRender, f: &HostFacts) -> HostPlan {
         settings,
         reinstall,
         unchanged,
+        leftovers: f.leftovers.clone(),
     }
 }
 

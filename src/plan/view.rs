@@ -32,6 +32,12 @@ pub fn text(p: &Plan) -> String {
                 }
             );
         }
+        for l in &h.leftovers {
+            let _ = writeln!(
+                s,
+                "  - {l}  (the temporary file of an upload an interrupted run left: deleted)"
+            );
+        }
         for f in &h.files {
             let _ = writeln!(s, "  {} {}  ({})", f.action.symbol(), f.path, f.why);
             for line in f.diff.lines() {

@@ -113,8 +113,9 @@ impl Platform for Linux {
 
     fn read_host(&self, files: &[(&str, bool)], _settings: &[Setting]) -> Query {
         let mut script = String::from(
-            "f() { if [ -f \"$1\" ]; then printf '@@file %s\\t%s\\n' \"$(stat -c '%a:%U' \"$1\")\" \"$1\"; base64 -w0 \"$1\"; echo; else printf '@@missing - %s\\n' \"$1\"; fi; }\n\
-             s() { if [ -f \"$1\" ]; then printf '@@hash %s\\t%s\\n' \"$(stat -c '%a:%U' \"$1\")\" \"$1\"; sha256sum \"$1\" | cut -d' ' -f1; else printf '@@missing - %s\\n' \"$1\"; fi; }\n",
+            "f() { if [ -f \"$1\" ]; then printf '@@file %s\\t%s\\n' \"$(stat -c '%a:%U' \"$1\")\" \"$1\"; base64 -w0 \"$1\"; echo; else printf '@@missing - %s\\n' \"$1\"; fi; l \"$1\"; }\n\
+             s() { if [ -f \"$1\" ]; then printf '@@hash %s\\t%s\\n' \"$(stat -c '%a:%U' \"$1\")\" \"$1\"; sha256sum \"$1\" | cut -d' ' -f1; else printf '@@missing - %s\\n' \"$1\"; fi; l \"$1\"; }\n\
+             l() { if [ -e \"$1.warren-new\" ]; then printf '@@leftover %s\\n' \"$1.warren-new\"; fi; }\n",
         );
         for (path, secret) in files {
             let func = if *secret { "s" } else { "f" };
@@ -197,6 +198,10 @@ impl Platform for Linux {
     fn cli_cookie(&self) -> String {
         // Debian's CLI wrappers run the tools as the rabbitmq user, whose home it is.
         format!("{}/.erlang.cookie", self.data_dir)
+    }
+
+    fn remove_file(&self, path: &str) -> String {
+        format!("rm -f {}", sh_quote(path))
     }
 
     fn lock_path(&self) -> String {

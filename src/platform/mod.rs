@@ -163,6 +163,8 @@ pub struct Reading {
     pub sbin: Option<String>,
     /// The default shell OpenSSH starts commands in, when set (Windows).
     pub ssh_shell: Option<String>,
+    /// Temporary files of an interrupted upload (`PATH.warren-new`).
+    pub leftovers: Vec<String>,
 }
 
 /// Where a script too long for one command line is put and how it is run.
@@ -230,6 +232,8 @@ pub trait Platform: Send + Sync {
     fn reinstall(&self) -> Option<String>;
     /// A RabbitMQ CLI call that may change the node.
     fn cli(&self, tool: Tool, args: &[&str]) -> String;
+    /// A script that deletes a file, if it exists.
+    fn remove_file(&self, path: &str) -> String;
     /// Where the lock of a run in progress lives on the host (the central host's).
     fn lock_path(&self) -> String;
     /// A script that creates the lock file holding `content`, unless it exists; with
@@ -557,6 +561,7 @@ pub fn parse_reading(out: &str) -> anyhow::Result<Reading> {
                 r.cli_missing = r.sbin.is_none();
             }
             "shell" => r.ssh_shell = some(rest),
+            "leftover" => r.leftovers.push(rest.to_string()),
             "setting" => {
                 let (key, value) = rest.split_once(' ').unwrap_or((rest, ""));
                 r.settings.insert(key.to_string(), value.trim().to_string());

@@ -184,6 +184,11 @@ const READ_FUNCTIONS: &str = r#"function Get-Access([string]$Path) {
     }
     @($Names) -join ','
 }
+function Read-Leftover([string]$Path) {
+    if (Test-Path -LiteralPath ($Path + '.warren-new')) {
+        '@@leftover ' + $Path + '.warren-new'
+    }
+}
 function Read-Text([string]$Path) {
     if (Test-Path -LiteralPath $Path -PathType Leaf) {
         '@@file 0:' + (Get-Access $Path) + "`t" + $Path
@@ -191,6 +196,7 @@ function Read-Text([string]$Path) {
     } else {
         '@@missing - ' + $Path
     }
+    Read-Leftover $Path
 }
 function Read-Hash([string]$Path) {
     if (Test-Path -LiteralPath $Path -PathType Leaf) {
@@ -199,6 +205,7 @@ function Read-Hash([string]$Path) {
     } else {
         '@@missing - ' + $Path
     }
+    Read-Leftover $Path
 }
 "#;
 
@@ -486,6 +493,13 @@ impl Platform for Windows {
 
     fn cli_cookie(&self) -> String {
         format!(r"{}\.erlang.cookie", self.user_profile)
+    }
+
+    fn remove_file(&self, path: &str) -> String {
+        format!(
+            "Remove-Item -LiteralPath {} -Force -ErrorAction SilentlyContinue\n",
+            ps_quote(path)
+        )
     }
 
     fn lock_path(&self) -> String {

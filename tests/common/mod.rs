@@ -402,3 +402,50 @@ pub fn failing(v: &serde_json::Value) -> Vec<(String, String, String)> {
         })
         .collect()
 }
+
+/// Every site queue: master on its site's node, a synchronised mirror on central.
+pub fn assert_user_layout(dir: &Path, hosts: &[Host]) {
+    let central = &hosts[0];
+    // The text output names each pid's node (the JSON formatter does not).
+    let listing = ssh_ok(
+        dir,
+        central,
+        "rabbitmqctl -q list_queues --no-table-headers name pid slave_pids synchronised_slave_pids policy",
+    );
+    for site in &hosts[1..] {
+        let name = format!("site.{}.data", site.name);
+        let row: Vec<&str> = listing
+            .lines()
+            .map(|l| l.split('\t').collect::<Vec<_>>())
+            .find(|cols| cols[0] == name)
+            .unwrap_or_else(|| panic!("queue {name} missing: {listing}"));
+        assert_eq!(row.len(), 5, "{row:?}");
+        assert_eq!(pid_node(row[1]), format!("rabbit@{}", site.name), "{row:?}");
+        let nodes = |col: &str| -> Vec<String> {
+            col.trim_matches(['[', ']'])
+                .split(',')
+                .filter(|p| !p.trim().is_empty())
+                .map(|p| pid_node(p.trim()))
+                .collect()
+        };
+        assert_eq!(
+            nodes(row[2]),
+            vec!["rabbit@central"],
+            "mirrors of {name}: {row:?}"
+        );
+        assert_eq!(
+            nodes(row[3]),
+            vec!["rabbit@central"],
+            "synchronised mirrors of {name}: {row:?}"
+        );
+        assert_eq!(row[4], format!("warren-mirror-{}", site.name));
+    }
+    assert_all_see_all(dir, hosts);
+    // One cookie everywhere: the cluster's.
+    let hashes: std::collections::BTreeSet<String> = on_each(hosts, |h| {
+        ssh_ok(dir, h, "sha256sum < /var/lib/rabbitmq/.erlang.cookie")
+    })
+    .into_iter()
+    .collect();
+    assert_eq!(hashes.len(), 1);
+}

@@ -1,0 +1,353 @@
+//! Interrupted runs, as when the operator's machine or network loses warren mid-way:
+//! on a three-host lab, `apply` killed (SIGKILL) right after every step of a bootstrap
+//! and of a rolling restart, inside restarts, and inside a master move; each time the
+//! next `apply` takes the dead run's lock over and carries on, and at the end the
+//! cluster is exactly the inventory's (read through RabbitMQ on every node), verify
+//! passes, and every message published before is still in its queue. Also: a second
+//! `apply` refused while one runs, `plan` saying a run is in progress, a node left with
+//! its rabbit application stopped, and Ctrl-C stopping at a safe point.
+
+mod common;
+
+use common::*;
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// How a run of `apply` is stopped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Stop {
+    /// SIGKILL: nothing of warren's own runs after it.
+    Kill,
+    /// SIGINT, as Ctrl-C sends it.
+    Interrupt,
+}
+
+/// What one run printed and how it ended.
+struct Run {
+    stderr: String,
+    stopped: Option<Stop>,
+    /// The exit code when it ended by itself (or after SIGINT).
+    code: Option<i32>,
+    pid: u32,
+}
+
+/// `apply --yes` on the lab, its progress lines read as they come; the first line for
+/// which `at` says so stops it. `at` may block (to wait for something on the hosts).
+fn apply_until(dir: &Path, mut at: impl FnMut(&str) -> Option<Stop>) -> Run {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_warren"))
+        .args(["-i", "lab/inventory.toml", "apply", "--yes"])
+        .current_dir(dir)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run warren");
+    let pid = child.id();
+    let mut stderr = String::new();
+    let mut stopped = None;
+    for line in BufReader::new(child.stderr.take().unwrap()).lines() {
+        let line = line.unwrap();
+        stderr.push_str(&line);
+        stderr.push('\n');
+        if stopped.is_some() {
+            continue;
+        }
+        match at(&line) {
+            Some(Stop::Kill) => {
+                child.kill().unwrap();
+                child.wait().unwrap();
+                return Run {
+                    stderr,
+                    stopped: Some(Stop::Kill),
+                    code: None,
+                    pid,
+                };
+            }
+            Some(Stop::Interrupt) => {
+                let ok = Command::new("kill")
+                    .args(["-INT", &pid.to_string()])
+                    .status()
+                    .unwrap();
+                assert!(ok.success());
+                stopped = Some(Stop::Interrupt);
+            }
+            None => {}
+        }
+    }
+    let status = child.wait().unwrap();
+    Run {
+        stderr,
+        stopped,
+        code: status.code(),
+        pid,
+    }
+}
+
+/// A line saying a lab host finished a step (a step that starts ends in " ...").
+fn finished_step(line: &str) -> bool {
+    ["central: ", "site1: ", "site2: "]
+        .iter()
+        .any(|h| line.starts_with(h))
+        && !line.ends_with(" ...")
+}
+
+/// Reruns `apply`, each run stopped where `at(run, line)` says, until a run finishes
+/// by itself; every rerun after a killed one must take the dead run's lock over.
+/// Returns the lines each run was killed at.
+fn killed_until_converged(
+    dir: &Path,
+    what: &str,
+    mut at: impl FnMut(usize, &str) -> Option<Stop>,
+) -> Vec<String> {
+    let mut killed_at = Vec::new();
+    for n in 0..120 {
+        let run = apply_until(dir, |l| at(n, l));
+        if n > 0 {
+            assert!(
+                run.stderr
+                    .contains("note: took over the lock of warren apply by"),
+                "{what}: run {n} after a killed run did not take its lock over:\n{}",
+                run.stderr
+            );
+        }
+        match run.stopped {
+            Some(Stop::Kill) => {
+                killed_at.push(run.stderr.lines().last().unwrap_or("").to_string());
+            }
+            _ => {
+                assert_eq!(
+                    run.code,
+                    Some(0),
+                    "{what}: the run after {} kills failed:\n{}",
+                    killed_at.len(),
+                    run.stderr
+                );
+                return killed_at;
+            }
+        }
+    }
+    panic!("{what}: no run finished in 120 runs; killed at: {killed_at:#?}");
+}
+
+fn lock_file_exists(dir: &Path, central: &Host) -> bool {
+    ssh(dir, central, "test -e /var/lib/rabbitmq/warren.lock")
+        .status
+        .success()
+}
+
+#[test]
+fn killed_runs_are_finished_by_the_next() {
+    let dir = workdir("lab_interrupt");
+    let mut phases = Phases::new("lab_interrupt");
+    let hosts = fresh_lab(&dir, 3);
+    let (central, site1, site2) = (&hosts[0], &hosts[1], &hosts[2]);
+    phases.done("lab up (3 hosts)");
+
+    // One operator at a time: while a bootstrap runs, a second apply is refused and
+    // says who holds the lock. Then the first is killed: plan says so.
+    let mut second = None;
+    let first = apply_until(&dir, |l| {
+        if !finished_step(l) {
+            return None;
+        }
+        second = Some(lab_warren(&dir, &["apply", "--yes"]));
+        Some(Stop::Kill)
+    });
+    let (code, _, err) = second.expect("a second apply ran");
+    assert_eq!(code, 1, "{err}");
+    assert!(
+        err.contains(&format!("(pid {}) since ", first.pid))
+            && err
+                .contains("holds the lock (/var/lib/rabbitmq/warren.lock): one operator at a time")
+            && err.contains("nothing was changed"),
+        "{err}"
+    );
+    assert!(lock_file_exists(&dir, central));
+    let (_, plan, _) = lab_warren(&dir, &["plan"]);
+    assert!(
+        plan.contains("warning: a run was interrupted: warren apply by ")
+            && plan.contains("the next `warren apply` takes its lock over"),
+        "{plan}"
+    );
+    phases.done("a second apply refused while the first runs");
+
+    // The bootstrap, killed right after each step it finishes.
+    let kills = killed_until_converged(&dir, "bootstrap", |_, l| {
+        finished_step(l).then_some(Stop::Kill)
+    });
+    assert!(kills.len() >= 8, "only {} kills: {kills:#?}", kills.len());
+    assert_user_layout(&dir, &hosts);
+    verify_passes(&dir);
+    assert!(!lock_file_exists(&dir, central));
+    phases.done(&format!(
+        "bootstrap killed after each of {} steps",
+        kills.len()
+    ));
+
+    // A run that is alive (this test's own process, as far as the lock can tell) holds
+    // the lock: plan and verify say a run is in progress, apply refuses, and only
+    // --break-lock takes it over.
+    let me = std::fs::read_to_string("/proc/self/stat").unwrap();
+    let started = me[me.rfind(')').unwrap() + 1..]
+        .split_whitespace()
+        .nth(19)
+        .unwrap()
+        .to_string();
+    let machine = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap();
+    let holder = serde_json::json!({
+        "command": "drill", "user": "alice", "machine": machine.trim(),
+        "pid": std::process::id(), "started": started.parse::<u64>().unwrap(),
+        "since": "2026-12-02T18:00:00Z", "token": "0123456789abcdef"
+    });
+    ssh_ok(
+        &dir,
+        central,
+        &format!("echo '{holder}' > /var/lib/rabbitmq/warren.lock"),
+    );
+    let (_, plan, _) = lab_warren(&dir, &["plan"]);
+    assert!(
+        plan.contains(&format!(
+            "warning: a run is in progress: warren drill by alice on {} (pid {}) since 2026-12-02T18:00:00Z",
+            machine.trim(),
+            std::process::id()
+        )),
+        "{plan}"
+    );
+    let (code, v) = verify_json(&dir);
+    assert_eq!(code, 0, "{v:#}");
+    assert!(
+        v["run_in_progress"]
+            .as_str()
+            .unwrap()
+            .contains("a run is in progress: warren drill by alice"),
+        "{v:#}"
+    );
+    let (code, _, err) = lab_warren(&dir, &["apply", "--yes"]);
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("warren drill by alice on"), "{err}");
+    let (code, _, err) = lab_warren(&dir, &["apply", "--yes", "--break-lock"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        err.contains("note: broke the lock of warren drill by alice"),
+        "{err}"
+    );
+    assert!(!lock_file_exists(&dir, central));
+    phases.done("a live lock: plan and verify say so, apply refuses, --break-lock");
+
+    // A join interrupted between stop_app and start_app leaves the rabbit application
+    // stopped; an upload interrupted leaves its temporary file: the plan starts the
+    // application, then checks the membership, and deletes the file.
+    ssh_ok(&dir, site2, "rabbitmqctl -q stop_app");
+    ssh_ok(
+        &dir,
+        site1,
+        "cp /etc/rabbitmq/rabbitmq.conf /etc/rabbitmq/rabbitmq.conf.warren-new",
+    );
+    let (code, plan, _) = lab_warren(&dir, &["plan", "--exit-code"]);
+    assert_eq!(code, 2, "{plan}");
+    assert!(
+        plan.contains("> start the rabbit application: the Erlang VM runs with it stopped")
+            && plan.contains("  - /etc/rabbitmq/rabbitmq.conf.warren-new  (the temporary file"),
+        "{plan}"
+    );
+    apply_verified(&dir);
+    assert_user_layout(&dir, &hosts);
+    assert!(!ssh(
+        &dir,
+        site1,
+        "test -e /etc/rabbitmq/rabbitmq.conf.warren-new"
+    )
+    .status
+    .success());
+    phases.done("a stopped rabbit application and a half-written upload");
+
+    // Messages in both site queues, then a change that restarts every node.
+    let payloads: Vec<String> = (1..=20).map(|i| format!("reading {i}")).collect();
+    publish(&dir, site1, "site.site1.data", &payloads);
+    publish(&dir, site2, "site.site2.data", &payloads);
+    edit_inventory(&dir, "net_ticktime = 20", "net_ticktime = 25");
+
+    // Ctrl-C while a node restarts: that restart finishes, nothing after it starts,
+    // the run says what it did and did not do, and its lock is released.
+    let run = apply_until(&dir, |l| {
+        l.contains(": stopping RabbitMQ (rabbitmq.conf changed) ...")
+            .then_some(Stop::Interrupt)
+    });
+    assert_eq!(run.stopped, Some(Stop::Interrupt));
+    assert_eq!(run.code, Some(1), "{}", run.stderr);
+    assert!(
+        run.stderr.contains("stopped by Ctrl-C at a safe point")
+            && run.stderr.contains("done before the failure:")
+            && run
+                .stderr
+                .contains("wrote rabbitmq.conf; restarted RabbitMQ")
+            && run.stderr.contains("not done:")
+            && run.stderr.contains("it continues from here"),
+        "{}",
+        run.stderr
+    );
+    assert!(!lock_file_exists(&dir, central));
+    phases.done("Ctrl-C stops at a safe point");
+
+    // The rest of the rolling restart, killed alternately inside a stop or a start
+    // and right after a finished step.
+    let kills = killed_until_converged(&dir, "rolling restart", |n, l| {
+        let inside = l.contains(": stopping RabbitMQ") || l.contains(": starting RabbitMQ");
+        if n % 2 == 0 && inside {
+            std::thread::sleep(Duration::from_millis(700));
+            return Some(Stop::Kill);
+        }
+        (n % 2 == 1 && finished_step(l)).then_some(Stop::Kill)
+    });
+    assert!(!kills.is_empty());
+    assert_user_layout(&dir, &hosts);
+    verify_passes(&dir);
+    for q in ["site.site1.data", "site.site2.data"] {
+        assert_eq!(
+            queue_messages(&dir, central, q),
+            20,
+            "{q} after the restarts"
+        );
+    }
+    phases.done(&format!("rolling restart killed {} times", kills.len()));
+
+    // A master move killed while its temporary policy is in place: site1's node
+    // restarted by hand, so its queue's master is now on central.
+    stop_rabbit(&dir, site1);
+    start_rabbit(&dir, site1);
+    let move_policy = |dir: &Path| -> bool {
+        let (status, body) = management(dir, central, "GET", "/api/policies/%2F", None);
+        status == 200 && body.contains("\"name\":\"warren-move-")
+    };
+    let mut left = false;
+    let run = apply_until(&dir, |l| {
+        if !l.contains(": moving the master of site.site1.data to rabbit@site1 ...") {
+            return None;
+        }
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while !move_policy(&dir) && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        left = true;
+        Some(Stop::Kill)
+    });
+    assert!(left && run.stopped == Some(Stop::Kill), "{}", run.stderr);
+    if move_policy(&dir) {
+        let (code, plan, _) = lab_warren(&dir, &["plan", "--exit-code"]);
+        assert_eq!(code, 2, "{plan}");
+        assert!(plan.contains("- policy warren-move-"), "{plan}");
+    }
+    apply_verified(&dir);
+    assert!(!move_policy(&dir), "the temporary policy is still there");
+    assert_user_layout(&dir, &hosts);
+    for q in ["site.site1.data", "site.site2.data"] {
+        assert_eq!(queue_messages(&dir, central, q), 20, "{q} after the move");
+    }
+    phases.done("a master move killed midway, then finished");
+
+    // Nothing left: a rerun changes nothing.
+    let (code, plan, _) = lab_warren(&dir, &["plan", "--exit-code"]);
+    assert_eq!(code, 0, "{plan}");
+    warren_ok(&dir, &["lab", "down"]);
+}
