@@ -77,6 +77,9 @@ fn render(dir: &Path, extra: &[&str]) -> BTreeMap<String, Vec<u8>> {
     assert!(!all(&out).contains(COOKIE), "the cookie was printed");
     let mut files = BTreeMap::new();
     collect(&out_dir, &out_dir, &mut files);
+    if let Some(defs) = files.get_mut("cluster/definitions.json") {
+        *defs = mask_hashes(dir, defs).into_bytes();
+    }
     files
 }
 
@@ -259,6 +262,8 @@ fn a_template_beside_the_inventory_overrides_the_builtin_one() {
     );
     let mut files = BTreeMap::new();
     collect(&dir.path().join("out"), &dir.path().join("out"), &mut files);
+    let defs = files.get_mut("cluster/definitions.json").unwrap();
+    *defs = mask_hashes(dir.path(), defs).into_bytes();
     assert_eq!(files.len(), plain.len());
     for (path, bytes) in &files {
         if path.ends_with("enabled_plugins") {
@@ -391,4 +396,63 @@ fn erlang_terms_files_parse_in_erlang() {
         checked += 1;
     }
     assert_eq!(checked, 10);
+}
+
+/// definitions.json with each password hash checked against the user's password file
+/// and then masked: the salt is random, so the hash differs on every render.
+fn mask_hashes(dir: &Path, defs: &[u8]) -> String {
+    let text = String::from_utf8(defs.to_vec()).unwrap();
+    let v: serde_json::Value = serde_json::from_str(&text).unwrap();
+    let mut masked = text.clone();
+    for u in v["users"].as_array().unwrap() {
+        let name = u["name"].as_str().unwrap();
+        let hash = u["password_hash"].as_str().unwrap();
+        // The password as the inventory names it: a file, or one of PASSWORDS.
+        let text = std::fs::read_to_string(dir.join("inventory.toml")).unwrap();
+        let inv = warren::inventory::parse(&text, &dir.join("inventory.toml")).unwrap();
+        let user = inv.users.iter().find(|x| x.name == name).unwrap();
+        let password = match &user.password {
+            warren::inventory::SecretRef::Env(var) => PASSWORDS
+                .iter()
+                .find(|(k, _)| k == var)
+                .unwrap()
+                .1
+                .to_string(),
+            file => file.read().unwrap().expose().to_string(),
+        };
+        assert!(
+            warren::plan::cluster::password_matches(
+                hash,
+                u["hashing_algorithm"].as_str().unwrap(),
+                &password
+            ),
+            "the hash of {name} does not check against its password"
+        );
+        masked = masked.replace(hash, "(salted at random)");
+    }
+    masked
+}
+
+/// The same password gives another hash on every render (RabbitMQ's own way), and
+/// each checks against it.
+#[test]
+fn password_hashes_are_salted_at_random() {
+    let dir = workspace(&user_inventory());
+    let hashes = |n: usize| -> Vec<String> {
+        let out_dir = dir.path().join(format!("out{n}"));
+        let out = warren(dir.path(), &["render", "--out", out_dir.to_str().unwrap()]);
+        assert!(out.status.success());
+        let defs = std::fs::read_to_string(out_dir.join("cluster/definitions.json")).unwrap();
+        let v: serde_json::Value = serde_json::from_str(&defs).unwrap();
+        mask_hashes(dir.path(), defs.as_bytes());
+        v["users"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|u| u["password_hash"].as_str().unwrap().to_string())
+            .collect()
+    };
+    let (a, b) = (hashes(1), hashes(2));
+    assert_eq!(a.len(), b.len());
+    assert!(a.iter().zip(&b).all(|(x, y)| x != y), "{a:?} {b:?}");
 }

@@ -195,21 +195,19 @@ pub fn render(inv: &Inventory) -> Result<String> {
     Ok(s)
 }
 
-/// RabbitMQ's `rabbit_password_hashing_sha256`: base64(salt ++ sha256(salt ++ password)).
-/// The 4-byte salt is derived from the user and password rather than drawn at random,
-/// so that the same inventory renders byte-identical definitions.
+/// RabbitMQ's `rabbit_password_hashing_sha256`: base64(salt ++ sha256(salt ++ password)),
+/// with a 4-byte salt drawn at random, as RabbitMQ itself does: the same password never
+/// gives the same hash twice. A hash is compared by checking the password against it
+/// (`plan::cluster::password_matches`), never by deriving it again.
 fn user_def(inv: &Inventory, u: &User) -> Result<UserDef> {
+    use rand::RngCore;
     let password = u.password.read().map_err(|e| {
         anyhow::anyhow!("{}: users ({}): password: {e}", inv.path.display(), u.name)
     })?;
     let pw = password.expose().as_bytes();
-    let seed = Sha256::new()
-        .chain_update(b"warren password salt\0")
-        .chain_update(u.name.as_bytes())
-        .chain_update(b"\0")
-        .chain_update(pw)
-        .finalize();
-    let salt = &seed[..4];
+    let mut salt = [0u8; 4];
+    rand::rngs::OsRng.fill_bytes(&mut salt);
+    let salt = &salt[..];
     let hash = Sha256::new().chain_update(salt).chain_update(pw).finalize();
     let mut salted = salt.to_vec();
     salted.extend_from_slice(&hash);
