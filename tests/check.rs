@@ -602,3 +602,29 @@ fn a_bad_cookie_is_refused() {
     assert!(err.contains("cluster.cookie: the cookie in file"), "{err}");
     assert!(!err.contains("has spaces"), "the cookie leaked: {err}");
 }
+
+/// A secret's value written in the inventory is refused with the fix, for the cookie
+/// and for a user's password alike.
+#[test]
+fn a_secret_written_inline_is_refused_with_the_fix() {
+    for (from, to) in [
+        (
+            r#"cookie = { file = "cookie" }"#,
+            r#"cookie = "NOTACOOKIE""#,
+        ),
+        (
+            r#"password = { env = "WARREN_TEST_PW" }"#,
+            r#"password = "hunter2hunter2""#,
+        ),
+    ] {
+        assert!(BASE.contains(from), "{from}");
+        let found = problems(&BASE.replace(from, to));
+        assert_eq!(found.len(), 1, "{found:?}");
+        assert!(
+            found[0].contains("a secret's value is never written in the inventory")
+                && found[0].contains(r#"write { file = "PATH" } or { env = "VARIABLE" } instead"#),
+            "{}",
+            found[0]
+        );
+    }
+}

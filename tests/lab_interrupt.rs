@@ -13,7 +13,23 @@ use common::*;
 use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Command, Stdio};
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
+
+/// Everything warren printed in this story, grepped for secrets at its end.
+static OUTPUTS: Mutex<String> = Mutex::new(String::new());
+
+fn record(text: &str) {
+    OUTPUTS.lock().unwrap().push_str(text);
+}
+
+/// `lab_warren`, its output recorded.
+fn lab(dir: &Path, args: &[&str]) -> (i32, String, String) {
+    let (code, out, err) = lab_warren(dir, args);
+    record(&out);
+    record(&err);
+    (code, out, err)
+}
 
 /// How a run of `apply` is stopped.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -39,11 +55,17 @@ fn apply_until(dir: &Path, mut at: impl FnMut(&str) -> Option<Stop>) -> Run {
     let mut child = Command::new(env!("CARGO_BIN_EXE_warren"))
         .args(["-i", "lab/inventory.toml", "apply", "--yes"])
         .current_dir(dir)
-        .stdout(Stdio::null())
+        .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
         .expect("run warren");
     let pid = child.id();
+    let mut out = child.stdout.take().unwrap();
+    let stdout = std::thread::spawn(move || {
+        let mut s = String::new();
+        std::io::Read::read_to_string(&mut out, &mut s).ok();
+        s
+    });
     let mut stderr = String::new();
     let mut stopped = None;
     for line in BufReader::new(child.stderr.take().unwrap()).lines() {
@@ -57,6 +79,8 @@ fn apply_until(dir: &Path, mut at: impl FnMut(&str) -> Option<Stop>) -> Run {
             Some(Stop::Kill) => {
                 child.kill().unwrap();
                 child.wait().unwrap();
+                record(&stdout.join().unwrap());
+                record(&stderr);
                 return Run {
                     stderr,
                     stopped: Some(Stop::Kill),
@@ -76,6 +100,8 @@ fn apply_until(dir: &Path, mut at: impl FnMut(&str) -> Option<Stop>) -> Run {
         }
     }
     let status = child.wait().unwrap();
+    record(&stdout.join().unwrap());
+    record(&stderr);
     Run {
         stderr,
         stopped,
@@ -130,6 +156,26 @@ fn killed_until_converged(
     panic!("{what}: no run finished in 120 runs; killed at: {killed_at:#?}");
 }
 
+/// The inventory without a host: its [[hosts]] and [[sites]] entries and its
+/// producer user.
+fn without_host(text: &str, host: &str) -> String {
+    let mut blocks: Vec<String> = Vec::new();
+    for line in text.lines() {
+        if line.starts_with('[') || blocks.is_empty() {
+            blocks.push(String::new());
+        }
+        let b = blocks.last_mut().unwrap();
+        b.push_str(line);
+        b.push('\n');
+    }
+    let quoted = format!("\"{host}\"");
+    let producer = format!("\"producer-{host}\"");
+    blocks
+        .into_iter()
+        .filter(|b| !(b.starts_with("[[") && (b.contains(&quoted) || b.contains(&producer))))
+        .collect()
+}
+
 fn lock_file_exists(dir: &Path, central: &Host) -> bool {
     ssh(dir, central, "test -e /var/lib/rabbitmq/warren.lock")
         .status
@@ -151,7 +197,7 @@ fn killed_runs_are_finished_by_the_next() {
         if !finished_step(l) {
             return None;
         }
-        second = Some(lab_warren(&dir, &["apply", "--yes"]));
+        second = Some(lab(&dir, &["apply", "--yes"]));
         Some(Stop::Kill)
     });
     let (code, _, err) = second.expect("a second apply ran");
@@ -164,7 +210,7 @@ fn killed_runs_are_finished_by_the_next() {
         "{err}"
     );
     assert!(lock_file_exists(&dir, central));
-    let (_, plan, _) = lab_warren(&dir, &["plan"]);
+    let (_, plan, _) = lab(&dir, &["plan"]);
     assert!(
         plan.contains("warning: a run was interrupted: warren apply by ")
             && plan.contains("the next `warren apply` takes its lock over"),
@@ -205,7 +251,7 @@ fn killed_runs_are_finished_by_the_next() {
         central,
         &format!("echo '{holder}' > /var/lib/rabbitmq/warren.lock"),
     );
-    let (_, plan, _) = lab_warren(&dir, &["plan"]);
+    let (_, plan, _) = lab(&dir, &["plan"]);
     assert!(
         plan.contains(&format!(
             "warning: a run is in progress: warren drill by alice on {} (pid {}) since 2026-12-02T18:00:00Z",
@@ -215,6 +261,7 @@ fn killed_runs_are_finished_by_the_next() {
         "{plan}"
     );
     let (code, v) = verify_json(&dir);
+    record(&v.to_string());
     assert_eq!(code, 0, "{v:#}");
     assert!(
         v["run_in_progress"]
@@ -223,10 +270,10 @@ fn killed_runs_are_finished_by_the_next() {
             .contains("a run is in progress: warren drill by alice"),
         "{v:#}"
     );
-    let (code, _, err) = lab_warren(&dir, &["apply", "--yes"]);
+    let (code, _, err) = lab(&dir, &["apply", "--yes"]);
     assert_eq!(code, 1, "{err}");
     assert!(err.contains("warren drill by alice on"), "{err}");
-    let (code, _, err) = lab_warren(&dir, &["apply", "--yes", "--break-lock"]);
+    let (code, _, err) = lab(&dir, &["apply", "--yes", "--break-lock"]);
     assert_eq!(code, 0, "{err}");
     assert!(
         err.contains("note: broke the lock of warren drill by alice"),
@@ -244,14 +291,14 @@ fn killed_runs_are_finished_by_the_next() {
         site1,
         "cp /etc/rabbitmq/rabbitmq.conf /etc/rabbitmq/rabbitmq.conf.warren-new",
     );
-    let (code, plan, _) = lab_warren(&dir, &["plan", "--exit-code"]);
+    let (code, plan, _) = lab(&dir, &["plan", "--exit-code"]);
     assert_eq!(code, 2, "{plan}");
     assert!(
         plan.contains("> start the rabbit application: the Erlang VM runs with it stopped")
             && plan.contains("  - /etc/rabbitmq/rabbitmq.conf.warren-new  (the temporary file"),
         "{plan}"
     );
-    apply_verified(&dir);
+    record(&apply_verified(&dir));
     assert_user_layout(&dir, &hosts);
     assert!(!ssh(
         &dir,
@@ -333,12 +380,14 @@ fn killed_runs_are_finished_by_the_next() {
         Some(Stop::Kill)
     });
     assert!(left && run.stopped == Some(Stop::Kill), "{}", run.stderr);
-    if move_policy(&dir) {
-        let (code, plan, _) = lab_warren(&dir, &["plan", "--exit-code"]);
+    let left_behind = move_policy(&dir);
+    eprintln!("[lab_interrupt] the killed run left its temporary policy: {left_behind}");
+    if left_behind {
+        let (code, plan, _) = lab(&dir, &["plan", "--exit-code"]);
         assert_eq!(code, 2, "{plan}");
         assert!(plan.contains("- policy warren-move-"), "{plan}");
     }
-    apply_verified(&dir);
+    record(&apply_verified(&dir));
     assert!(!move_policy(&dir), "the temporary policy is still there");
     assert_user_layout(&dir, &hosts);
     for q in ["site.site1.data", "site.site2.data"] {
@@ -346,8 +395,63 @@ fn killed_runs_are_finished_by_the_next() {
     }
     phases.done("a master move killed midway, then finished");
 
-    // Nothing left: a rerun changes nothing.
-    let (code, plan, _) = lab_warren(&dir, &["plan", "--exit-code"]);
+    // site2 removed from the inventory, its queue holding messages: its master moves
+    // to central's synchronised copy, the node is stopped and forgotten, its files stay;
+    // the first run is killed right after its first step and the next one finishes.
+    let text = std::fs::read_to_string(dir.join("lab/inventory.toml")).unwrap();
+    std::fs::write(dir.join("lab/inventory.toml"), without_host(&text, "site2")).unwrap();
+    let (code, plan, _) = lab(&dir, &["plan", "--exit-code"]);
+    assert_eq!(code, 2, "{plan}");
+    assert!(
+        plan.contains("  - remove rabbit@site2 (not in the inventory), first: move the master of site.site2.data to rabbit@central (its synchronised copy), stop the node, forget it"),
+        "{plan}"
+    );
+    let kills = killed_until_converged(&dir, "removal", |n, l| {
+        (n == 0 && finished_step(l)).then_some(Stop::Kill)
+    });
+    assert_eq!(kills.len(), 1);
+    let status = rabbitmqctl_json(&dir, central, "cluster_status");
+    let mut members: Vec<&str> = status["disk_nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| n.as_str().unwrap())
+        .collect();
+    members.sort();
+    assert_eq!(members, ["rabbit@central", "rabbit@site1"], "{status}");
+    assert!(
+        !ssh(&dir, site2, "rabbitmqctl -q ping").status.success(),
+        "site2's node still runs"
+    );
+    ssh_ok(&dir, site2, "test -s /etc/rabbitmq/rabbitmq.conf");
+    let listing = ssh_ok(
+        &dir,
+        central,
+        "rabbitmqctl -q list_queues --no-table-headers name pid messages",
+    );
+    let row = listing
+        .lines()
+        .find(|l| l.starts_with("site.site2.data\t"))
+        .unwrap_or_else(|| panic!("{listing}"));
+    let cols: Vec<&str> = row.split('\t').collect();
+    assert_eq!(pid_node(cols[1]), "rabbit@central", "{row}");
+    assert_eq!(
+        cols[2], "20",
+        "messages of site2's queue after its node left: {row}"
+    );
+    assert_user_layout(&dir, &hosts[..2]);
+    verify_passes(&dir);
+    phases.done("site2 removed: drained, stopped, forgotten, its messages kept");
+
+    // Nothing left: a rerun changes nothing, and no secret is in any output, on any
+    // host, or here, but where the inventory keeps it and RabbitMQ reads it.
+    let (code, plan, _) = lab(&dir, &["plan", "--exit-code"]);
     assert_eq!(code, 0, "{plan}");
+    record(&apply_verified(&dir));
+    let (_, status, _) = lab(&dir, &["status"]);
+    assert!(status.contains("site.site1.data"), "{status}");
+    let outputs = OUTPUTS.lock().unwrap().clone();
+    assert_no_secret_left(&dir, &hosts, &outputs);
+    phases.done("no secret left anywhere");
     warren_ok(&dir, &["lab", "down"]);
 }

@@ -599,3 +599,115 @@ fn a_half_written_upload_is_cleaned_up() {
         "{text}"
     );
 }
+
+fn node(name: &str, running: bool) -> warren::rabbitmq::api::NodeInfo {
+    serde_json::from_value(serde_json::json!({"name": name, "running": running, "type": "disc"}))
+        .unwrap()
+}
+
+fn classic_queue(
+    name: &str,
+    master: &str,
+    mirrors: &[&str],
+    synced: &[&str],
+) -> warren::rabbitmq::api::QueueInfo {
+    serde_json::from_value(serde_json::json!({
+        "name": name, "vhost": "/", "type": "classic", "durable": true, "node": master,
+        "slave_nodes": mirrors, "synchronised_slave_nodes": synced
+    }))
+    .unwrap()
+}
+
+fn plan_with_cluster(c: &Case, cf: ClusterFacts, force: bool) -> plan::Plan {
+    let facts = Facts {
+        hosts: converged(c),
+        cluster: Ok(cf),
+    };
+    plan::plan(
+        &c.inv,
+        &c.rendered.hosts,
+        &facts,
+        Options {
+            force,
+            ..Default::default()
+        },
+    )
+}
+
+/// A node the cluster lists and the inventory does not (its host removed from it):
+/// its queue's master moves to the synchronised copy on central, its quorum members
+/// go, then it is stopped and forgotten; refused where a queue would lose messages.
+#[test]
+fn a_host_removed_from_the_inventory_is_drained_stopped_and_forgotten() {
+    let c = case(|t| t);
+    let mut nodes: Vec<_> = c
+        .inv
+        .hosts
+        .iter()
+        .map(|h| node(&h.node_name(), true))
+        .collect();
+    nodes.push(node("rabbit@site9", true));
+    let cf = |queues| ClusterFacts {
+        nodes: nodes.clone(),
+        queues,
+        ..Default::default()
+    };
+    let down = {
+        let mut n = nodes.clone();
+        n.last_mut().unwrap().running = false;
+        n
+    };
+    let moved = classic_queue(
+        "site.site9.data",
+        "rabbit@site9",
+        &["rabbit@central"],
+        &["rabbit@central"],
+    );
+    let quorum = quorum_queue(
+        "q",
+        &["rabbit@site9", "rabbit@central", "rabbit@site1"],
+        &["rabbit@site9", "rabbit@central", "rabbit@site1"],
+    );
+    let p = plan_with_cluster(&c, cf(vec![moved, quorum]), false);
+    assert!(p.blockers.is_empty(), "{:?}", p.blockers);
+    assert_eq!(p.departures.len(), 1);
+    let text = plan::view::text(&p);
+    assert!(
+        text.contains("  - remove rabbit@site9 (not in the inventory), first: move the master of site.site9.data to rabbit@central (its synchronised copy), delete its member of quorum queue q, stop the node, forget it (forget_cluster_node); its files stay on its host"),
+        "{text}"
+    );
+    assert!(p.has_changes());
+
+    // Its copy not synchronised: refused, even with --force (syncing loses nothing).
+    let unsynced = classic_queue("site.site9.data", "rabbit@site9", &["rabbit@central"], &[]);
+    for force in [false, true] {
+        let p = plan_with_cluster(&c, cf(vec![unsynced.clone()]), force);
+        assert_eq!(p.blockers.len(), 1, "{:?}", p.blockers);
+        assert!(p.blockers[0]
+            .message
+            .contains("none of its copies (rabbit@central) is synchronised"));
+    }
+    // A queue on that node alone: refused unless --force.
+    let alone = classic_queue("orders", "rabbit@site9", &[], &[]);
+    let p = plan_with_cluster(&c, cf(vec![alone.clone()]), false);
+    assert!(p.blockers[0]
+        .message
+        .contains("durable queue orders lives on it alone"));
+    assert!(plan_with_cluster(&c, cf(vec![alone]), true)
+        .blockers
+        .is_empty());
+
+    // Already down: only forgotten.
+    let p = plan_with_cluster(
+        &c,
+        ClusterFacts {
+            nodes: down,
+            ..Default::default()
+        },
+        false,
+    );
+    assert_eq!(
+        p.departures[0].describe(),
+        "forget it (forget_cluster_node); its files stay on its host"
+    );
+}

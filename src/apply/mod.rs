@@ -83,6 +83,9 @@ pub fn execute(
         report: Report::default(),
     };
     let mut pending: Vec<String> = Vec::new();
+    for d in &plan.departures {
+        pending.push(format!("remove {}", d.node));
+    }
     for &i in &host_order(inv, plan) {
         let hp = &plan.hosts[i];
         if hp.changes() {
@@ -95,6 +98,17 @@ pub fn execute(
     pending.push("cluster resources, then placement and sync read back".into());
 
     let result = (|| -> Result<()> {
+        if !plan.departures.is_empty() {
+            let t0 = Instant::now();
+            for d in &plan.departures {
+                crate::interrupt::checkpoint()?;
+                ex.depart(d)?;
+                pending.remove(0);
+            }
+            ex.report
+                .timings
+                .push(("nodes removed".into(), t0.elapsed().as_secs_f64()));
+        }
         let t0 = Instant::now();
         for &i in &host_order(inv, plan) {
             let hp = &plan.hosts[i];
@@ -323,6 +337,39 @@ impl<'a> Executor<'a> {
             crate::platform::start_plugins(&mut *self.conns[i], &hp.start_plugins)?;
             self.did(&h.name, format!("started plugins {list} again"));
         }
+        Ok(())
+    }
+
+    /// Removes a node the inventory no longer lists, as the plan says: masters moved
+    /// to their synchronised copies, quorum members deleted, the node stopped (through
+    /// the central node's CLI: warren has no way into that host any more) and forgotten.
+    fn depart(&mut self, d: &crate::plan::Departure) -> Result<()> {
+        let (ci, port, creds) = self.api()?;
+        let central = self.inv.hosts[ci].name.clone();
+        for (queue, to) in &d.moves {
+            self.move_master(ci, port, &creds, queue, to)?;
+            self.did(&central, format!("moved the master of {queue} to {to}"));
+        }
+        for queue in &d.members {
+            self.member(ci, queue, &d.node, false)?;
+            self.did(
+                &central,
+                format!("deleted {}'s member of quorum queue {queue}", d.node),
+            );
+        }
+        if d.running {
+            self.progress
+                .host(&central, &format!("stopping {}", d.node));
+            crate::platform::remote_node(&mut *self.conns[ci], &d.node, "stop")?;
+            self.did(&central, format!("stopped {}", d.node));
+        }
+        self.progress
+            .host(&central, &format!("forgetting {}", d.node));
+        crate::platform::forget(&mut *self.conns[ci], &d.node)?;
+        self.did(
+            &central,
+            format!("forgot {} (its files stay on its host)", d.node),
+        );
         Ok(())
     }
 

@@ -21,6 +21,7 @@ pub struct RawInventory {
 #[serde(deny_unknown_fields)]
 pub struct RawCluster {
     pub name: String,
+    #[serde(deserialize_with = "secret_ref")]
     pub cookie: RawSecretRef,
     #[serde(default)]
     pub replication: Option<String>,
@@ -60,6 +61,23 @@ pub struct RawSecretRef {
     pub env: Option<String>,
 }
 
+/// A secret's value written in the inventory itself is refused with the fix.
+fn secret_ref<'de, D: serde::Deserializer<'de>>(d: D) -> Result<RawSecretRef, D::Error> {
+    use serde::de::Error;
+    match toml::Value::deserialize(d)? {
+        toml::Value::String(_) => Err(D::Error::custom(
+            "a secret's value is never written in the inventory (every copy of the file would hold it): write { file = \"PATH\" } or { env = \"VARIABLE\" } instead",
+        )),
+        v => v.try_into().map_err(|e| D::Error::custom(e.message())),
+    }
+}
+
+fn some_secret_ref<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> Result<Option<RawSecretRef>, D::Error> {
+    secret_ref(d).map(Some)
+}
+
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawHost {
@@ -74,7 +92,7 @@ pub struct RawHost {
     pub user: Option<String>,
     #[serde(default)]
     pub key: Option<String>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "some_secret_ref")]
     pub password: Option<RawSecretRef>,
     #[serde(default)]
     pub known_hosts: Option<String>,
@@ -123,6 +141,7 @@ pub struct RawSite {
 #[serde(deny_unknown_fields)]
 pub struct RawUser {
     pub name: String,
+    #[serde(deserialize_with = "secret_ref")]
     pub password: RawSecretRef,
     #[serde(default)]
     pub tags: Vec<String>,

@@ -2,6 +2,7 @@
 //! steps with reasons. `plan()` does no I/O; the executor runs exactly these steps.
 
 pub mod cluster;
+pub mod departure;
 pub mod view;
 
 use crate::facts::{Facts, FileState, HostFacts};
@@ -9,6 +10,7 @@ use crate::inventory::{Host, Inventory, JoinMethod, NodeType, Role, ServiceManag
 use crate::platform::Setting;
 use crate::render::{sha256_hex, Content, Effect, HostRender, Ownership, RenderedFile};
 pub use cluster::{ClusterPlan, Resource, ResourceChange};
+pub use departure::Departure;
 
 /// What a step does, shown as a symbol: `+` create, `~` change, `-` remove.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
@@ -130,6 +132,8 @@ pub struct Plan {
     pub cluster_name: String,
     pub hosts: Vec<HostPlan>,
     pub joins: Vec<Join>,
+    /// Nodes the inventory no longer lists, removed first.
+    pub departures: Vec<Departure>,
     pub cluster: ClusterPlan,
     pub blockers: Vec<Blocker>,
     /// What an operator should know before applying, that does not stop it.
@@ -140,6 +144,7 @@ impl Plan {
     pub fn has_changes(&self) -> bool {
         self.hosts.iter().any(HostPlan::changes)
             || !self.joins.is_empty()
+            || !self.departures.is_empty()
             || self.cluster.has_changes()
     }
     pub fn restarts(&self) -> usize {
@@ -186,6 +191,7 @@ pub fn plan(inv: &Inventory, desired: &[HostRender], facts: &Facts, opts: Option
         .map(|((h, d), f)| host_plan(h, d, f))
         .collect();
     let joins = joins(inv, facts, opts, &mut blockers);
+    let departures = departure::departures(inv, facts, opts.force, &mut blockers);
     if let Some(b) = disruptive_cookie(inv, facts, &hosts, opts) {
         blockers.push(b);
     }
@@ -201,6 +207,7 @@ pub fn plan(inv: &Inventory, desired: &[HostRender], facts: &Facts, opts: Option
         cluster_name: inv.cluster.name.clone(),
         hosts,
         joins,
+        departures,
         cluster,
         blockers,
         warnings,

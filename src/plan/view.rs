@@ -102,8 +102,16 @@ pub fn text(p: &Plan) -> String {
             );
         }
     }
-    if !p.joins.is_empty() {
+    if !p.joins.is_empty() || !p.departures.is_empty() {
         let _ = writeln!(s, "cluster membership:");
+        for d in &p.departures {
+            let _ = writeln!(
+                s,
+                "  - remove {} (not in the inventory), first: {}",
+                d.node,
+                d.describe()
+            );
+        }
         for j in &p.joins {
             let _ = writeln!(
                 s,
@@ -208,6 +216,9 @@ pub fn summary(p: &Plan) -> String {
         parts.push(format!("plugins started again on {plugins} host(s)"));
     }
     parts.push(format!("{} join(s)", p.joins.len()));
+    if !p.departures.is_empty() {
+        parts.push(format!("{} node(s) removed", p.departures.len()));
+    }
     match &p.cluster {
         ClusterPlan::Unknown { .. } => {
             parts.push("cluster resources ensured after the node steps".into())

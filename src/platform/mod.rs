@@ -16,8 +16,8 @@ mod service;
 pub mod windows;
 
 pub use service::{
-    await_startup, check_cookie_source, join, queue_member, reinstall, start, start_app,
-    start_plugins, stop, START_TIMEOUT,
+    await_startup, check_cookie_source, forget, join, queue_member, reinstall, remote_node, start,
+    start_app, start_plugins, stop, START_TIMEOUT,
 };
 
 use crate::inventory::{Host, Os, ServiceManager, TransportKind};

@@ -120,6 +120,17 @@ pub fn join(t: &mut dyn Transport, seed: &str, ram: bool, by_config: bool) -> Re
     Ok(())
 }
 
+/// Runs `rabbitmqctl -n NODE VERB` on the host: another node of the cluster, reached
+/// through Erlang distribution with the cluster's cookie.
+pub fn remote_node(t: &mut dyn Transport, node: &str, verb: &str) -> Result<()> {
+    cli(t, Tool::Ctl, &["-n", node, verb], START_TIMEOUT)
+}
+
+/// Removes a stopped node from the cluster (`rabbitmqctl forget_cluster_node`).
+pub fn forget(t: &mut dyn Transport, node: &str) -> Result<()> {
+    cli(t, Tool::Ctl, &["forget_cluster_node", node], START_TIMEOUT)
+}
+
 /// Adds or removes a quorum queue member (rabbitmq-queues; 3.10 has no API for it).
 pub fn queue_member(
     t: &mut dyn Transport,

@@ -449,3 +449,69 @@ pub fn assert_user_layout(dir: &Path, hosts: &[Host]) {
     .collect();
     assert_eq!(hashes.len(), 1);
 }
+
+/// The lab's secrets: the cluster's cookie and every user's password, as the lab's
+/// inventory names them.
+pub fn lab_secrets(dir: &Path) -> Vec<String> {
+    let lab = dir.join("lab");
+    let mut out = vec![std::fs::read_to_string(lab.join("erlang.cookie"))
+        .unwrap()
+        .trim()
+        .to_string()];
+    for e in std::fs::read_dir(lab.join("secrets")).unwrap() {
+        let p = e.unwrap().path();
+        out.push(std::fs::read_to_string(p).unwrap().trim().to_string());
+    }
+    assert!(
+        out.iter().all(|s| s.len() >= 16),
+        "a lab secret is too short to grep for"
+    );
+    out
+}
+
+/// After a full run: no secret in anything warren printed (`outputs`), in any file on
+/// the lab hosts but the cookie file RabbitMQ reads (RabbitMQ's and warren's folders,
+/// /etc, /tmp, root's home), or in the test's folder but the secret files the
+/// inventory names.
+pub fn assert_no_secret_left(dir: &Path, hosts: &[Host], outputs: &str) {
+    let secrets = lab_secrets(dir);
+    for (i, s) in secrets.iter().enumerate() {
+        assert!(
+            !outputs.contains(s.as_str()),
+            "secret {i} is in warren's output"
+        );
+    }
+    let patterns: String = secrets.iter().map(|s| format!(" -e {s}")).collect();
+    for h in hosts {
+        let out = ssh(
+            dir,
+            h,
+            &format!(
+                "grep -rlF{patterns} /etc /var/lib/rabbitmq /var/log/rabbitmq /tmp /root 2>/dev/null | grep -vx /var/lib/rabbitmq/.erlang.cookie; true"
+            ),
+        );
+        let found = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            found.trim().is_empty(),
+            "{}: a secret is in {}",
+            h.name,
+            found.trim()
+        );
+    }
+    let out = Command::new("grep")
+        .args(["-rlF"])
+        .args(secrets.iter().flat_map(|s| ["-e", s.as_str()]))
+        .arg(dir)
+        .output()
+        .unwrap();
+    let lab = dir.join("lab");
+    let found: Vec<&str> = std::str::from_utf8(&out.stdout)
+        .unwrap()
+        .lines()
+        .filter(|p| {
+            let p = Path::new(p);
+            p != lab.join("erlang.cookie") && !p.starts_with(lab.join("secrets"))
+        })
+        .collect();
+    assert!(found.is_empty(), "a secret is in {found:?}");
+}
