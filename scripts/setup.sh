@@ -2,7 +2,7 @@
 # Installs what `make demo` and `make test` need on a Debian/Ubuntu machine, and only
 # what is missing: RabbitMQ and OpenSSH (the lab's hosts run the real ones), iproute2,
 # util-linux and iptables (namespaces, veth, unshare, setpriv, a host cut off in a
-# test), the C toolchain and headers the ssh2 crate builds libssh2 with, Python's
+# test), sudo (a lab host reached as a user that is not root), the C toolchain and headers the ssh2 crate builds libssh2 with, Python's
 # venv and openssl for the WinRM tests, and Rust (rustup) when cargo is missing.
 # Uses sudo when not root.
 set -euo pipefail
@@ -17,6 +17,8 @@ have ip || need+=(iproute2)
 have unshare || need+=(util-linux)
 have setpriv || need+=(util-linux)
 have iptables || need+=(iptables)
+# A lab host reached as a login user that is not root goes through sudo.
+have sudo || need+=(sudo)
 have erl || need+=(erlang-base)
 have cc || need+=(gcc libc6-dev)
 have pkg-config || need+=(pkg-config)

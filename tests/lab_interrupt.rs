@@ -176,6 +176,48 @@ fn without_host(text: &str, host: &str) -> String {
         .collect()
 }
 
+/// The lab hosts' login user that is not root.
+const OPERATOR: &str = "warrenop";
+
+/// A login user that is not root, with passwordless sudo, on every lab host (they
+/// share this machine's /etc/passwd and /etc/sudoers.d; the lab's sshd takes the lab
+/// key for any user); removed again when dropped.
+struct Operator;
+
+impl Operator {
+    fn make() -> Operator {
+        let exists = Command::new("id")
+            .arg(OPERATOR)
+            .output()
+            .unwrap()
+            .status
+            .success();
+        if !exists {
+            let ok = Command::new("useradd")
+                .args(["--system", "--no-create-home", "--home-dir", "/nonexistent"])
+                // No password, but not locked: sshd (without PAM) refuses a locked
+                // account even its keys.
+                .args(["--password", "*"])
+                .args(["--shell", "/bin/sh", OPERATOR])
+                .status()
+                .unwrap();
+            assert!(ok.success(), "useradd {OPERATOR}");
+        }
+        let sudoers = format!("/etc/sudoers.d/{OPERATOR}");
+        std::fs::write(&sudoers, format!("{OPERATOR} ALL=(ALL) NOPASSWD: ALL\n")).unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&sudoers, std::fs::Permissions::from_mode(0o440)).unwrap();
+        Operator
+    }
+}
+
+impl Drop for Operator {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(format!("/etc/sudoers.d/{OPERATOR}"));
+        let _ = Command::new("userdel").arg(OPERATOR).status();
+    }
+}
+
 fn lock_file_exists(dir: &Path, central: &Host) -> bool {
     ssh(dir, central, "test -e /var/lib/rabbitmq/warren.lock")
         .status
@@ -308,6 +350,15 @@ fn killed_runs_are_finished_by_the_next() {
     .status
     .success());
     phases.done("a stopped rabbit application and a half-written upload");
+
+    // From here site1 is reached as a login user that is not root: every command
+    // through sudo, every upload through a private folder and sudo.
+    let _operator = Operator::make();
+    edit_inventory(
+        &dir,
+        "name = \"site1\"\naddress = \"10.231.77.11\"\nos = \"linux\"\ntransport = \"ssh\"\nuser = \"root\"",
+        &format!("name = \"site1\"\naddress = \"10.231.77.11\"\nos = \"linux\"\ntransport = \"ssh\"\nuser = \"{OPERATOR}\""),
+    );
 
     // Messages in both site queues, then a change that restarts every node.
     let payloads: Vec<String> = (1..=20).map(|i| format!("reading {i}")).collect();
@@ -447,7 +498,8 @@ fn killed_runs_are_finished_by_the_next() {
     // host, or here, but where the inventory keeps it and RabbitMQ reads it.
     let (code, plan, _) = lab(&dir, &["plan", "--exit-code"]);
     assert_eq!(code, 0, "{plan}");
-    record(&apply_verified(&dir));
+    let (code, _, err) = lab(&dir, &["apply", "--yes"]);
+    assert_eq!(code, 0, "{err}");
     let (_, status, _) = lab(&dir, &["status"]);
     assert!(status.contains("site.site1.data"), "{status}");
     let outputs = OUTPUTS.lock().unwrap().clone();

@@ -176,6 +176,12 @@ fn host_order(inv: &Inventory, plan: &Plan) -> Vec<usize> {
 
 fn host_summary(hp: &HostPlan) -> String {
     let mut parts = Vec::new();
+    if !hp.leftovers.is_empty() {
+        parts.push(format!(
+            "delete {} file(s) an interrupted run left",
+            hp.leftovers.len()
+        ));
+    }
     if !hp.files.is_empty() {
         parts.push(format!("write {} file(s)", hp.files.len()));
     }

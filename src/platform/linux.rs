@@ -5,6 +5,9 @@ use super::{Platform, Query, ScriptFile, Setting, Tool};
 use crate::inventory::{Host, Os, Paths, ServiceManager};
 use crate::transport::sh_quote;
 
+/// Where a login user that is not root puts its uploads first (`mktemp -d`).
+const PRIVATE_FOLDER_PREFIX: &str = "/tmp/warren-upload.";
+
 pub struct Linux {
     /// Commands go through `sudo -n` when the login user is not root.
     sudo: bool,
@@ -95,6 +98,12 @@ impl Platform for Linux {
         in_place: bool,
     ) -> String {
         let (t, p) = (sh_quote(tmp), sh_quote(path));
+        // An upload through a private folder (`private_folder`) removes it after.
+        let folder = tmp
+            .rsplit_once('/')
+            .map(|(f, _)| f)
+            .filter(|f| f.starts_with(PRIVATE_FOLDER_PREFIX))
+            .map(|f| format!("rm -rf {}", sh_quote(f)));
         let mut steps = Vec::new();
         if let Some(o) = owner {
             steps.push(format!("chown {} {t}", sh_quote(&format!("{o}:{o}"))));
@@ -108,7 +117,15 @@ impl Platform for Linux {
         } else {
             steps.push(format!("mv -f {t} {p}"));
         }
-        format!("{} || {{ rm -f {t}; exit 1; }}", steps.join(" && "))
+        match folder {
+            None => format!("{} || {{ rm -f {t}; exit 1; }}", steps.join(" && ")),
+            Some(rm) => format!("{{ {}; }} || {{ {rm}; exit 1; }}; {rm}", steps.join(" && ")),
+        }
+    }
+
+    fn private_folder(&self) -> Option<String> {
+        self.sudo
+            .then(|| format!("umask 077 && mktemp -d {PRIVATE_FOLDER_PREFIX}XXXXXXXX"))
     }
 
     fn read_host(&self, files: &[(&str, bool)], _settings: &[Setting]) -> Query {

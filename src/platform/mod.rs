@@ -211,6 +211,13 @@ pub trait Platform: Send + Sync {
         mode: Option<u32>,
         in_place: bool,
     ) -> String;
+    /// A command line run as the login user itself (no sudo) that makes a fresh folder
+    /// only that user can enter and prints its path: where uploads go first when the
+    /// login user cannot write the target folders (Linux through sudo). `None`: files
+    /// go to a temporary name beside their target.
+    fn private_folder(&self) -> Option<String> {
+        None
+    }
     /// Reads every managed file (secrets by hash), the settings, and the node's state.
     fn read_host(&self, files: &[(&str, bool)], settings: &[Setting]) -> Query;
     /// A read of the node, through its CLI (the same arguments on every OS).
@@ -516,7 +523,23 @@ impl Transport for Remote {
         let parent = self.platform.parent(path).to_string();
         // The parent folder may not exist yet (a systemd drop-in folder, RABBITMQ_BASE).
         self.ensure_folder(&parent)?;
-        let tmp = format!("{path}.warren-new");
+        let tmp = match self.platform.private_folder() {
+            // A login user that is not root writes into a folder of its own (mktemp:
+            // mode 0700, a name no one can take first); sudo moves the file into place
+            // and removes the folder.
+            Some(line) => {
+                let out = self.conn.exec(&line, Duration::from_secs(30))?;
+                let folder = out.stdout.trim();
+                if !out.ok() || folder.is_empty() {
+                    return Err(self.io_err(
+                        &what,
+                        format!("making a private upload folder failed: {}", out.last_line()),
+                    ));
+                }
+                format!("{folder}/{}", crate::plan::file_name(path))
+            }
+            None => format!("{path}.warren-new"),
+        };
         self.send_file(&tmp, bytes)?;
         let script = self.platform.place_file(&tmp, path, owner, mode, in_place);
         let done = self.exec_script(&script, Duration::from_secs(30))?;
