@@ -432,6 +432,39 @@ fn a_converged_cluster_plans_no_change_and_a_moved_master_is_moved_back() {
         ("-", "warren-move-site.site1.data")
     );
     assert!(changes[0].detail.contains("interrupted master move"));
+    // An interrupted verify and an interrupted drill left their queues, policies and
+    // exchange: all removed, policies first.
+    let mut left = cluster("rabbit@site1");
+    for name in ["warren-verify-site1", "warren-drill-site2"] {
+        left.policies.push(v(serde_json::json!({
+            "name": name, "vhost": "/", "pattern": "^x$", "apply-to": "queues",
+            "priority": 1000, "definition": {}
+        })));
+    }
+    for name in ["warren.verify.site1", "warren.drill.site2"] {
+        left.queues.push(v(
+            serde_json::json!({"name": name, "vhost": "/", "durable": true}),
+        ));
+    }
+    left.exchanges.push(v(serde_json::json!(
+        {"name": "warren.verify", "vhost": "/", "type": "direct", "durable": false}
+    )));
+    let cleanup = warren::plan::cluster::plan(&c.inv, &Ok(left));
+    let deleted: Vec<(&str, &str)> = cleanup
+        .changes()
+        .iter()
+        .map(|c| (c.action.symbol(), c.name.as_str()))
+        .collect();
+    assert_eq!(
+        deleted,
+        [
+            ("-", "warren-verify-site1"),
+            ("-", "warren-drill-site2"),
+            ("-", "warren.verify.site1"),
+            ("-", "warren.drill.site2"),
+            ("-", "warren.verify")
+        ]
+    );
     // RabbitMQ's default user goes once the inventory's administrator exists, last.
     let mut with_guest = cluster("rabbit@site1");
     with_guest.users.push(v(serde_json::json!(

@@ -604,6 +604,15 @@ impl<'a> Executor<'a> {
                     &creds,
                     &format!("/api/policies/{vh}/{}", enc(name)),
                 )?,
+                Op::DeleteQueue { name } => {
+                    api::delete(t, port, &creds, &format!("/api/queues/{vh}/{}", enc(name)))?
+                }
+                Op::DeleteExchange { name } => api::delete(
+                    t,
+                    port,
+                    &creds,
+                    &format!("/api/exchanges/{vh}/{}", enc(name)),
+                )?,
                 Op::SyncQueue { queue } => api::send(
                     t,
                     port,

@@ -54,6 +54,14 @@ pub enum Op {
     DeletePolicy {
         name: String,
     },
+    /// Remove a queue of warren's own (verify's, a drill's) a run left behind.
+    DeleteQueue {
+        name: String,
+    },
+    /// Remove verify's exchange, left behind by an interrupted verify.
+    DeleteExchange {
+        name: String,
+    },
     /// Remove RabbitMQ's default `guest` user once the inventory's administrator
     /// exists (last: warren may be reading the cluster as guest until then).
     DeleteGuest,
@@ -62,6 +70,23 @@ pub enum Op {
 /// The prefix of the temporary policy that moves a master (`apply`): one left
 /// behind by an interrupted run pins its queue to one node, without a mirror.
 pub const MOVE_POLICY_PREFIX: &str = "warren-move-";
+
+/// What warren makes for itself while it runs, by name prefix, and which run makes it:
+/// policies, then queues, then verify's exchange. Each is removed when the run ends;
+/// the facts find what an interrupted run left, and the plan removes it.
+const OWN_POLICIES: [(&str, &str); 3] = [
+    (MOVE_POLICY_PREFIX, "an interrupted master move"),
+    ("warren-verify-", "an interrupted verify"),
+    ("warren-drill-", "an interrupted drill"),
+];
+const OWN_QUEUES: [(&str, &str); 2] = [
+    ("warren.verify.", "an interrupted verify"),
+    (
+        "warren.drill.",
+        "an interrupted drill (its test messages go with it)",
+    ),
+];
+const OWN_EXCHANGE: &str = "warren.verify";
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Resource {
@@ -467,6 +492,8 @@ pub fn plan(inv: &Inventory, facts: &Result<ClusterFacts, Unreadable>) -> Cluste
             | Op::SyncQueue { .. }
             | Op::MoveMaster { .. }
             | Op::DeletePolicy { .. }
+            | Op::DeleteQueue { .. }
+            | Op::DeleteExchange { .. }
             | Op::DeleteGuest => None,
         };
         match verdict {
@@ -481,23 +508,54 @@ pub fn plan(inv: &Inventory, facts: &Result<ClusterFacts, Unreadable>) -> Cluste
     // Member and sync changes were pushed as found; keep the fixed order of kinds.
     changes.sort_by_key(|c| order(&c.resource));
     // What an interrupted run of warren left goes first: it would undo the rest.
-    let leftovers: Vec<ResourceChange> = cf
-        .policies
-        .iter()
-        .filter(|p| &p.vhost == vhost && p.name.starts_with(MOVE_POLICY_PREFIX))
-        .map(|p| ResourceChange {
+    let mut leftovers: Vec<ResourceChange> = Vec::new();
+    for p in cf.policies.iter().filter(|p| &p.vhost == vhost) {
+        let Some((_, by)) = OWN_POLICIES.iter().find(|(pre, _)| p.name.starts_with(pre)) else {
+            continue;
+        };
+        let why = if p.name.starts_with(MOVE_POLICY_PREFIX) {
+            ": it keeps the queue on one node without its mirror"
+        } else {
+            ""
+        };
+        leftovers.push(ResourceChange {
             resource: Resource::Policy,
             name: p.name.clone(),
             action: Action::Delete,
-            detail: format!(
-                "left by an interrupted master move (pattern {}): it keeps the queue on one node without its mirror",
-                p.pattern
-            ),
+            detail: format!("left by {by} (pattern {}){why}", p.pattern),
             op: Op::DeletePolicy {
                 name: p.name.clone(),
             },
-        })
-        .collect();
+        });
+    }
+    for q in cf.queues.iter().filter(|q| &q.vhost == vhost) {
+        if let Some((_, by)) = OWN_QUEUES.iter().find(|(pre, _)| q.name.starts_with(pre)) {
+            leftovers.push(ResourceChange {
+                resource: Resource::Queue,
+                name: q.name.clone(),
+                action: Action::Delete,
+                detail: format!("left by {by}"),
+                op: Op::DeleteQueue {
+                    name: q.name.clone(),
+                },
+            });
+        }
+    }
+    if cf
+        .exchanges
+        .iter()
+        .any(|e| &e.vhost == vhost && e.name == OWN_EXCHANGE)
+    {
+        leftovers.push(ResourceChange {
+            resource: Resource::Exchange,
+            name: OWN_EXCHANGE.into(),
+            action: Action::Delete,
+            detail: "left by an interrupted verify".into(),
+            op: Op::DeleteExchange {
+                name: OWN_EXCHANGE.into(),
+            },
+        });
+    }
     changes.splice(0..0, leftovers);
     // RabbitMQ's default user goes once warren's own administrator is in place.
     let has_admin = inv
