@@ -487,7 +487,7 @@ pub fn assert_no_secret_left(dir: &Path, hosts: &[Host], outputs: &str) {
             dir,
             h,
             &format!(
-                "grep -rlF{patterns} /etc /var/lib/rabbitmq /var/log/rabbitmq /tmp /root 2>/dev/null | grep -vx /var/lib/rabbitmq/.erlang.cookie | grep -vF {}; true",
+                "grep -rlF{patterns} /etc /var/lib/rabbitmq /var/log/rabbitmq /tmp /root 2>/dev/null | grep -vx /var/lib/rabbitmq/.erlang.cookie | grep -vF '{}'; true",
                 // The lab hosts share this machine's /tmp and /root: the test's own
                 // folder (the operator's side, searched below) may be under them.
                 dir.display()
