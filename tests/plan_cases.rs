@@ -107,10 +107,22 @@ fn converged(c: &Case) -> Vec<HostFacts> {
 }
 
 fn plan_of(c: &Case, hosts: Vec<HostFacts>, force: bool) -> plan::Plan {
-    let facts = Facts {
+    plan_from(
+        c,
         hosts,
-        cluster: Err(Unreadable("not read in this case".into())),
-    };
+        Err(Unreadable("not read in this case".into())),
+        force,
+    )
+}
+
+/// The plan for these facts, with `--force` or without.
+fn plan_from(
+    c: &Case,
+    hosts: Vec<HostFacts>,
+    cluster: Result<ClusterFacts, Unreadable>,
+    force: bool,
+) -> plan::Plan {
+    let facts = Facts { hosts, cluster };
     plan::plan(
         &c.inv,
         &c.rendered.hosts,
@@ -539,22 +551,11 @@ fn plan_with_queues(
     queues: Vec<warren::rabbitmq::api::QueueInfo>,
     force: bool,
 ) -> plan::Plan {
-    let facts = Facts {
-        hosts,
-        cluster: Ok(ClusterFacts {
-            queues,
-            ..Default::default()
-        }),
+    let cluster = ClusterFacts {
+        queues,
+        ..Default::default()
     };
-    plan::plan(
-        &c.inv,
-        &c.rendered.hosts,
-        &facts,
-        Options {
-            force,
-            ..Default::default()
-        },
-    )
+    plan_from(c, hosts, Ok(cluster), force)
 }
 
 /// A restart that leaves a quorum queue without a majority of online members is
@@ -652,19 +653,7 @@ fn classic_queue(
 }
 
 fn plan_with_cluster(c: &Case, cf: ClusterFacts, force: bool) -> plan::Plan {
-    let facts = Facts {
-        hosts: converged(c),
-        cluster: Ok(cf),
-    };
-    plan::plan(
-        &c.inv,
-        &c.rendered.hosts,
-        &facts,
-        Options {
-            force,
-            ..Default::default()
-        },
-    )
+    plan_from(c, converged(c), Ok(cf), force)
 }
 
 /// A node the cluster lists and the inventory does not (its host removed from it):

@@ -30,11 +30,9 @@ pub fn run(path: &Path, flags: Flags) -> Result<Outcome> {
         command: "apply",
         break_lock: flags.break_lock,
     };
-    let mut p = super::plan::prepare_with(path, opts, flags.accept_new_host_keys, Some(locking))?;
-    crate::interrupt::install();
-    let result = apply(&mut p, &flags);
-    p.release();
-    result
+    super::plan::locked(path, opts, flags.accept_new_host_keys, locking, |p| {
+        apply(p, &flags)
+    })
 }
 
 /// Everything after the plan, while this run holds the lock.

@@ -19,11 +19,9 @@ pub fn run(
         command: "drill",
         break_lock,
     };
-    let mut p = super::plan::prepare_with(path, Default::default(), false, Some(locking))?;
-    crate::interrupt::install();
-    let result = drill(&mut p, path, site, messages, yes);
-    p.release();
-    result
+    super::plan::locked(path, Default::default(), false, locking, |p| {
+        drill(p, path, site, messages, yes)
+    })
 }
 
 fn drill(

@@ -54,6 +54,22 @@ pub fn prepare(path: &Path, force: bool) -> Result<Planned> {
     )
 }
 
+/// A run that changes the cluster (`apply`, `drill`): the plan made under the lock,
+/// Ctrl-C handled from then on, `body`, and the lock released however `body` ends.
+pub fn locked(
+    path: &Path,
+    opts: plan::Options,
+    accept_new_host_keys: bool,
+    locking: Locking,
+    body: impl FnOnce(&mut Planned) -> Result<Outcome>,
+) -> Result<Outcome> {
+    let mut p = prepare_with(path, opts, accept_new_host_keys, Some(locking))?;
+    crate::interrupt::install();
+    let result = body(&mut p);
+    p.release();
+    result
+}
+
 /// `prepare`, recording the SSH host keys of hosts not yet in known_hosts when
 /// `accept_new_host_keys`, and taking the lock first when `locking` says so (else the
 /// plan says when another run holds it).
