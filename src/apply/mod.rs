@@ -1,17 +1,20 @@
-//! The executor: runs exactly the plan's steps, in order (the central node first, then
-//! each host; joins one node at a time; then the cluster's resources), stops at the
-//! first failure and says what was done and what was not. Everything it does can be
+//! The executor: runs exactly the plan's steps, wave by wave (see `plan::Wave`): the
+//! hosts of a parallel wave side by side, each on its own connection, a rolling wave
+//! one node at a time; then the cluster's resources. It stops after the first wave
+//! that fails and says what was done and what was not. Everything it does can be
 //! done again: a rerun plans from the facts and picks up where this one stopped.
 
-use crate::facts::{self, Membership};
+use crate::facts;
 use crate::inventory::{Host, Inventory, JoinMethod, Replication};
 use crate::plan::cluster::{self as cplan, ClusterPlan, Op};
-use crate::plan::{HostPlan, Plan, Service};
-use crate::platform::Transport;
+use crate::plan::view::wave_label;
+use crate::plan::{HostPlan, Plan, Service, Wave, WaveKind};
+use crate::platform::{Probe, Transport};
 use crate::rabbitmq::api::{self, enc, Credentials};
 use crate::ui::Progress;
 use anyhow::{anyhow, bail, Context, Result};
 use serde_json::json;
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 #[derive(Debug, Default)]
@@ -64,10 +67,43 @@ pub struct Executor<'a> {
     conns: &'a mut [Box<dyn Transport>],
     progress: &'a Progress,
     force: bool,
-    report: Report,
+    report: Mutex<Report>,
 }
 
-/// Runs `plan`. On failure, says what was done and what was not.
+/// What a host's step needs besides the host's own connection: shared by the threads
+/// of a wave, each of which holds only its own host's connection.
+struct Ctx<'a> {
+    inv: &'a Inventory,
+    progress: &'a Progress,
+    force: bool,
+    report: &'a Mutex<Report>,
+}
+
+/// How much of the overall progress bar each kind of step is: the bar moves with
+/// the work that takes the time (a node's start or join), not with the count of
+/// quick changes.
+pub const WEIGHT_NODE: u64 = 10;
+pub const WEIGHT_JOIN: u64 = 10;
+
+/// The length of the progress bar for `plan`: what the steps weigh.
+pub fn work(plan: &Plan) -> u64 {
+    let hosts: u64 = plan
+        .hosts
+        .iter()
+        .filter(|h| h.changes())
+        .map(|h| match h.service {
+            Service::Leave => 1,
+            _ => WEIGHT_NODE,
+        })
+        .sum();
+    hosts
+        + WEIGHT_JOIN * plan.joins.len() as u64
+        + WEIGHT_NODE * plan.departures.len() as u64
+        + plan.cluster.changes().len() as u64
+        + 1
+}
+
+/// Runs `plan`, wave by wave. On failure, says what was done and what was not.
 pub fn execute(
     inv: &Inventory,
     plan: &Plan,
@@ -80,98 +116,123 @@ pub fn execute(
         conns,
         progress,
         force,
-        report: Report::default(),
+        report: Mutex::new(Report::default()),
     };
     let mut pending: Vec<String> = Vec::new();
     for d in &plan.departures {
         pending.push(format!("remove {}", d.node));
     }
-    for &i in &host_order(inv, plan) {
-        let hp = &plan.hosts[i];
-        if hp.changes() {
-            pending.push(format!("{}: {}", hp.host, host_summary(hp)));
+    for w in &plan.waves {
+        for &i in &w.hosts {
+            let hp = &plan.hosts[i];
+            if w.kind == WaveKind::Joins {
+                pending.push(format!("join {} to {}", hp.node, inv.central().node_name()));
+                continue;
+            }
+            if hp.changes() {
+                pending.push(format!("{}: {}", hp.host, host_summary(hp)));
+            }
+            if w.kind == WaveKind::Fresh {
+                pending.push(format!("join {} to {}", hp.node, inv.central().node_name()));
+            }
         }
     }
-    for j in &plan.joins {
-        pending.push(format!("join {} to {}", j.node, j.seed));
-    }
     pending.push("cluster resources, then placement and sync read back".into());
-
+    // Every host's line says what it waits for until its wave comes.
+    for (n, w) in plan.waves.iter().enumerate() {
+        for &i in &w.hosts {
+            progress.idle(
+                &inv.hosts[i].name,
+                &format!("waiting for wave {} ({})", n + 1, wave_label(w.kind)),
+            );
+        }
+    }
+    for hp in plan.hosts.iter().filter(|h| !h.changes()) {
+        if !plan
+            .waves
+            .iter()
+            .any(|w| w.hosts.iter().any(|&i| plan.hosts[i].host == hp.host))
+        {
+            progress.idle(&hp.host, "no changes");
+        }
+    }
+    let pending = Mutex::new(pending);
     let result = (|| -> Result<()> {
         if !plan.departures.is_empty() {
             let t0 = Instant::now();
             for d in &plan.departures {
                 crate::interrupt::checkpoint()?;
                 ex.depart(d)?;
-                pending.remove(0);
+                pending.lock().unwrap().remove(0);
             }
-            ex.report
-                .timings
-                .push(("nodes removed".into(), t0.elapsed().as_secs_f64()));
+            ex.timing("nodes removed".into(), t0.elapsed().as_secs_f64());
         }
-        let t0 = Instant::now();
-        for &i in &host_order(inv, plan) {
-            let hp = &plan.hosts[i];
-            if hp.changes() {
-                crate::interrupt::checkpoint()?;
-                if matches!(hp.service, Service::Restart { .. }) {
-                    // A run killed after a restart may not have waited for the copies
-                    // that restart took down: never stop a node before they are back.
-                    ex.await_copies()?;
-                }
-                ex.host(i, hp)?;
-                pending.retain(|p| !p.starts_with(&format!("{}: ", hp.host)));
-                if hp.service != Service::Leave {
-                    // The next restart may take a master down: only when every copy
-                    // is synchronised can RabbitMQ promote one without losing messages.
-                    ex.await_copies()?;
-                }
-            }
-        }
-        ex.report
-            .timings
-            .push(("files and restarts".into(), t0.elapsed().as_secs_f64()));
-        let t0 = Instant::now();
-        for j in &plan.joins {
+        for (n, w) in plan.waves.iter().enumerate() {
             crate::interrupt::checkpoint()?;
-            ex.join(&j.host)?;
-            pending.remove(0);
+            if w.kind == WaveKind::Rolling && matches!(plan.cluster, ClusterPlan::Known { .. }) {
+                // What needs no restart goes first: the operator's policy or user
+                // change should not wait behind a rolling restart.
+                let t0 = Instant::now();
+                ex.cluster_before_restarts()?;
+                ex.timing(
+                    "cluster resources (before restarts)".into(),
+                    t0.elapsed().as_secs_f64(),
+                );
+            }
+            let t0 = Instant::now();
+            let names: Vec<&str> = w
+                .hosts
+                .iter()
+                .map(|&i| inv.hosts[i].name.as_str())
+                .collect();
+            let label = format!(
+                "wave {}: {} ({})",
+                n + 1,
+                wave_label(w.kind),
+                names.join(", ")
+            );
+            let splits = ex.wave(w, plan, &pending);
+            ex.timing(label, t0.elapsed().as_secs_f64());
+            let mut errors = Vec::new();
+            for (i, r) in w.hosts.iter().zip(splits) {
+                match r {
+                    Ok(secs) => {
+                        if w.parallel() && w.hosts.len() > 1 {
+                            ex.timing(format!("  {}", inv.hosts[*i].name), secs);
+                        }
+                    }
+                    Err(e) => errors.push(e),
+                }
+            }
+            if !errors.is_empty() {
+                let lines: Vec<String> = errors.iter().map(|e| format!("{e:#}")).collect();
+                bail!("{}", lines.join("\n"));
+            }
         }
-        ex.report
-            .timings
-            .push(("joins".into(), t0.elapsed().as_secs_f64()));
         let t0 = Instant::now();
         crate::interrupt::checkpoint()?;
         ex.cluster()?;
-        ex.report.timings.push((
+        progress.idle(&inv.central().name, "done");
+        ex.timing(
             "cluster resources and sync".into(),
             t0.elapsed().as_secs_f64(),
-        ));
-        pending.clear();
+        );
+        pending.lock().unwrap().clear();
         Ok(())
     })();
+    let mut report = ex.report.into_inner().unwrap();
+    // Hosts of one wave finish in any order; the summary names them in the inventory's.
+    let order = |name: &String| inv.hosts.iter().position(|h| &h.name == name);
+    report.restarted.sort_by_key(order);
+    report.joined.sort_by_key(order);
     match result {
-        Ok(()) => Ok(ex.report),
+        Ok(()) => Ok(report),
         Err(error) => Err(Failed {
             error,
-            done: ex.report.done,
-            not_done: pending,
+            done: report.done,
+            not_done: pending.into_inner().unwrap(),
         }),
     }
-}
-
-/// The order of the host steps: nodes that are down or coming up (an interrupted run
-/// leaves them so) are brought up first, so that a restart never takes a second node of
-/// the cluster down; the central node first within each group.
-fn host_order(inv: &Inventory, plan: &Plan) -> Vec<usize> {
-    let mut order = inv.central_first();
-    order.sort_by_key(|&i| {
-        !matches!(
-            plan.hosts[i].service,
-            Service::Start | Service::AwaitBoot | Service::StartApp
-        )
-    });
-    order
 }
 
 fn host_summary(hp: &HostPlan) -> String {
@@ -198,36 +259,30 @@ fn host_summary(hp: &HostPlan) -> String {
     parts.join(", ")
 }
 
-impl<'a> Executor<'a> {
-    pub fn new(
-        inv: &'a Inventory,
-        conns: &'a mut [Box<dyn Transport>],
-        progress: &'a Progress,
-    ) -> Executor<'a> {
-        Executor {
-            inv,
-            conns,
-            progress,
-            force: false,
-            report: Report::default(),
-        }
+impl<'a> Ctx<'a> {
+    fn did(&self, host: &str, what: String, weight: u64) {
+        self.progress.done_weighted(host, &what, weight);
+        self.report
+            .lock()
+            .unwrap()
+            .done
+            .push(format!("{host}: {what}"));
     }
 
-    fn did(&mut self, host: &str, what: String) {
-        self.progress.done(host, &what);
-        self.report.done.push(format!("{host}: {what}"));
+    fn note(&self, line: String) {
+        self.report.lock().unwrap().done.push(line);
     }
 
-    fn host(&mut self, i: usize, hp: &HostPlan) -> Result<()> {
+    /// One host's files, settings and service, as its plan says.
+    fn host(&self, i: usize, t: &mut dyn Transport, hp: &HostPlan) -> Result<()> {
         let h = &self.inv.hosts[i];
-        let t = &mut *self.conns[i];
         for l in &hp.leftovers {
             let script = t.platform().remove_file(l);
             let out = t.run(&script, Duration::from_secs(30))?;
             if !out.ok() {
                 bail!("{}: deleting {l} failed: {}", h.name, out.last_line());
             }
-            self.report.done.push(format!(
+            self.note(format!(
                 "{}: deleted {l}, left by an interrupted run",
                 h.name
             ));
@@ -245,9 +300,7 @@ impl<'a> Executor<'a> {
                     out.last_line()
                 );
             }
-            self.report
-                .done
-                .push(format!("{}: set {}", h.name, c.setting.key));
+            self.note(format!("{}: set {}", h.name, c.setting.key));
         }
         if let Service::Restart { reasons, .. } = &hp.service {
             self.progress.host(
@@ -276,19 +329,24 @@ impl<'a> Executor<'a> {
                 self.progress
                     .host(&h.name, "waiting for RabbitMQ to finish booting");
                 crate::platform::await_startup(t, crate::platform::START_TIMEOUT)?;
-                self.did(&h.name, "RabbitMQ finished booting".into());
+                self.did(&h.name, "RabbitMQ finished booting".into(), WEIGHT_NODE);
             }
             Service::StartApp => {
                 self.progress
                     .host(&h.name, "starting the rabbit application");
                 crate::platform::start_app(t)?;
-                self.did(&h.name, "started the rabbit application".into());
+                self.did(
+                    &h.name,
+                    "started the rabbit application".into(),
+                    WEIGHT_NODE,
+                );
             }
             Service::Leave if wrote.is_empty() => {}
             Service::Leave => {
                 self.did(
                     &h.name,
                     format!("wrote {} (no restart needed)", wrote.join(", ")),
+                    1,
                 );
             }
             Service::Start | Service::Restart { .. } => {
@@ -324,15 +382,16 @@ impl<'a> Executor<'a> {
                     crate::platform::check_cookie_source(t)?;
                 }
                 if wrote.is_empty() {
-                    self.did(&h.name, format!("{verb} RabbitMQ"));
+                    self.did(&h.name, format!("{verb} RabbitMQ"), WEIGHT_NODE);
                 } else {
                     self.did(
                         &h.name,
                         format!("wrote {}; {verb} RabbitMQ", wrote.join(", ")),
+                        WEIGHT_NODE,
                     );
                 }
                 if hp.service != Service::Start {
-                    self.report.restarted.push(h.name.clone());
+                    self.report.lock().unwrap().restarted.push(h.name.clone());
                 }
             }
         }
@@ -340,10 +399,294 @@ impl<'a> Executor<'a> {
             let list = hp.start_plugins.join(", ");
             self.progress
                 .host(&h.name, &format!("starting plugins {list}"));
-            crate::platform::start_plugins(&mut *self.conns[i], &hp.start_plugins)?;
-            self.did(&h.name, format!("started plugins {list} again"));
+            crate::platform::start_plugins(t, &hp.start_plugins)?;
+            self.did(&h.name, format!("started plugins {list} again"), 1);
         }
         Ok(())
+    }
+
+    /// Joins host `i` to the central node, deciding membership from the node's own
+    /// lists right before. The central side of the checks (that the central host
+    /// resolves this host's name) is `resolves`, done before.
+    fn join(&self, i: usize, t: &mut dyn Transport) -> Result<()> {
+        let inv = self.inv;
+        let h = &inv.hosts[i];
+        let central = inv.central();
+        let seed = central.node_name();
+        let host = h.name.as_str();
+        // Decided now, from the node's own lists: its management API when it
+        // answers (no Erlang VM to start), else `rabbitmqctl cluster_status`.
+        let creds = facts::credentials(inv);
+        let port = h.ports.management;
+        let by_api = facts::api_membership(t, port, &creds, &h.node_name());
+        let m = match &by_api {
+            Some((m, _)) => m.clone(),
+            None => facts::cluster_status(t, h)?,
+        };
+        if m.nodes.contains(&seed) {
+            self.did(
+                host,
+                format!("already a member of {seed}'s cluster"),
+                WEIGHT_JOIN,
+            );
+            return Ok(());
+        }
+        if !self.force {
+            let by_api = by_api
+                .as_ref()
+                .and_then(|(_, c)| facts::api_local_messages(t, port, c, &h.node_name()));
+            let messages = match by_api {
+                Some(n) => n,
+                None => facts::local_messages(t, h)?,
+            };
+            if let Some(why) = crate::plan::reset_refusal(&m, messages) {
+                bail!("{}: {why}", h.name);
+            }
+        }
+        resolves(t, h, central)?;
+        reaches(t, h, central)?;
+        self.progress.host(host, &format!("joining {seed}"));
+        let by_config = inv.cluster.join == JoinMethod::Config;
+        crate::platform::join(
+            t,
+            &seed,
+            h.node_type == crate::inventory::NodeType::Ram,
+            by_config,
+        )?;
+        let after = match facts::api_membership(t, port, &creds, &h.node_name()) {
+            Some((m, _)) if m.nodes.contains(&seed) => m,
+            _ => facts::cluster_status(t, h)?,
+        };
+        if !after.nodes.contains(&seed) {
+            bail!(
+                "{}: {} did not join {seed}{}: its cluster_status lists {}; check its log in the RabbitMQ log folder",
+                host,
+                h.node_name(),
+                if by_config { " by peer discovery" } else { "" },
+                after.nodes.join(", ")
+            );
+        }
+        self.report.lock().unwrap().joined.push(host.to_string());
+        self.did(host, format!("joined {seed}'s cluster"), WEIGHT_JOIN);
+        Ok(())
+    }
+}
+
+/// On host `who` (connection `t`), the name of `target` resolves to the inventory's
+/// address: Erlang distribution reaches nodes by name.
+fn resolves(t: &mut dyn Probe, who: &Host, target: &Host) -> Result<()> {
+    let q = t.platform().resolve(&target.name);
+    let out = t.query(&q, Duration::from_secs(10))?;
+    let addrs: Vec<&str> = out.stdout.split_whitespace().collect();
+    if addrs.is_empty() {
+        bail!(
+            "{}: the name {} does not resolve there, so node {} cannot be reached; set hosts_file = true in the inventory or add it to DNS, then rerun",
+            who.name, target.name, target.node_name()
+        );
+    }
+    if target.address.parse::<std::net::IpAddr>().is_ok()
+        && !addrs.contains(&target.address.as_str())
+    {
+        bail!(
+            "{}: the name {} resolves to {} there, but the inventory says {}; names must resolve the same way everywhere: fix DNS or the hosts file, then rerun",
+            who.name, target.name, addrs.join(", "), target.address
+        );
+    }
+    Ok(())
+}
+
+/// The joining host `h` reaches the seed's epmd and distribution port.
+fn reaches(t: &mut dyn Probe, h: &Host, c: &Host) -> Result<()> {
+    let ports = [4369, c.ports.dist];
+    let targets: Vec<(String, u16)> = ports.iter().map(|&p| (c.address.clone(), p)).collect();
+    let q = t.platform().probe_ports(&targets);
+    let out = t.query(&q, Duration::from_secs(15))?;
+    for (k, port) in ports.iter().enumerate() {
+        if !out.stdout.lines().any(|l| l.trim() == format!("open {k}")) {
+            bail!(
+                "{}: cannot reach {} port {port} ({}) on {}; open it in the firewall between the hosts, then rerun",
+                h.name,
+                if *port == 4369 { "epmd" } else { "Erlang distribution" },
+                c.name,
+                c.address
+            );
+        }
+    }
+    Ok(())
+}
+
+impl<'a> Executor<'a> {
+    pub fn new(
+        inv: &'a Inventory,
+        conns: &'a mut [Box<dyn Transport>],
+        progress: &'a Progress,
+    ) -> Executor<'a> {
+        Executor {
+            inv,
+            conns,
+            progress,
+            force: false,
+            report: Mutex::new(Report::default()),
+        }
+    }
+
+    fn ctx(&self) -> Ctx<'_> {
+        Ctx {
+            inv: self.inv,
+            progress: self.progress,
+            force: self.force,
+            report: &self.report,
+        }
+    }
+
+    fn did(&mut self, host: &str, what: String) {
+        self.ctx().did(host, what, 1);
+    }
+
+    fn timing(&mut self, phase: String, secs: f64) {
+        self.report.get_mut().unwrap().timings.push((phase, secs));
+    }
+
+    /// Takes the done lines so far (the drill reports them as its own).
+    fn take_done(&mut self) -> Vec<String> {
+        std::mem::take(&mut self.report.get_mut().unwrap().done)
+    }
+
+    /// One host's step alone (the transcripts drive hosts one by one).
+    pub fn host(&mut self, i: usize, hp: &HostPlan) -> Result<()> {
+        let ctx = Ctx {
+            inv: self.inv,
+            progress: self.progress,
+            force: self.force,
+            report: &self.report,
+        };
+        ctx.host(i, &mut *self.conns[i], hp)
+    }
+
+    /// Joins `host` to the central node: the central host's side of the checks,
+    /// then the join.
+    pub fn join(&mut self, host: &str) -> Result<()> {
+        let inv = self.inv;
+        let i = inv
+            .hosts
+            .iter()
+            .position(|h| h.name == host)
+            .expect("plan host");
+        let ci = inv.central_index();
+        resolves(&mut *self.conns[ci], inv.central(), &inv.hosts[i])?;
+        let ctx = Ctx {
+            inv: self.inv,
+            progress: self.progress,
+            force: self.force,
+            report: &self.report,
+        };
+        ctx.join(i, &mut *self.conns[i])
+    }
+
+    /// Runs one wave; per host, the seconds its part took or why it failed. A
+    /// parallel wave runs every host to the end of its part even when another
+    /// fails (a node is never left between a stop and a start); the run stops
+    /// after the wave.
+    fn wave(&mut self, w: &Wave, plan: &Plan, pending: &Mutex<Vec<String>>) -> Vec<Result<f64>> {
+        let inv = self.inv;
+        let seed = inv.central().node_name();
+        let finished = |i: usize, joined: bool| {
+            let hp = &plan.hosts[i];
+            let mut p = pending.lock().unwrap();
+            p.retain(|l| !l.starts_with(&format!("{}: ", hp.host)));
+            if joined {
+                p.retain(|l| *l != format!("join {} to {seed}", hp.node));
+            }
+        };
+        if !w.parallel() {
+            let mut out = Vec::new();
+            for &i in &w.hosts {
+                let t0 = Instant::now();
+                let r = self.sequential(w.kind, i, plan);
+                let ok = r.is_ok();
+                out.push(r.map(|_| t0.elapsed().as_secs_f64()));
+                if !ok {
+                    break;
+                }
+                finished(i, w.kind == WaveKind::Joins);
+                self.progress.idle(&inv.hosts[i].name, "done");
+            }
+            return out;
+        }
+        if w.kind == WaveKind::Fresh {
+            // The central host's side of each join's checks, before the wave: the
+            // threads each hold only their own host.
+            let ci = inv.central_index();
+            for &i in &w.hosts {
+                if let Err(e) = resolves(&mut *self.conns[ci], inv.central(), &inv.hosts[i]) {
+                    return w.hosts.iter().map(|_| Err(anyhow!("{e:#}"))).collect();
+                }
+            }
+        }
+        let ctx = Ctx {
+            inv,
+            progress: self.progress,
+            force: self.force,
+            report: &self.report,
+        };
+        let ctx = &ctx;
+        let kind = w.kind;
+        let mine: Vec<(usize, &mut Box<dyn Transport>)> = self
+            .conns
+            .iter_mut()
+            .enumerate()
+            .filter(|(i, _)| w.hosts.contains(i))
+            .collect();
+        let results: Vec<(usize, Result<f64>)> = std::thread::scope(|s| {
+            let handles: Vec<_> = mine
+                .into_iter()
+                .map(|(i, t)| {
+                    let finished = &finished;
+                    s.spawn(move || {
+                        let t0 = Instant::now();
+                        let hp = &plan.hosts[i];
+                        let r = (|| -> Result<()> {
+                            if hp.changes() {
+                                ctx.host(i, &mut **t, hp)?;
+                            }
+                            finished(i, false);
+                            if kind == WaveKind::Fresh {
+                                // A safe point: this node runs, standalone or joined.
+                                crate::interrupt::checkpoint()?;
+                                ctx.join(i, &mut **t)?;
+                                finished(i, true);
+                            }
+                            Ok(())
+                        })();
+                        ctx.progress.idle(
+                            &ctx.inv.hosts[i].name,
+                            if r.is_ok() { "done" } else { "failed" },
+                        );
+                        (i, r.map(|_| t0.elapsed().as_secs_f64()))
+                    })
+                })
+                .collect();
+            handles
+                .into_iter()
+                .map(|j| {
+                    j.join()
+                        .unwrap_or_else(|_| (usize::MAX, Err(anyhow!("a host thread panicked"))))
+                })
+                .collect()
+        });
+        w.hosts
+            .iter()
+            .map(|i| {
+                results
+                    .iter()
+                    .position(|(k, _)| k == i)
+                    .map(|p| match &results[p].1 {
+                        Ok(s) => Ok(*s),
+                        Err(e) => Err(anyhow!("{e:#}")),
+                    })
+                    .unwrap_or_else(|| Err(anyhow!("a host thread panicked")))
+            })
+            .collect()
     }
 
     /// Removes a node the inventory no longer lists, as the plan says: masters moved
@@ -379,101 +722,23 @@ impl<'a> Executor<'a> {
         Ok(())
     }
 
-    fn join(&mut self, host: &str) -> Result<()> {
-        let inv = self.inv;
-        let i = inv
-            .hosts
-            .iter()
-            .position(|h| h.name == host)
-            .expect("plan host");
-        let ci = inv.central_index();
-        let h = &inv.hosts[i];
-        let central = &inv.hosts[ci];
-        let seed = central.node_name();
-        // Decided now, from the node lists, not from the plan's earlier reading.
-        let m = facts::cluster_status(&mut *self.conns[i], h)?;
-        if m.nodes.contains(&seed) {
-            self.did(host, format!("already a member of {seed}'s cluster"));
-            return Ok(());
-        }
-        self.check_safe_to_reset(i, &m)?;
-        self.preflight_join(i, ci)?;
-        self.progress.host(host, &format!("joining {seed}"));
-        let by_config = inv.cluster.join == JoinMethod::Config;
-        crate::platform::join(
-            &mut *self.conns[i],
-            &seed,
-            h.node_type == crate::inventory::NodeType::Ram,
-            by_config,
-        )?;
-        let after = facts::cluster_status(&mut *self.conns[i], h)?;
-        if !after.nodes.contains(&seed) {
-            bail!(
-                "{}: {} did not join {seed}{}: its cluster_status lists {}; check its log in the RabbitMQ log folder",
-                host,
-                h.node_name(),
-                if by_config { " by peer discovery" } else { "" },
-                after.nodes.join(", ")
-            );
-        }
-        self.report.joined.push(host.to_string());
-        self.did(host, format!("joined {seed}'s cluster"));
-        Ok(())
-    }
-
-    fn check_safe_to_reset(&mut self, i: usize, m: &Membership) -> Result<()> {
-        let h = &self.inv.hosts[i];
-        if self.force {
-            return Ok(());
-        }
-        let messages = facts::local_messages(&mut *self.conns[i], h)?;
-        if let Some(why) = crate::plan::reset_refusal(m, messages) {
-            bail!("{}: {why}", h.name);
-        }
-        Ok(())
-    }
-
-    /// Before a node joins: both nodes resolve each other's names to the inventory's
-    /// addresses, and the joining host reaches the seed's epmd and distribution port.
-    fn preflight_join(&mut self, i: usize, ci: usize) -> Result<()> {
-        let inv = self.inv;
-        let (h, c) = (&inv.hosts[i], &inv.hosts[ci]);
-        for (from, target) in [(i, c), (ci, h)] {
-            let who = &inv.hosts[from];
-            let q = self.conns[from].platform().resolve(&target.name);
-            let out = self.conns[from].query(&q, Duration::from_secs(10))?;
-            let addrs: Vec<&str> = out.stdout.split_whitespace().collect();
-            if addrs.is_empty() {
-                bail!(
-                    "{}: the name {} does not resolve there, so node {} cannot be reached; set hosts_file = true in the inventory or add it to DNS, then rerun",
-                    who.name, target.name, target.node_name()
-                );
+    /// One host of a wave that goes one at a time.
+    fn sequential(&mut self, kind: WaveKind, i: usize, plan: &Plan) -> Result<()> {
+        crate::interrupt::checkpoint()?;
+        let hp = &plan.hosts[i];
+        match kind {
+            WaveKind::Joins => self.join(&hp.host),
+            WaveKind::Rolling => {
+                // A run killed after a restart may not have waited for the copies
+                // that restart took down: never stop a node before they are back.
+                self.await_copies()?;
+                self.host(i, hp)?;
+                // The next restart may take a master down: only when every copy
+                // is synchronised can RabbitMQ promote one without losing messages.
+                self.await_copies()
             }
-            if target.address.parse::<std::net::IpAddr>().is_ok()
-                && !addrs.contains(&target.address.as_str())
-            {
-                bail!(
-                    "{}: the name {} resolves to {} there, but the inventory says {}; names must resolve the same way everywhere: fix DNS or the hosts file, then rerun",
-                    who.name, target.name, addrs.join(", "), target.address
-                );
-            }
+            _ => self.host(i, hp),
         }
-        let ports = [4369, c.ports.dist];
-        let targets: Vec<(String, u16)> = ports.iter().map(|&p| (c.address.clone(), p)).collect();
-        let q = self.conns[i].platform().probe_ports(&targets);
-        let out = self.conns[i].query(&q, Duration::from_secs(15))?;
-        for (k, port) in ports.iter().enumerate() {
-            if !out.stdout.lines().any(|l| l.trim() == format!("open {k}")) {
-                bail!(
-                    "{}: cannot reach {} port {port} ({}) on {}; open it in the firewall between the hosts, then rerun",
-                    h.name,
-                    if *port == 4369 { "epmd" } else { "Erlang distribution" },
-                    c.name,
-                    c.address
-                );
-            }
-        }
-        Ok(())
     }
 
     /// The central node's API and credentials that work now.
@@ -484,35 +749,64 @@ impl<'a> Executor<'a> {
     }
 
     fn cluster(&mut self) -> Result<()> {
-        self.cluster_ops(&|_| true)
+        self.cluster_ops(&|_, _| true, true)
+    }
+
+    /// Before a rolling restart: the cluster changes that need no restart and no node
+    /// that is not running now (definitions, users, policies, queues on running
+    /// nodes). Where masters live is left to the pass after the restarts, which
+    /// would move them again.
+    fn cluster_before_restarts(&mut self) -> Result<()> {
+        self.cluster_ops(
+            &|op, now| {
+                let running = |n: &str| now.nodes.iter().any(|x| x.name == n && x.running);
+                match op {
+                    Op::MoveMaster { .. } | Op::SyncQueue { .. } => false,
+                    Op::DeclareQueue { node, members, .. } => {
+                        running(node) && members.iter().all(|m| running(m))
+                    }
+                    Op::AddMember { node, .. } => running(node),
+                    _ => true,
+                }
+            },
+            false,
+        )
     }
 
     /// Puts a site queue back where the inventory places it, and nothing else: the
     /// master moves and syncs of a fresh plan for `queue`, then the read-back.
     pub fn restore_placement(&mut self, queue: &str) -> Result<Vec<String>> {
-        self.cluster_ops(&|op| match op {
-            Op::MoveMaster { queue: q, .. } | Op::SyncQueue { queue: q } => q == queue,
-            _ => false,
-        })?;
-        Ok(std::mem::take(&mut self.report.done))
+        self.cluster_ops(
+            &|op, _| match op {
+                Op::MoveMaster { queue: q, .. } | Op::SyncQueue { queue: q } => q == queue,
+                _ => false,
+            },
+            true,
+        )?;
+        Ok(self.take_done())
     }
 
     /// The cluster's resources: what a fresh reading shows is left to do, the
-    /// operations `keep` lets through, then the placement read back.
-    fn cluster_ops(&mut self, keep: &dyn Fn(&Op) -> bool) -> Result<()> {
+    /// operations `keep` lets through, then (with `read_back`) the placement read
+    /// back.
+    fn cluster_ops(
+        &mut self,
+        keep: &dyn Fn(&Op, &facts::ClusterFacts) -> bool,
+        read_back: bool,
+    ) -> Result<()> {
         let inv = self.inv;
         let (ci, port, creds) = self.api()?;
         let central = inv.hosts[ci].name.clone();
         let now = facts::gather_cluster(&mut *self.conns[ci], port, &creds)?;
         // The plan said what to make sure of; what is left to do is read now.
-        let fresh = cplan::plan(inv, &Ok(now));
+        let fresh = cplan::plan(inv, &Ok(now.clone()));
         if let ClusterPlan::Known { blockers, .. } = &fresh {
             if let Some(b) = blockers.first() {
                 bail!("{b}");
             }
         }
         let vh = enc(&inv.cluster.vhost);
-        for ch in fresh.changes().iter().filter(|ch| keep(&ch.op)) {
+        for ch in fresh.changes().iter().filter(|ch| keep(&ch.op, &now)) {
             crate::interrupt::checkpoint()?;
             let t = &mut *self.conns[ci];
             match &ch.op {
@@ -622,7 +916,7 @@ impl<'a> Executor<'a> {
                     &json!({"action": "sync"}),
                 )?,
             }
-            self.report.cluster_changes += 1;
+            self.report.get_mut().unwrap().cluster_changes += 1;
             let what = format!(
                 "{} {} {}: {}",
                 ch.action.symbol(),
@@ -631,6 +925,9 @@ impl<'a> Executor<'a> {
                 ch.detail
             );
             self.did(&central, what);
+        }
+        if !read_back {
+            return Ok(());
         }
         // The credentials that work now: guest may be gone.
         let (ci, port, creds) = self.api()?;

@@ -59,15 +59,7 @@ fn apply(p: &mut super::plan::Planned, flags: &Flags) -> Result<Outcome> {
     if !flags.yes {
         super::confirm("Apply this plan?", "apply this plan")?;
     }
-    let steps = p
-        .plan
-        .hosts
-        .iter()
-        .map(|h| h.files.len() as u64 + 1)
-        .sum::<u64>()
-        + p.plan.joins.len() as u64
-        + p.plan.cluster.changes().len() as u64
-        + 1;
+    let steps = crate::apply::work(&p.plan);
     let names: Vec<String> = p.inv.hosts.iter().map(|h| h.name.clone()).collect();
     let progress = Progress::new(&names, steps);
     let t0 = Instant::now();

@@ -150,16 +150,27 @@ pub fn prepare_with(
     })
 }
 
+/// Prints the phases with their share of the total. A phase whose name starts with a
+/// space is a split of the phase above it (a host of a parallel wave): shown under
+/// it, not added to the total.
 pub fn print_timings(timings: &[(String, f64)]) {
-    let total: f64 = timings.iter().map(|(_, s)| s).sum();
+    let total: f64 = timings
+        .iter()
+        .filter(|(p, _)| !p.starts_with(' '))
+        .map(|(_, s)| s)
+        .sum();
     eprintln!("timings:");
     for (phase, secs) in timings {
+        if phase.starts_with(' ') {
+            eprintln!("  {phase:<40} {secs:>7.2} s");
+            continue;
+        }
         eprintln!(
-            "  {phase:<32} {secs:>7.2} s  {:>5.1}%",
+            "  {phase:<40} {secs:>7.2} s  {:>5.1}%",
             100.0 * secs / total.max(1e-9)
         );
     }
-    eprintln!("  {:<32} {total:>7.2} s", "total");
+    eprintln!("  {:<40} {total:>7.2} s", "total");
 }
 
 pub fn run(path: &Path, exit_code: bool, timings: bool) -> Result<Outcome> {

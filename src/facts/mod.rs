@@ -268,7 +268,14 @@ pub fn host_facts(
             .as_ref()
             .is_some_and(|m| m.nodes.contains(&seed));
         if !member && h.role != Role::Central {
-            node.messages = Some(local_messages(p, h)?);
+            let by_api = match &node.api {
+                Some(c) => api_local_messages(p, api_port, c, &h.node_name()),
+                None => None,
+            };
+            node.messages = Some(match by_api {
+                Some(n) => n,
+                None => local_messages(p, h)?,
+            });
         }
     }
     Ok(HostFacts {
@@ -470,6 +477,62 @@ fn parse_cluster_status(stdout: &str, h: &Host) -> Result<Membership> {
     })
 }
 
+/// How many messages the queues on `node` hold, from its management API: `None`
+/// when the API does not say for every queue (statistics not in yet after a start),
+/// so that only the CLI decides then. The list of queues itself is RabbitMQ's own.
+pub fn api_local_messages(
+    p: &mut dyn Probe,
+    port: u16,
+    c: &Credentials,
+    node: &str,
+) -> Option<u64> {
+    let queues: Vec<api::QueueInfo> =
+        api::get(p, port, c, "/api/queues?columns=name,vhost,node,messages").ok()?;
+    let mut sum = 0;
+    for q in queues.iter().filter(|q| q.node.as_deref() == Some(node)) {
+        sum += q.messages?;
+    }
+    Some(sum)
+}
+
+/// A node's membership from its own management API (`/api/nodes` lists the nodes of
+/// its cluster from RabbitMQ's own database), or `None` when the API does not answer
+/// with any of `creds` or its statistics lack the node's partitions.
+pub fn api_membership(
+    p: &mut dyn Probe,
+    port: u16,
+    creds: &[Credentials],
+    node: &str,
+) -> Option<(Membership, Credentials)> {
+    for c in creds {
+        let Ok(nodes) = api::get::<Vec<api::NodeInfo>>(p, port, c, "/api/nodes") else {
+            continue;
+        };
+        let partitions = nodes.iter().find(|n| n.name == node)?.partitions.clone()?;
+        let mut all: Vec<String> = nodes.iter().map(|n| n.name.clone()).collect();
+        all.sort();
+        return Some((
+            Membership {
+                node: node.to_string(),
+                nodes: all,
+                running: nodes
+                    .iter()
+                    .filter(|n| n.running)
+                    .map(|n| n.name.clone())
+                    .collect(),
+                ram: nodes
+                    .iter()
+                    .filter(|n| n.node_type == "ram")
+                    .map(|n| n.name.clone())
+                    .collect(),
+                partitions,
+            },
+            c.clone(),
+        ));
+    }
+    None
+}
+
 /// How many messages the node's queues hold (before a reset would drop them).
 pub fn local_messages(p: &mut dyn Probe, h: &Host) -> Result<u64> {
     let q = p.platform().read(Read::LocalMessages);
@@ -524,25 +587,69 @@ pub fn gather(
     }
     let cluster = read_cluster(inv, &hosts, conns);
     if let Ok(cf) = &cluster {
-        for (i, h) in inv.hosts.iter().enumerate() {
-            let stats_miss = cf.nodes.iter().any(|n| {
-                n.name == h.node_name()
-                    && n.running
-                    && inv
-                        .cluster
-                        .plugins
-                        .iter()
-                        .any(|p| !n.applications.iter().any(|a| &a.name == p))
-            });
-            if stats_miss {
-                // Statistics lag behind a restart: only the node itself can say.
-                hosts[i].stopped_plugins = plugin_states(&mut *conns[i], inv)
-                    .map(|s| s.not_running)
-                    .unwrap_or_default();
+        let ask: Vec<bool> = inv
+            .hosts
+            .iter()
+            .zip(desired)
+            .zip(&hosts)
+            .map(|((h, d), f)| {
+                let missing: Vec<&String> = cf
+                    .nodes
+                    .iter()
+                    .filter(|n| n.name == h.node_name() && n.running)
+                    .flat_map(|n| {
+                        inv.cluster
+                            .plugins
+                            .iter()
+                            .filter(|p| !n.applications.iter().any(|a| &a.name == *p))
+                    })
+                    .collect();
+                // A plugin the node's enabled_plugins file does not name yet is not
+                // a stopped plugin: the file changes, and the restart starts it.
+                !missing.is_empty() && missing.iter().all(|p| enabled_in_file(f, d, p))
+            })
+            .collect();
+        // Statistics lag behind a restart: only the node itself can say, through
+        // its CLI; every node that needs asking is asked at once.
+        let answers: Vec<Option<Vec<String>>> = std::thread::scope(|s| {
+            let handles: Vec<_> = conns
+                .iter_mut()
+                .zip(&ask)
+                .map(|(c, &ask)| {
+                    s.spawn(move || {
+                        ask.then(|| {
+                            plugin_states(&mut **c, inv)
+                                .map(|s| s.not_running)
+                                .unwrap_or_default()
+                        })
+                    })
+                })
+                .collect();
+            handles
+                .into_iter()
+                .map(|j| j.join().ok().flatten())
+                .collect()
+        });
+        for (f, a) in hosts.iter_mut().zip(answers) {
+            if let Some(stopped) = a {
+                f.stopped_plugins = stopped;
             }
         }
     }
     Ok(Facts { hosts, cluster })
+}
+
+/// Whether the host's enabled_plugins file, as it is now, names `plugin`.
+fn enabled_in_file(f: &HostFacts, d: &HostRender, plugin: &str) -> bool {
+    d.files
+        .iter()
+        .filter(|rf| rf.template == Some("common/enabled_plugins.tera"))
+        .any(|rf| match f.files.get(&rf.path) {
+            Some(FileState::Text { content, .. }) => String::from_utf8_lossy(content)
+                .split(|c: char| !(c.is_alphanumeric() || c == '_'))
+                .any(|w| w == plugin),
+            _ => false,
+        })
 }
 
 /// The declared plugins a node lacks, as `rabbitmq-plugins` on the host reports them

@@ -234,6 +234,13 @@ impl Lab {
                 )?;
             }
         }
+        // The management plugin from the first start, as most operators enable it
+        // right after installing: a fresh node then answers warren's fact reading
+        // through its API (guest, from localhost), with no Erlang VM started for it.
+        std::fs::write(
+            dir.join("etc-rabbitmq").join("enabled_plugins"),
+            "[rabbitmq_management].\n",
+        )?;
         for sub in ["etc-rabbitmq", "var-lib-rabbitmq", "var-log-rabbitmq"] {
             sys::run(
                 "chown",

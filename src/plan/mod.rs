@@ -127,11 +127,68 @@ pub struct Blocker {
     pub message: String,
 }
 
+/// How a group of hosts goes through `apply`, and so why they may go together.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum WaveKind {
+    /// Nodes that are down or coming up (an interrupted run leaves them so): brought
+    /// up together, first, so that no restart ever takes a second node down. Nodes of
+    /// a stopped cluster must start together anyway: each waits for its peers' tables.
+    BringUp,
+    /// Everything that needs no restart (files, host settings, leftovers, plugins
+    /// started again): every host at once.
+    NoRestart,
+    /// The central node, on its own: the seed every other node joins must run first.
+    Seed,
+    /// Nodes that hold no messages and belong to no cluster (a fresh install, a node
+    /// being added): nothing on them can be lost or disrupted, so their files,
+    /// restarts and joins all run at once, against the running seed.
+    Fresh,
+    /// Members of the running cluster: one at a time, each after every queue copy is
+    /// back, so that RabbitMQ can always promote a synchronised copy.
+    Rolling,
+    /// Joins of nodes whose state could not be read as fresh (not running at plan
+    /// time, or reset by --force): one at a time, membership read right before.
+    Joins,
+}
+
+/// A group of hosts that `apply` takes through one kind of step.
+#[derive(Debug, Clone)]
+pub struct Wave {
+    pub kind: WaveKind,
+    /// Indexes into the inventory's hosts, in the order they start.
+    pub hosts: Vec<usize>,
+}
+
+impl Wave {
+    /// Whether the hosts of this wave run side by side.
+    pub fn parallel(&self) -> bool {
+        matches!(
+            self.kind,
+            WaveKind::BringUp | WaveKind::NoRestart | WaveKind::Fresh
+        )
+    }
+
+    /// Why these hosts go this way, for the plan.
+    pub fn why(&self) -> &'static str {
+        match self.kind {
+            WaveKind::BringUp => "down or coming up: brought up together before anything restarts",
+            WaveKind::NoRestart => "nothing they change needs a restart: all at once, before any restart",
+            WaveKind::Seed => "the seed: it runs before any node joins it",
+            WaveKind::Fresh => "no messages and in no cluster: files, restart and join all at once, against the running seed",
+            WaveKind::Rolling => "members of the running cluster: one at a time, each after every queue copy is back",
+            WaveKind::Joins => "not read as fresh: joined one at a time, membership read right before",
+        }
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct Plan {
     pub cluster_name: String,
     pub hosts: Vec<HostPlan>,
     pub joins: Vec<Join>,
+    /// The order `apply` takes the hosts in: waves, each parallel or one at a time.
+    pub waves: Vec<Wave>,
     /// Nodes the inventory no longer lists, removed first.
     pub departures: Vec<Departure>,
     pub cluster: ClusterPlan,
@@ -203,15 +260,80 @@ pub fn plan(inv: &Inventory, desired: &[HostRender], facts: &Facts, opts: Option
     for (h, f) in inv.hosts.iter().zip(&facts.hosts) {
         host_warnings(h, f, &mut warnings, &mut blockers);
     }
+    let waves = waves(inv, facts, &hosts, &joins);
     Plan {
         cluster_name: inv.cluster.name.clone(),
         hosts,
         joins,
+        waves,
         departures,
         cluster,
         blockers,
         warnings,
     }
+}
+
+/// Whether the facts show a node that nothing can be lost on: running, standalone (a
+/// member of no cluster but its own) and holding no messages. Only such a node is
+/// restarted and joined side by side with others.
+pub fn is_fresh(f: &HostFacts) -> bool {
+    f.node.state == crate::facts::NodeState::Running
+        && f.node
+            .membership
+            .as_ref()
+            .is_some_and(|m| m.nodes == [m.node.clone()])
+        && f.node.messages == Some(0)
+}
+
+/// The waves: nodes down or coming up first, all at once; then every change that
+/// needs no restart, on all hosts at once; then the seed alone when it is not yet a
+/// member of a cluster with others; then every fresh node at once (files, restart,
+/// join); then the running members that restart, one at a time; then the joins of
+/// nodes that could not be read as fresh, one at a time.
+fn waves(inv: &Inventory, facts: &Facts, hosts: &[HostPlan], joins: &[Join]) -> Vec<Wave> {
+    let ci = inv.central_index();
+    let joining = |i: usize| joins.iter().any(|j| j.host == inv.hosts[i].name);
+    let central_alone = facts.hosts[ci]
+        .node
+        .membership
+        .as_ref()
+        .is_none_or(|m| m.nodes.iter().all(|n| *n == m.node));
+    let mut by_kind: Vec<(WaveKind, Vec<usize>)> = [
+        WaveKind::BringUp,
+        WaveKind::NoRestart,
+        WaveKind::Seed,
+        WaveKind::Fresh,
+        WaveKind::Rolling,
+        WaveKind::Joins,
+    ]
+    .into_iter()
+    .map(|k| (k, Vec::new()))
+    .collect();
+    let mut put = |k: WaveKind, i: usize| {
+        if let Some((_, v)) = by_kind.iter_mut().find(|(kind, _)| *kind == k) {
+            v.push(i);
+        }
+    };
+    for i in inv.central_first() {
+        let (hp, f) = (&hosts[i], &facts.hosts[i]);
+        let fresh = i != ci && joining(i) && is_fresh(f);
+        match hp.service {
+            Service::Start | Service::AwaitBoot | Service::StartApp => put(WaveKind::BringUp, i),
+            _ if fresh => put(WaveKind::Fresh, i),
+            Service::Restart { .. } if i == ci && central_alone => put(WaveKind::Seed, i),
+            Service::Restart { .. } => put(WaveKind::Rolling, i),
+            Service::Leave if hp.changes() => put(WaveKind::NoRestart, i),
+            Service::Leave => {}
+        }
+        if joining(i) && !fresh {
+            put(WaveKind::Joins, i);
+        }
+    }
+    by_kind
+        .into_iter()
+        .filter(|(_, v)| !v.is_empty())
+        .map(|(kind, hosts)| Wave { kind, hosts })
+        .collect()
 }
 
 /// A new cookie for more than one running member of the cluster: each node restarted

@@ -127,6 +127,25 @@ pub fn text(p: &Plan) -> String {
             );
         }
     }
+    if !p.waves.is_empty() {
+        let _ = writeln!(s, "order (apply takes the hosts in waves):");
+        for (n, w) in p.waves.iter().enumerate() {
+            let names: Vec<&str> = w.hosts.iter().map(|&i| p.hosts[i].host.as_str()).collect();
+            let how = match (names.len(), w.parallel()) {
+                (1, _) => "alone",
+                (_, true) => "together",
+                _ => "one at a time",
+            };
+            let _ = writeln!(
+                s,
+                "  {}. {} ({how}): {}; {}",
+                n + 1,
+                wave_label(w.kind),
+                names.join(", "),
+                w.why()
+            );
+        }
+    }
     let _ = writeln!(s, "cluster resources:");
     match &p.cluster {
         ClusterPlan::Unknown { reason, changes } => {
@@ -174,6 +193,19 @@ pub fn text(p: &Plan) -> String {
     let _ = writeln!(s);
     let _ = writeln!(s, "{}", summary(p));
     s
+}
+
+/// A wave's name, as the plan, the progress and `--timings` say it.
+pub fn wave_label(k: super::WaveKind) -> &'static str {
+    use super::WaveKind::*;
+    match k {
+        BringUp => "bring up",
+        NoRestart => "no restart",
+        Seed => "seed",
+        Fresh => "fresh nodes",
+        Rolling => "rolling restart",
+        Joins => "joins",
+    }
 }
 
 pub fn summary(p: &Plan) -> String {

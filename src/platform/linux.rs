@@ -15,6 +15,8 @@ pub struct Linux {
     pid_file: String,
     /// The home of the `rabbitmq` user, whose cookie Debian's CLI wrappers read.
     data_dir: String,
+    /// The node's name before the `@`, as epmd lists it.
+    node_short: String,
 }
 
 impl Linux {
@@ -27,6 +29,12 @@ impl Linux {
             sudo: h.user != "root",
             pid_file: format!("{data_dir}/mnesia/{}.pid", h.node_name()),
             data_dir,
+            node_short: h
+                .node_name()
+                .split('@')
+                .next()
+                .unwrap_or("rabbit")
+                .to_string(),
         }
     }
 }
@@ -123,6 +131,22 @@ impl Platform for Linux {
         }
     }
 
+    fn upload_temp(&self, path: &str, in_place: bool) -> String {
+        if in_place {
+            // A file written through (a mount point such as a container's
+            // /etc/hosts) has its temporary copy in RabbitMQ's own data folder:
+            // the folder it is in may be shared with other machines' (the lab's
+            // hosts share this machine's /etc), and the copy is never renamed.
+            format!(
+                "{}/.warren-new.{}",
+                self.data_dir,
+                crate::plan::file_name(path)
+            )
+        } else {
+            format!("{path}.warren-new")
+        }
+    }
+
     fn private_folder(&self) -> Option<String> {
         self.sudo
             .then(|| format!("umask 077 && mktemp -d {PRIVATE_FOLDER_PREFIX}XXXXXXXX"))
@@ -132,8 +156,9 @@ impl Platform for Linux {
         let mut script = String::from(
             "f() { if [ -f \"$1\" ]; then printf '@@file %s\\t%s\\n' \"$(stat -c '%a:%U' \"$1\")\" \"$1\"; base64 -w0 \"$1\"; echo; else printf '@@missing - %s\\n' \"$1\"; fi; l \"$1\"; }\n\
              s() { if [ -f \"$1\" ]; then printf '@@hash %s\\t%s\\n' \"$(stat -c '%a:%U' \"$1\")\" \"$1\"; sha256sum \"$1\" | cut -d' ' -f1; else printf '@@missing - %s\\n' \"$1\"; fi; l \"$1\"; }\n\
-             l() { if [ -e \"$1.warren-new\" ]; then printf '@@leftover %s\\n' \"$1.warren-new\"; fi; }\n",
+             l() { for t in \"$1.warren-new\" \"$W/.warren-new.${1##*/}\"; do if [ -e \"$t\" ]; then printf '@@leftover %s\\n' \"$t\"; fi; done; }\n",
         );
+        script.insert_str(0, &format!("W={}\n", sh_quote(&self.data_dir)));
         for (path, secret) in files {
             let func = if *secret { "s" } else { "f" };
             script.push_str(&format!("{func} {}\n", sh_quote(path)));
@@ -145,6 +170,14 @@ impl Platform for Linux {
             sh_quote(&self.pid_file)
         ));
         Query::new(script)
+    }
+
+    fn await_registered(&self) -> Option<Query> {
+        // epmd is a small C program: asking it costs nothing like a CLI start.
+        Some(Query::new(format!(
+            "for i in $(seq 1 300); do epmd -names 2>/dev/null | grep -q {} && exit 0; sleep 0.2; done; exit 1",
+            sh_quote(&format!("^name {} at port", self.node_short))
+        )))
     }
 
     fn resolve(&self, name: &str) -> Query {

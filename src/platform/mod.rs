@@ -218,12 +218,24 @@ pub trait Platform: Send + Sync {
     fn private_folder(&self) -> Option<String> {
         None
     }
+    /// Where an upload to `path` goes first (when there is no private folder): beside
+    /// its target, so the move is one rename. A fact reading finds it when a run
+    /// was interrupted.
+    fn upload_temp(&self, path: &str, _in_place: bool) -> String {
+        format!("{path}.warren-new")
+    }
     /// Reads every managed file (secrets by hash), the settings, and the node's state.
     fn read_host(&self, files: &[(&str, bool)], settings: &[Setting]) -> Query;
     /// A read of the node, through its CLI (the same arguments on every OS).
     fn read(&self, r: Read) -> Query {
         let (tool, args) = r.cli();
         Query::new(self.cli(tool, &args))
+    }
+    /// Waits (bounded) until the node has registered with epmd, without starting an
+    /// Erlang VM: `rabbitmqctl await_startup` fails at once before that, and each
+    /// try costs a VM start. `None` where there is no cheap way (the CLI is retried).
+    fn await_registered(&self) -> Option<Query> {
+        None
     }
     /// Prints the IPv4 addresses `name` resolves to on the host, one per line.
     fn resolve(&self, name: &str) -> Query;
@@ -538,7 +550,7 @@ impl Transport for Remote {
                 }
                 format!("{folder}/{}", crate::plan::file_name(path))
             }
-            None => format!("{path}.warren-new"),
+            None => self.platform.upload_temp(path, in_place),
         };
         self.send_file(&tmp, bytes)?;
         let script = self.platform.place_file(&tmp, path, owner, mode, in_place);

@@ -61,6 +61,10 @@ pub fn start_app(t: &mut dyn Transport) -> Result<()> {
 /// node registers with epmd.
 pub fn await_startup(t: &mut dyn Probe, timeout: Duration) -> Result<()> {
     let deadline = Instant::now() + timeout;
+    if let Some(q) = t.platform().await_registered() {
+        // Not registered in time: the CLI below says why.
+        let _ = t.query(&q, Duration::from_secs(90));
+    }
     let q = t.platform().read(Read::AwaitStartup);
     loop {
         let out = t.query(&q, Duration::from_secs(60))?;

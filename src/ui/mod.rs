@@ -12,7 +12,8 @@ pub struct Progress {
 }
 
 impl Progress {
-    /// `hosts` get a line each; `steps` is the length of the overall bar.
+    /// `hosts` get a line each; `steps` is the length of the overall bar, in the
+    /// weights the steps are reported with.
     pub fn new(hosts: &[String], steps: u64) -> Progress {
         if !std::io::stderr().is_terminal() {
             return Progress { bars: None };
@@ -31,7 +32,7 @@ impl Progress {
         }
         let overall = multi.add(ProgressBar::new(steps));
         overall.set_style(
-            ProgressStyle::with_template("{bar:40} {pos}/{len} steps {elapsed}")
+            ProgressStyle::with_template("{bar:40} {percent:>3}% of the work {elapsed}")
                 .expect("valid template"),
         );
         Progress {
@@ -51,21 +52,38 @@ impl Progress {
         }
     }
 
+    /// What `host` is between steps: waiting (and for what), done. Shown on its
+    /// line; not logged as a plain line, where the steps themselves say it.
+    pub fn idle(&self, host: &str, message: &str) {
+        if let Some((_, _, hosts)) = &self.bars {
+            if let Some(b) = hosts.get(host) {
+                b.set_message(message.to_string());
+            }
+        }
+    }
+
     /// A finished step: logged above the bars, or as a plain line.
     pub fn done(&self, host: &str, message: &str) {
+        self.done_weighted(host, message, 1);
+    }
+
+    /// A finished step that moves the overall bar by `weight` (a node's start or
+    /// join weighs more than a quick cluster change).
+    pub fn done_weighted(&self, host: &str, message: &str, weight: u64) {
         match &self.bars {
             Some((multi, overall, _)) => {
                 let _ = multi.println(format!("{host}: {message}"));
-                overall.inc(1);
+                overall.inc(weight);
             }
             None => eprintln!("{host}: {message}"),
         }
     }
 
+    /// The end: each host's line keeps what it last was (done, failed, no changes).
     pub fn finish(&self) {
         if let Some((_, overall, hosts)) = &self.bars {
             for b in hosts.values() {
-                b.finish_with_message("done");
+                b.finish();
             }
             overall.finish();
         }
