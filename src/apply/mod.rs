@@ -167,7 +167,9 @@ pub fn execute(
             }
             ex.timing("nodes removed".into(), t0.elapsed().as_secs_f64());
         }
-        for (n, w) in plan.waves.iter().enumerate() {
+        let mut n = 0;
+        while n < plan.waves.len() {
+            let w = &plan.waves[n];
             crate::interrupt::checkpoint()?;
             if w.kind == WaveKind::Rolling && matches!(plan.cluster, ClusterPlan::Known { .. }) {
                 // What needs no restart goes first: the operator's policy or user
@@ -179,26 +181,37 @@ pub fn execute(
                     t0.elapsed().as_secs_f64(),
                 );
             }
+            // The seed restarts beside the fresh nodes (nothing on them waits for
+            // it but their joins), so the pair runs as one.
+            let with_seed = w.kind == WaveKind::Seed
+                && plan.waves.get(n + 1).is_some_and(|x| x.kind == WaveKind::Fresh);
+            let (w, seed) = if with_seed {
+                (&plan.waves[n + 1], Some(w.hosts[0]))
+            } else {
+                (w, None)
+            };
             let t0 = Instant::now();
-            let names: Vec<&str> = w
-                .hosts
+            let names: Vec<&str> = seed
                 .iter()
+                .chain(&w.hosts)
                 .map(|&i| inv.hosts[i].name.as_str())
                 .collect();
-            let label = format!(
-                "wave {}: {} ({})",
-                n + 1,
-                wave_label(w.kind),
-                names.join(", ")
-            );
-            let splits = ex.wave(w, plan, &pending);
+            let count = names.len();
+            // Twenty names make no label: their count does.
+            let label = match (seed, count > 5) {
+                (Some(_), true) => format!("waves {}-{}: seed and fresh nodes ({count} hosts)", n + 1, n + 2),
+                (Some(_), false) => format!("waves {}-{}: seed and fresh nodes ({})", n + 1, n + 2, names.join(", ")),
+                (None, true) => format!("wave {}: {} ({count} hosts)", n + 1, wave_label(w.kind)),
+                (None, false) => format!("wave {}: {} ({})", n + 1, wave_label(w.kind), names.join(", ")),
+            };
+            let splits = ex.wave(w, seed, plan, &pending);
             ex.timing(label, t0.elapsed().as_secs_f64());
             let mut errors = Vec::new();
-            for (i, r) in w.hosts.iter().zip(splits) {
+            for (i, r) in splits {
                 match r {
                     Ok(secs) => {
-                        if w.parallel() && w.hosts.len() > 1 {
-                            ex.timing(format!("  {}", inv.hosts[*i].name), secs);
+                        if count > 1 && (w.parallel() || seed.is_some()) {
+                            ex.timing(format!("  {}", inv.hosts[i].name), secs);
                         }
                     }
                     Err(e) => errors.push(e),
@@ -208,6 +221,7 @@ pub fn execute(
                 let lines: Vec<String> = errors.iter().map(|e| format!("{e:#}")).collect();
                 bail!("{}", lines.join("\n"));
             }
+            n += if with_seed { 2 } else { 1 };
         }
         let t0 = Instant::now();
         crate::interrupt::checkpoint()?;
@@ -583,19 +597,25 @@ impl<'a> Executor<'a> {
         ctx.join(i, &mut *self.conns[i])
     }
 
-    /// Runs one wave; per host, the seconds its part took or why it failed. A
-    /// parallel wave runs every host to the end of its part even when another
-    /// fails (a node is never left between a stop and a start); the run stops
-    /// after the wave.
-    fn wave(&mut self, w: &Wave, plan: &Plan, pending: &Mutex<Vec<String>>) -> Vec<Result<f64>> {
+    /// Runs one wave (with `seed`: the seed beside a fresh wave, whose joins wait for
+    /// it); per host, the seconds its part took or why it failed. A parallel wave
+    /// runs every host to the end of its part even when another fails (a node is
+    /// never left between a stop and a start); the run stops after the wave.
+    fn wave(
+        &mut self,
+        w: &Wave,
+        seed: Option<usize>,
+        plan: &Plan,
+        pending: &Mutex<Vec<String>>,
+    ) -> Vec<(usize, Result<f64>)> {
         let inv = self.inv;
-        let seed = inv.central().node_name();
+        let seed_node = inv.central().node_name();
         let finished = |i: usize, joined: bool| {
             let hp = &plan.hosts[i];
             let mut p = pending.lock().unwrap();
             p.retain(|l| !l.starts_with(&format!("{}: ", hp.host)));
             if joined {
-                p.retain(|l| *l != format!("join {} to {seed}", hp.node));
+                p.retain(|l| *l != format!("join {} to {seed_node}", hp.node));
             }
         };
         if !w.parallel() {
@@ -604,7 +624,7 @@ impl<'a> Executor<'a> {
                 let t0 = Instant::now();
                 let r = self.sequential(w.kind, i, plan);
                 let ok = r.is_ok();
-                out.push(r.map(|_| t0.elapsed().as_secs_f64()));
+                out.push((i, r.map(|_| t0.elapsed().as_secs_f64())));
                 if !ok {
                     break;
                 }
@@ -619,7 +639,7 @@ impl<'a> Executor<'a> {
             let ci = inv.central_index();
             for &i in &w.hosts {
                 if let Err(e) = resolves(&mut *self.conns[ci], inv.central(), &inv.hosts[i]) {
-                    return w.hosts.iter().map(|_| Err(anyhow!("{e:#}"))).collect();
+                    return w.hosts.iter().map(|&i| (i, Err(anyhow!("{e:#}")))).collect();
                 }
             }
         }
@@ -631,13 +651,18 @@ impl<'a> Executor<'a> {
         };
         let ctx = &ctx;
         let kind = w.kind;
+        let seed_node = &seed_node;
+        // Whether the seed came up: the fresh nodes' joins wait for it.
+        let gate: (Mutex<Option<bool>>, std::sync::Condvar) =
+            (Mutex::new(seed.map(|_| None).unwrap_or(Some(true))), std::sync::Condvar::new());
+        let gate = &gate;
         let mine: Vec<(usize, &mut Box<dyn Transport>)> = self
             .conns
             .iter_mut()
             .enumerate()
-            .filter(|(i, _)| w.hosts.contains(i))
+            .filter(|(i, _)| w.hosts.contains(i) || seed == Some(*i))
             .collect();
-        let results: Vec<(usize, Result<f64>)> = std::thread::scope(|s| {
+        std::thread::scope(|s| {
             let handles: Vec<_> = mine
                 .into_iter()
                 .map(|(i, t)| {
@@ -645,12 +670,30 @@ impl<'a> Executor<'a> {
                     s.spawn(move || {
                         let t0 = Instant::now();
                         let hp = &plan.hosts[i];
+                        let name = &ctx.inv.hosts[i].name;
                         let r = (|| -> Result<()> {
+                            if seed == Some(i) {
+                                let r = ctx.host(i, &mut **t, hp);
+                                *gate.0.lock().unwrap() = Some(r.is_ok());
+                                gate.1.notify_all();
+                                r?;
+                                finished(i, false);
+                                return Ok(());
+                            }
                             if hp.changes() {
                                 ctx.host(i, &mut **t, hp)?;
                             }
                             finished(i, false);
                             if kind == WaveKind::Fresh {
+                                ctx.progress.idle(name, &format!("waiting for {seed_node} (the seed) to run"));
+                                let mut up = gate.0.lock().unwrap();
+                                while up.is_none() {
+                                    up = gate.1.wait(up).unwrap();
+                                }
+                                if *up != Some(true) {
+                                    bail!("{name}: not joined: {seed_node}, the seed, did not come up");
+                                }
+                                drop(up);
                                 // A safe point: this node runs, standalone or joined.
                                 crate::interrupt::checkpoint()?;
                                 ctx.join(i, &mut **t)?;
@@ -658,10 +701,8 @@ impl<'a> Executor<'a> {
                             }
                             Ok(())
                         })();
-                        ctx.progress.idle(
-                            &ctx.inv.hosts[i].name,
-                            if r.is_ok() { "done" } else { "failed" },
-                        );
+                        ctx.progress
+                            .idle(name, if r.is_ok() { "done" } else { "failed" });
                         (i, r.map(|_| t0.elapsed().as_secs_f64()))
                     })
                 })
@@ -673,20 +714,7 @@ impl<'a> Executor<'a> {
                         .unwrap_or_else(|_| (usize::MAX, Err(anyhow!("a host thread panicked"))))
                 })
                 .collect()
-        });
-        w.hosts
-            .iter()
-            .map(|i| {
-                results
-                    .iter()
-                    .position(|(k, _)| k == i)
-                    .map(|p| match &results[p].1 {
-                        Ok(s) => Ok(*s),
-                        Err(e) => Err(anyhow!("{e:#}")),
-                    })
-                    .unwrap_or_else(|| Err(anyhow!("a host thread panicked")))
-            })
-            .collect()
+        })
     }
 
     /// Removes a node the inventory no longer lists, as the plan says: masters moved

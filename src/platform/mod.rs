@@ -31,11 +31,13 @@ use std::time::Duration;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Query {
     script: String,
+    /// It starts a RabbitMQ CLI (an Erlang VM): it takes one of the CLI slots.
+    cli: bool,
 }
 
 impl Query {
     fn new(script: String) -> Query {
-        Query { script }
+        Query { script, cli: false }
     }
     /// The script as the host's shell receives it (for transcripts and messages).
     pub fn script(&self) -> &str {
@@ -229,7 +231,10 @@ pub trait Platform: Send + Sync {
     /// A read of the node, through its CLI (the same arguments on every OS).
     fn read(&self, r: Read) -> Query {
         let (tool, args) = r.cli();
-        Query::new(self.cli(tool, &args))
+        Query {
+            script: self.cli(tool, &args),
+            cli: true,
+        }
     }
     /// Waits (bounded) until the node has registered with epmd, without starting an
     /// Erlang VM: `rabbitmqctl await_startup` fails at once before that, and each
@@ -338,6 +343,45 @@ pub trait Transport: Probe {
         mode: Option<u32>,
         in_place: bool,
     ) -> transport::Result<()>;
+}
+
+/// How many RabbitMQ CLI calls run at once, over all hosts (`WARREN_CLI_PARALLEL`,
+/// default 8). Each starts an Erlang VM, about 1.5 s of CPU: on hosts that share a
+/// machine (the lab, or VMs on one hypervisor) forty at once only queue for the CPU.
+fn cli_cap() -> usize {
+    static CAP: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+    *CAP.get_or_init(|| {
+        std::env::var("WARREN_CLI_PARALLEL")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .filter(|&n| n > 0)
+            .unwrap_or(8)
+    })
+}
+
+static CLI_SLOTS: (std::sync::Mutex<usize>, std::sync::Condvar) =
+    (std::sync::Mutex::new(0), std::sync::Condvar::new());
+
+/// One of the CLI slots, held until dropped.
+pub struct CliSlot(());
+
+impl Drop for CliSlot {
+    fn drop(&mut self) {
+        let (used, freed) = &CLI_SLOTS;
+        *used.lock().unwrap_or_else(|e| e.into_inner()) -= 1;
+        freed.notify_one();
+    }
+}
+
+/// Waits for a free CLI slot.
+pub fn cli_slot() -> CliSlot {
+    let (used, freed) = &CLI_SLOTS;
+    let mut n = used.lock().unwrap_or_else(|e| e.into_inner());
+    while *n >= cli_cap() {
+        n = freed.wait(n).unwrap_or_else(|e| e.into_inner());
+    }
+    *n += 1;
+    CliSlot(())
 }
 
 /// A connection and the platform of the host at its other end.
@@ -494,6 +538,7 @@ impl Probe for Remote {
         &*self.platform
     }
     fn query(&mut self, q: &Query, timeout: Duration) -> transport::Result<Exec> {
+        let _slot = q.cli.then(cli_slot);
         self.exec_script(&q.script, timeout)
     }
     fn get(

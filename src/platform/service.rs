@@ -84,6 +84,7 @@ pub fn await_startup(t: &mut dyn Probe, timeout: Duration) -> Result<()> {
 }
 
 fn cli(t: &mut dyn Transport, tool: Tool, args: &[&str], timeout: Duration) -> Result<()> {
+    let _slot = super::cli_slot();
     let script = t.platform().cli(tool, args);
     let what = format!("{} {}", tool.name(), args.first().copied().unwrap_or(""));
     must(t, &script, timeout, &what)?;
@@ -144,6 +145,7 @@ pub fn queue_member(
     add: bool,
 ) -> Result<()> {
     let verb = if add { "add_member" } else { "delete_member" };
+    let _slot = super::cli_slot();
     let script = t
         .platform()
         .cli(Tool::Queues, &[verb, "-p", vhost, queue, node]);
