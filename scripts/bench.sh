@@ -1,27 +1,83 @@
 #!/usr/bin/env bash
-# Measures warren on the 5-host lab, as recorded in BENCHMARKS.md: a bootstrap from
-# fresh hosts (with --timings' split), then repeated no-op plans and applies, verify
-# on the healthy cluster, and one drill.
+# Measures warren on the lab, as recorded in BENCHMARKS.md, one run each:
+#  - a bootstrap of 5 fresh hosts (apply --timings: the split by wave and host);
+#  - the floor beside it, on the same hosts: one RabbitMQ node start and one
+#    stop_app / join_cluster / start_app, timed around RabbitMQ's own CLI;
+#  - no-op plans and applies, verify, on the converged cluster;
+#  - a sixth host added (its timings, and how many other nodes restarted);
+#  - the same bootstrap with join = "config" (peer discovery at the node's boot);
+#  - plan, bootstrap, no-op plan and apply, and verify on a 20-host lab.
 # Needs root (the lab). Run from the repository root: scripts/bench.sh
+# BENCH_SKIP_20=1 leaves out the 20-host part.
 set -euo pipefail
 W=${WARREN:-target/release/warren}
 [ -n "${WARREN:-}" ] || cargo build --release -q  # always current: a stale binary measures old code
+W=$PWD/$W
 work=$(mktemp -d)
 cd "$work"
-"$OLDPWD/$W" lab down >/dev/null
-"$OLDPWD/$W" lab up >/dev/null 2>&1
-run() { "$OLDPWD/$W" -i lab/inventory.toml "$@"; }
-echo "== bootstrap: apply --yes --timings on a fresh 5-host lab"
-run apply --yes --timings 2>&1 >/dev/null | sed -n '/^timings:/,$p'
+trap '"$W" lab down >/dev/null 2>&1; rm -rf "$work"' EXIT
+run() { "$W" -i lab/inventory.toml "$@"; }
+wall() { /usr/bin/time -f "%e" "$@" 2>&1 >/dev/null | tail -1; }
+on() { local ip=$1; shift; ssh -i lab/id_ed25519 -o UserKnownHostsFile=lab/known_hosts -o BatchMode=yes "root@$ip" "$@"; }
+pids() { for ip in "$@"; do on "$ip" 'cat /var/lib/rabbitmq/mnesia/*.pid'; done; }
+ips() { for i in $(seq 0 $(($1 - 1))); do echo "10.231.77.$((10 + i))"; done; }
+
+echo "== machine: $(nproc) cores, $(free -g | awk '/Mem:/{print $2}') GiB, $(date -u +%Y-%m-%d)"
+"$W" lab down >/dev/null 2>&1
+"$W" lab up >/dev/null 2>&1
+
+echo "== bootstrap: plan, then apply --yes --timings, on a fresh 5-host lab"
+echo "plan on the 5 fresh hosts: $(wall run plan) s"
+/usr/bin/time -f "apply wall: %e s" "$W" -i lab/inventory.toml apply --yes --timings 2>&1 >/dev/null | sed -n '/^timings:/,$p'
+
 echo "== no-op plan, 5 runs (wall seconds)"
-for i in 1 2 3 4 5; do /usr/bin/time -f "%e" "$OLDPWD/$W" -i lab/inventory.toml plan --exit-code >/dev/null; done
+for i in 1 2 3 4 5; do wall run plan --exit-code; done | paste -sd' '
 echo "== no-op apply --yes, 5 runs (wall seconds)"
-for i in 1 2 3 4 5; do /usr/bin/time -f "%e" "$OLDPWD/$W" -i lab/inventory.toml apply --yes >/dev/null; done
+for i in 1 2 3 4 5; do wall run apply --yes; done | paste -sd' '
 echo "== split of one no-op plan"
 run plan --timings 2>&1 >/dev/null | sed -n '/^timings:/,$p'
 echo "== verify on the healthy cluster, 3 runs (wall seconds)"
-for i in 1 2 3; do /usr/bin/time -f "%e" "$OLDPWD/$W" -i lab/inventory.toml verify >/dev/null; done
+for i in 1 2 3; do wall run verify; done | paste -sd' '
+
+echo "== the floor, on site4 of the same lab, with RabbitMQ's own CLI"
+S=10.231.77.14
+# site4 standalone again, holding nothing (the floor's join is a fresh node's).
+on $S 'rabbitmqctl -q stop_app && rabbitmqctl -q reset && rabbitmqctl -q start_app'
+on $S 'rabbitmqctl -q stop'
+start=$(on $S 'b=$(date +%s.%N); rabbitmq-server -detached >/dev/null 2>&1 </dev/null
+  until rabbitmqctl -q await_startup --timeout 60 >/dev/null 2>&1; do sleep 0.2; done
+  awk "BEGIN { printf \"%.1f\", $(date +%s.%N) - $b }"')
+join=$(on $S 'b=$(date +%s.%N); rabbitmqctl -q stop_app && rabbitmqctl -q join_cluster rabbit@central && rabbitmqctl -q start_app
+  awk "BEGIN { printf \"%.1f\", $(date +%s.%N) - $b }"')
+echo "one node start: $start s; one stop_app/join_cluster/start_app: $join s"
+echo "floor (central start, then one start-and-join): $(awk "BEGIN { printf \"%.1f\", $start + $start + $join }") s"
+echo "repairing site4's queue placement: $(wall run apply --yes) s"
+
+echo "== a sixth host: lab up --hosts 6, then apply --yes --timings"
+before=$(pids $(ips 5))
+"$W" lab up --hosts 6 >/dev/null 2>&1
+/usr/bin/time -f "apply wall: %e s" "$W" -i lab/inventory.toml apply --yes --timings 2>&1 >/dev/null | sed -n '/^timings:/,$p'
+after=$(pids $(ips 5))
+echo "other nodes restarted: $(diff <(echo "$before") <(echo "$after") | grep -c '^>' || true)"
 echo "== drill site1 --yes --messages 20 (wall seconds)"
-/usr/bin/time -f "%e" "$OLDPWD/$W" -i lab/inventory.toml drill site1 --yes --messages 20 >/dev/null
-"$OLDPWD/$W" lab down >/dev/null
-rm -rf "$work"
+wall run drill site1 --yes --messages 20
+
+echo "== bootstrap with join = \"config\" (peer discovery), on a fresh 5-host lab"
+"$W" lab down >/dev/null 2>&1
+"$W" lab up >/dev/null 2>&1
+sed -i 's/^join = "cli"/join = "config"/' lab/inventory.toml
+/usr/bin/time -f "apply wall: %e s" "$W" -i lab/inventory.toml apply --yes --timings 2>&1 >/dev/null | sed -n '/^timings:/,$p'
+
+if [ -z "${BENCH_SKIP_20:-}" ]; then
+    echo "== 20 hosts: lab up --hosts 20"
+    "$W" lab down >/dev/null 2>&1
+    echo "lab up: $(wall "$W" lab up --hosts 20) s"
+    echo "plan on 20 fresh hosts:"
+    run plan --timings 2>&1 >/dev/null | sed -n '/^timings:/,$p'
+    echo "bootstrap of 20:"
+    /usr/bin/time -f "apply wall: %e s" "$W" -i lab/inventory.toml apply --yes --timings 2>&1 >/dev/null | sed -n '/^timings:/,$p'
+    echo "no-op plan, 3 runs: $(for i in 1 2 3; do wall run plan --exit-code; done | paste -sd' ')"
+    echo "no-op apply, 3 runs: $(for i in 1 2 3; do wall run apply --yes; done | paste -sd' ')"
+    echo "verify, 3 runs: $(for i in 1 2 3; do wall run verify; done | paste -sd' ')"
+    run plan --timings 2>&1 >/dev/null | sed -n '/^timings:/,$p'
+fi

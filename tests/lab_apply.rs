@@ -114,6 +114,34 @@ fn bootstrap_rerun_edit_and_grow() {
     phases.done("fresh lab");
     let mut outputs = String::new();
 
+    // The central node holds data of its own before the bootstrap (a queue with
+    // messages, made the way an operator would, through its API from the host): as
+    // the seed it is restarted, never reset, so the messages are there after.
+    let curl = |method: &str, path: &str, body: &str| {
+        ssh_ok(
+            &dir,
+            &hosts[0],
+            &format!(
+                "curl -sf -u guest:guest -X {method} -H 'content-type: application/json' -d '{body}' http://127.0.0.1:15672{path}"
+            ),
+        )
+    };
+    curl(
+        "PUT",
+        "/api/queues/%2F/kept.on.central",
+        r#"{"durable":true}"#,
+    );
+    for n in 0..3 {
+        let out = curl(
+            "POST",
+            "/api/exchanges/%2F/amq.default/publish",
+            &format!(
+                r#"{{"properties":{{"delivery_mode":2}},"routing_key":"kept.on.central","payload":"m{n}","payload_encoding":"string"}}"#
+            ),
+        );
+        assert!(out.contains("\"routed\":true"), "{out}");
+    }
+
     // Plan and dry run on fresh hosts: changes shown, nothing touched.
     let hashes = all_file_hashes(&dir, &hosts);
     let pids = all_pids(&dir, &hosts);
@@ -126,6 +154,12 @@ fn bootstrap_rerun_edit_and_grow() {
     assert!(out.contains("(sensitive value) changed"), "{out}");
     // Each lab host calls itself by its inventory name: nothing to warn of.
     assert!(!out.contains("warning:"), "{out}");
+    // The waves: the seed, then every fresh site together (issue 13).
+    assert!(
+        out.contains("  1. seed (alone): central; ")
+            && out.contains("  2. fresh nodes (together): site1, site2, site3, site4; "),
+        "{out}"
+    );
     outputs.push_str(&out);
     outputs.push_str(&err);
     let dry = lab_warren_ok(&dir, &["apply", "--dry-run"]);
@@ -147,7 +181,32 @@ fn bootstrap_rerun_edit_and_grow() {
     assert!(out.contains("joined site1, site2, site3, site4"), "{out}");
     outputs.push_str(&out);
     outputs.push_str(&err);
+    // What ran is what the plan said: the seed and the fresh sites as one parallel
+    // step, every site starting its restart before any site had joined.
+    assert!(
+        err.contains("waves 1-2: seed and fresh nodes (central, site1, site2, site3, site4)"),
+        "{err}"
+    );
+    let lines: Vec<&str> = err.lines().collect();
+    let first_join = lines
+        .iter()
+        .position(|l| l.ends_with(" joined rabbit@central's cluster"))
+        .expect("a join");
+    for site in &hosts[1..] {
+        let start = lines
+            .iter()
+            .position(|l| *l == format!("{}: starting RabbitMQ ...", site.name))
+            .unwrap_or_else(|| panic!("{} never started: {err}", site.name));
+        assert!(
+            start < first_join,
+            "{} started after a join:\n{err}",
+            site.name
+        );
+    }
+    // One cluster: every node's own cluster_status lists every node, running.
     assert_user_layout(&dir, &hosts);
+    assert_eq!(queue_messages(&dir, &hosts[0], "kept.on.central"), 3);
+    curl("DELETE", "/api/queues/%2F/kept.on.central", "");
     // The lab's inventory shortens Erlang's net tick time; the nodes run with it.
     assert_eq!(
         ssh_ok(
@@ -323,6 +382,11 @@ fn bootstrap_rerun_edit_and_grow() {
         plan.matches("= RabbitMQ keeps running: nothing it reads changed")
             .count(),
         5,
+        "{plan}"
+    );
+    assert!(
+        plan.contains("  1. no restart (together): central, site1, site2, site3, site4; ")
+            && plan.contains("  2. fresh nodes (alone): site5; "),
         "{plan}"
     );
     let out = lab_warren_ok(&dir, &["apply", "--yes"]);

@@ -6,7 +6,7 @@ use warren::facts::{
     ClusterFacts, Facts, FileState, HostFacts, Membership, NodeFacts, NodeState, Unreadable,
 };
 use warren::inventory::{self, Inventory};
-use warren::plan::{self, ClusterPlan, Options, Service};
+use warren::plan::{self, ClusterPlan, Options, Service, WaveKind};
 use warren::render::{self, Rendered};
 
 struct Case {
@@ -731,5 +731,135 @@ fn a_host_removed_from_the_inventory_is_drained_stopped_and_forgotten() {
     assert_eq!(
         p.departures[0].describe(),
         "forget it (forget_cluster_node); its files stay on its host"
+    );
+}
+
+/// Facts of a host fresh from its installer: none of warren's files, RabbitMQ running
+/// standalone, no messages.
+fn fresh(c: &Case, facts: &mut [HostFacts], i: usize) {
+    let node = c.inv.hosts[i].node_name();
+    let f = &mut facts[i];
+    f.files.values_mut().for_each(|s| *s = FileState::Missing);
+    f.node.membership = Some(Membership {
+        node: node.clone(),
+        nodes: vec![node.clone()],
+        running: vec![node],
+        ram: vec![],
+        partitions: vec![],
+    });
+    f.node.messages = Some(0);
+}
+
+/// The waves as (kind, host names), in order.
+fn waves(p: &plan::Plan) -> Vec<(WaveKind, Vec<String>)> {
+    p.waves
+        .iter()
+        .map(|w| {
+            (
+                w.kind,
+                w.hosts.iter().map(|&i| p.hosts[i].host.clone()).collect(),
+            )
+        })
+        .collect()
+}
+
+fn names(v: &[&str]) -> Vec<String> {
+    v.iter().map(|s| s.to_string()).collect()
+}
+
+/// A first bootstrap: the seed alone, then every fresh site together; the plan says so.
+#[test]
+fn a_bootstrap_is_the_seed_then_every_fresh_node_at_once() {
+    let c = case(|t| t);
+    let mut facts = converged(&c);
+    for i in 0..3 {
+        fresh(&c, &mut facts, i);
+    }
+    let p = plan_of(&c, facts, false);
+    assert_eq!(
+        waves(&p),
+        vec![
+            (WaveKind::Seed, names(&["central"])),
+            (WaveKind::Fresh, names(&["site1", "site2"])),
+        ]
+    );
+    let text = plan::view::text(&p);
+    assert!(
+        text.contains("  1. seed (alone): central; the seed: it runs before any node joins it"),
+        "{text}"
+    );
+    assert!(
+        text.contains("  2. fresh nodes (together): site1, site2; no messages and in no cluster"),
+        "{text}"
+    );
+}
+
+/// A node added to a running cluster: the members' hosts-file change at once, without
+/// a restart; the new node on its own fresh wave; nobody else restarts.
+#[test]
+fn an_added_node_is_fresh_and_the_members_change_without_a_restart() {
+    let c = case(|t| t);
+    let mut facts = converged(&c);
+    fresh(&c, &mut facts, 2);
+    // The members lack the new host in their hosts block only.
+    for f in facts.iter_mut().take(2) {
+        for (path, state) in f.files.iter_mut() {
+            if path == "/etc/hosts" {
+                *state = FileState::Text {
+                    content: b"127.0.0.1 localhost\n".to_vec(),
+                    mode: 0o644,
+                    owner: "root".into(),
+                };
+            }
+        }
+    }
+    let p = plan_of(&c, facts, false);
+    assert_eq!(p.restarts(), 1, "{}", plan::view::text(&p));
+    assert_eq!(
+        waves(&p),
+        vec![
+            (WaveKind::NoRestart, names(&["central", "site1"])),
+            (WaveKind::Fresh, names(&["site2"])),
+        ]
+    );
+}
+
+/// Members that restart go one at a time; a node holding messages is never fresh (with
+/// --force it is reset, one at a time, after the restarts); a stopped node comes first.
+#[test]
+fn members_roll_one_at_a_time_and_only_nodes_with_nothing_to_lose_go_together() {
+    let c = case(|t| t);
+    let mut facts = conf_drifted(&c, 0);
+    let drifted = conf_drifted(&c, 1);
+    facts[1] = drifted[1].clone();
+    let p = plan_of(&c, facts.clone(), false);
+    assert_eq!(
+        waves(&p),
+        vec![(WaveKind::Rolling, names(&["central", "site1"]))]
+    );
+    assert!(plan::view::text(&p).contains("1. rolling restart (one at a time): central, site1;"));
+
+    fresh(&c, &mut facts, 2);
+    facts[2].node.messages = Some(7);
+    let p = plan_of(&c, facts.clone(), true);
+    assert_eq!(
+        waves(&p),
+        vec![
+            (WaveKind::Rolling, names(&["central", "site1", "site2"])),
+            (WaveKind::Joins, names(&["site2"])),
+        ]
+    );
+
+    facts[2].node.pid = None;
+    facts[2].node.state = NodeState::Stopped;
+    facts[2].node.membership = None;
+    let p = plan_of(&c, facts, false);
+    assert_eq!(
+        waves(&p),
+        vec![
+            (WaveKind::BringUp, names(&["site2"])),
+            (WaveKind::Rolling, names(&["central", "site1"])),
+            (WaveKind::Joins, names(&["site2"])),
+        ]
     );
 }

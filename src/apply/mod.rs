@@ -184,7 +184,10 @@ pub fn execute(
             // The seed restarts beside the fresh nodes (nothing on them waits for
             // it but their joins), so the pair runs as one.
             let with_seed = w.kind == WaveKind::Seed
-                && plan.waves.get(n + 1).is_some_and(|x| x.kind == WaveKind::Fresh);
+                && plan
+                    .waves
+                    .get(n + 1)
+                    .is_some_and(|x| x.kind == WaveKind::Fresh);
             let (w, seed) = if with_seed {
                 (&plan.waves[n + 1], Some(w.hosts[0]))
             } else {
@@ -199,10 +202,24 @@ pub fn execute(
             let count = names.len();
             // Twenty names make no label: their count does.
             let label = match (seed, count > 5) {
-                (Some(_), true) => format!("waves {}-{}: seed and fresh nodes ({count} hosts)", n + 1, n + 2),
-                (Some(_), false) => format!("waves {}-{}: seed and fresh nodes ({})", n + 1, n + 2, names.join(", ")),
+                (Some(_), true) => format!(
+                    "waves {}-{}: seed and fresh nodes ({count} hosts)",
+                    n + 1,
+                    n + 2
+                ),
+                (Some(_), false) => format!(
+                    "waves {}-{}: seed and fresh nodes ({})",
+                    n + 1,
+                    n + 2,
+                    names.join(", ")
+                ),
                 (None, true) => format!("wave {}: {} ({count} hosts)", n + 1, wave_label(w.kind)),
-                (None, false) => format!("wave {}: {} ({})", n + 1, wave_label(w.kind), names.join(", ")),
+                (None, false) => format!(
+                    "wave {}: {} ({})",
+                    n + 1,
+                    wave_label(w.kind),
+                    names.join(", ")
+                ),
             };
             let splits = ex.wave(w, seed, plan, &pending);
             ex.timing(label, t0.elapsed().as_secs_f64());
@@ -429,13 +446,18 @@ impl<'a> Ctx<'a> {
         let seed = central.node_name();
         let host = h.name.as_str();
         // Decided now, from the node's own lists: its management API when it
-        // answers (no Erlang VM to start), else `rabbitmqctl cluster_status`.
+        // answers (no Erlang VM to start), else one `rabbitmqctl eval`.
         let creds = facts::credentials(inv);
         let port = h.ports.management;
-        let by_api = facts::api_membership(t, port, &creds, &h.node_name());
-        let m = match &by_api {
-            Some((m, _)) => m.clone(),
-            None => facts::cluster_status(t, h)?,
+        let (m, messages) = match facts::api_membership(t, port, &creds, &h.node_name()) {
+            Some((m, c)) => {
+                let n = facts::api_local_messages(t, port, &c, &h.node_name());
+                (m, n)
+            }
+            None => {
+                let (m, n) = facts::node_state(t, h)?;
+                (m, Some(n))
+            }
         };
         if m.nodes.contains(&seed) {
             self.did(
@@ -446,10 +468,7 @@ impl<'a> Ctx<'a> {
             return Ok(());
         }
         if !self.force {
-            let by_api = by_api
-                .as_ref()
-                .and_then(|(_, c)| facts::api_local_messages(t, port, c, &h.node_name()));
-            let messages = match by_api {
+            let messages = match messages {
                 Some(n) => n,
                 None => facts::local_messages(t, h)?,
             };
@@ -469,7 +488,7 @@ impl<'a> Ctx<'a> {
         )?;
         let after = match facts::api_membership(t, port, &creds, &h.node_name()) {
             Some((m, _)) if m.nodes.contains(&seed) => m,
-            _ => facts::cluster_status(t, h)?,
+            _ => facts::node_state(t, h)?.0,
         };
         if !after.nodes.contains(&seed) {
             bail!(
@@ -639,7 +658,11 @@ impl<'a> Executor<'a> {
             let ci = inv.central_index();
             for &i in &w.hosts {
                 if let Err(e) = resolves(&mut *self.conns[ci], inv.central(), &inv.hosts[i]) {
-                    return w.hosts.iter().map(|&i| (i, Err(anyhow!("{e:#}")))).collect();
+                    return w
+                        .hosts
+                        .iter()
+                        .map(|&i| (i, Err(anyhow!("{e:#}"))))
+                        .collect();
                 }
             }
         }
@@ -653,8 +676,10 @@ impl<'a> Executor<'a> {
         let kind = w.kind;
         let seed_node = &seed_node;
         // Whether the seed came up: the fresh nodes' joins wait for it.
-        let gate: (Mutex<Option<bool>>, std::sync::Condvar) =
-            (Mutex::new(seed.map(|_| None).unwrap_or(Some(true))), std::sync::Condvar::new());
+        let gate: (Mutex<Option<bool>>, std::sync::Condvar) = (
+            Mutex::new(seed.map(|_| None).unwrap_or(Some(true))),
+            std::sync::Condvar::new(),
+        );
         let gate = &gate;
         let mine: Vec<(usize, &mut Box<dyn Transport>)> = self
             .conns

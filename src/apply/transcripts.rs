@@ -141,6 +141,17 @@ impl Scripted {
                 "{{\"disk_nodes\": [{nodes}], \"ram_nodes\": [], \"running_nodes\": [{nodes}], \"partitions\": {{}}}}\n"
             ));
         }
+        if script.contains("rabbit:is_running()") {
+            // Read::NodeState: the node's answer, as `rabbitmqctl eval` prints it.
+            let nodes = if s.member && s.node != s.seed {
+                format!("\"{}\",\"{}\"", s.seed, s.node)
+            } else {
+                format!("\"{}\"", s.node)
+            };
+            return ok(format!(
+                "{{\"disc\":[{nodes}],\"messages\":0,\"nodes\":[{nodes}],\"partitions\":[],\"running\":[{nodes}],\"state\":\"running\"}}\nok\n"
+            ));
+        }
         if script.contains("'--local'") || script.contains("--local") {
             return ok("[]\n".into());
         }

@@ -272,9 +272,9 @@ pub fn host_facts(
                 Some(c) => api_local_messages(p, api_port, c, &h.node_name()),
                 None => None,
             };
-            node.messages = Some(match by_api {
-                Some(n) => n,
-                None => local_messages(p, h)?,
+            node.messages = Some(match (by_api, node.messages) {
+                (Some(n), _) | (None, Some(n)) => n,
+                (None, None) => local_messages(p, h)?,
             });
         }
     }
@@ -388,8 +388,9 @@ fn read_node(
         return Ok(NodeState::Running);
     }
     match answer(p, h)? {
-        Answer::Member(m) => {
+        Answer::Member(m, messages) => {
             node.membership = Some(m);
+            node.messages = Some(messages);
             Ok(NodeState::Running)
         }
         Answer::Not(state) => Ok(state),
@@ -397,7 +398,8 @@ fn read_node(
 }
 
 enum Answer {
-    Member(Membership),
+    /// A running node: its membership, and the messages in its own queues.
+    Member(Membership, u64),
     Not(NodeState),
 }
 
@@ -405,40 +407,94 @@ enum Answer {
 /// just started registers with epmd within seconds).
 const ANSWER_WAIT: Duration = Duration::from_secs(30);
 
+#[derive(Deserialize)]
+struct NodeStateAnswer {
+    state: String,
+    #[serde(default)]
+    nodes: Vec<String>,
+    #[serde(default)]
+    disc: Vec<String>,
+    #[serde(default)]
+    running: Vec<String>,
+    #[serde(default)]
+    partitions: Vec<String>,
+    #[serde(default)]
+    messages: u64,
+}
+
 /// The node's membership, or why it has none to give: still booting, or its rabbit
 /// application stopped. Both are states the plan finishes (wait, `start_app`), never
-/// errors; a node that does not answer at all within `ANSWER_WAIT` is one.
+/// errors; a node that does not answer at all within `ANSWER_WAIT` is one. One CLI
+/// call (`Read::NodeState`) per try.
 fn answer(p: &mut dyn Probe, h: &Host) -> Result<Answer> {
-    let q = p.platform().read(Read::ClusterStatus);
+    let q = p.platform().read(Read::NodeState);
     let deadline = std::time::Instant::now() + ANSWER_WAIT;
     loop {
         let out = p.query(&q, QUERY_TIMEOUT)?;
         if out.ok() {
-            return parse_cluster_status(&out.stdout, h).map(Answer::Member);
+            return parse_node_state(&out.stdout, h);
         }
         let text = format!("{}\n{}", out.stdout, out.stderr);
-        if text.contains("requires the 'rabbit' app to be running") {
-            let q = p.platform().read(Read::IsBooting);
-            let b = p.query(&q, QUERY_TIMEOUT)?;
-            let booting = serde_json::from_str::<serde_json::Value>(b.stdout.trim())
-                .ok()
-                .and_then(|v| v["result"].as_bool())
-                .unwrap_or(false);
-            return Ok(Answer::Not(if booting {
-                NodeState::Booting
-            } else {
-                NodeState::AppStopped
-            }));
-        }
         let unreachable = text.contains("unable to perform an operation on node");
         if !unreachable || std::time::Instant::now() > deadline {
             bail!(
-                "{}: RabbitMQ runs but `rabbitmqctl cluster_status` failed: {}",
+                "{}: RabbitMQ runs but `rabbitmqctl eval` (its state) failed: {}",
                 h.name,
                 out.last_line()
             );
         }
         std::thread::sleep(Duration::from_secs(1));
+    }
+}
+
+fn parse_node_state(stdout: &str, h: &Host) -> Result<Answer> {
+    let line = stdout
+        .lines()
+        .map(str::trim)
+        .find(|l| l.starts_with('{'))
+        .unwrap_or("");
+    let a: NodeStateAnswer = serde_json::from_str(line)
+        .with_context(|| format!("{}: the node's state: unexpected answer {line:?}", h.name))?;
+    match a.state.as_str() {
+        "running" => {
+            let mut nodes = a.nodes.clone();
+            nodes.sort();
+            let ram = a.nodes.into_iter().filter(|n| !a.disc.contains(n)).collect();
+            Ok(Answer::Member(
+                Membership {
+                    node: h.node_name(),
+                    nodes,
+                    running: a.running,
+                    ram,
+                    partitions: a.partitions,
+                },
+                a.messages,
+            ))
+        }
+        "booting" => Ok(Answer::Not(NodeState::Booting)),
+        _ => Ok(Answer::Not(NodeState::AppStopped)),
+    }
+}
+
+/// A running node's membership and the messages in its own queues, in one CLI call;
+/// an error when the node is not running.
+pub fn node_state(p: &mut dyn Probe, h: &Host) -> Result<(Membership, u64)> {
+    let q = p.platform().read(Read::NodeState);
+    let out = p.query(&q, QUERY_TIMEOUT)?;
+    if !out.ok() {
+        bail!(
+            "{}: RabbitMQ runs but `rabbitmqctl eval` (its state) failed: {}",
+            h.name,
+            out.last_line()
+        );
+    }
+    match parse_node_state(&out.stdout, h)? {
+        Answer::Member(m, messages) => Ok((m, messages)),
+        Answer::Not(NodeState::Booting) => bail!("{}: RabbitMQ is still booting", h.name),
+        Answer::Not(_) => bail!(
+            "{}: RabbitMQ runs with its rabbit application stopped",
+            h.name
+        ),
     }
 }
 

@@ -60,9 +60,15 @@ pub enum Read<'a> {
     QueuePolicies { vhost: &'a str },
     /// `rabbitmq-diagnostics erlang_cookie_sources`: the cookie file the CLI reads.
     CookieSources,
-    /// `rabbitmq-diagnostics is_booting` as JSON: the rabbit application is starting.
-    IsBooting,
+    /// Everything the fact reading needs of a node without its management API, in
+    /// one CLI call (one Erlang VM): its state, its cluster's node lists and
+    /// partitions, and the messages in its own queues, as one JSON line.
+    NodeState,
 }
+
+/// The expression `Read::NodeState` evaluates on the node. No double quotes, `!`,
+/// `%` or `^`, which cmd.exe would change on their way to `rabbitmqctl.bat`.
+pub const NODE_STATE_EXPR: &str = "S = case rabbit:is_running() of true -> #{state => running, nodes => rabbit_mnesia:cluster_nodes(all), disc => rabbit_mnesia:cluster_nodes(disc), running => rabbit_mnesia:cluster_nodes(running), partitions => rabbit_node_monitor:partitions(), messages => lists:sum([case rabbit_amqqueue:info(Q, [messages]) of [{messages, M}] when is_integer(M) -> M; _ -> 0 end || V <- rabbit_vhost:list_names(), Q <- rabbit_amqqueue:list_local(V)])}; false -> #{state => case rabbit:is_booting() of true -> booting; false -> app_stopped end} end, io:format('~s~n', [rabbit_json:encode(S)]).";
 
 impl<'a> Read<'a> {
     /// The CLI tool and arguments that make this read.
@@ -87,7 +93,7 @@ impl<'a> Read<'a> {
                 ],
             ),
             Read::CookieSources => (Tool::Diagnostics, vec!["erlang_cookie_sources"]),
-            Read::IsBooting => (Tool::Diagnostics, vec!["is_booting", "--formatter", "json"]),
+            Read::NodeState => (Tool::Ctl, vec!["eval", NODE_STATE_EXPR]),
         }
     }
 }

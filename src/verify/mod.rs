@@ -641,10 +641,7 @@ fn path(
                 sc.spawn(move || (k, path_publish(inv, t.as_mut(), s, creds)))
             })
             .collect();
-        handles
-            .into_iter()
-            .filter_map(|j| j.join().ok())
-            .collect()
+        handles.into_iter().filter_map(|j| j.join().ok()).collect()
     });
     for (k, r) in published {
         if let Err(e) = r {
