@@ -206,7 +206,11 @@ fn bootstrap_rerun_edit_and_grow() {
     // One cluster: every node's own cluster_status lists every node, running.
     assert_user_layout(&dir, &hosts);
     assert_eq!(queue_messages(&dir, &hosts[0], "kept.on.central"), 3);
-    curl("DELETE", "/api/queues/%2F/kept.on.central", "");
+    ssh_ok(
+        &dir,
+        &hosts[0],
+        "rabbitmqctl -q delete_queue kept.on.central",
+    );
     // The lab's inventory shortens Erlang's net tick time; the nodes run with it.
     assert_eq!(
         ssh_ok(

@@ -459,7 +459,11 @@ fn parse_node_state(stdout: &str, h: &Host) -> Result<Answer> {
         "running" => {
             let mut nodes = a.nodes.clone();
             nodes.sort();
-            let ram = a.nodes.into_iter().filter(|n| !a.disc.contains(n)).collect();
+            let ram = a
+                .nodes
+                .into_iter()
+                .filter(|n| !a.disc.contains(n))
+                .collect();
             Ok(Answer::Member(
                 Membership {
                     node: h.node_name(),
