@@ -639,7 +639,13 @@ impl<'a> Executor<'a> {
         };
         if !w.parallel() {
             let mut out = Vec::new();
-            for &i in &w.hosts {
+            for (k, &i) in w.hosts.iter().enumerate() {
+                for &j in &w.hosts[k + 1..] {
+                    self.progress.idle(
+                        &inv.hosts[j].name,
+                        &format!("waiting: one at a time, after {}", inv.hosts[i].name),
+                    );
+                }
                 let t0 = Instant::now();
                 let r = self.sequential(w.kind, i, plan);
                 let ok = r.is_ok();

@@ -175,7 +175,7 @@ impl Wave {
             WaveKind::BringUp => "down or coming up: brought up together before anything restarts",
             WaveKind::NoRestart => "nothing they change needs a restart: all at once, before any restart",
             WaveKind::Seed => "the seed: it runs before any node joins it",
-            WaveKind::Fresh => "no messages and in no cluster: files and restart all at once, beside the seed's, each joining the seed once it runs",
+            WaveKind::Fresh => "no messages and in no cluster: files and restarts all at once (beside the seed's, when it restarts too), each joining the seed once it runs",
             WaveKind::Rolling => "members of the running cluster: one at a time, each after every queue copy is back",
             WaveKind::Joins => "not read as fresh: joined one at a time, membership read right before",
         }

@@ -351,26 +351,51 @@ fn plugins(
     cf: &ClusterFacts,
     conns: &mut [Option<Box<dyn Transport>>],
 ) {
-    for n in cf.nodes.iter().filter(|n| n.running) {
-        let Some(i) = inv.hosts.iter().position(|h| h.node_name() == n.name) else {
-            continue;
-        };
+    // (host index, whether its statistics miss a declared plugin), running nodes only.
+    let nodes: Vec<(usize, bool)> = cf
+        .nodes
+        .iter()
+        .filter(|n| n.running)
+        .filter_map(|n| {
+            let i = inv.hosts.iter().position(|h| h.node_name() == n.name)?;
+            let miss = inv
+                .cluster
+                .plugins
+                .iter()
+                .any(|p| !n.applications.iter().any(|a| &a.name == p));
+            Some((i, miss))
+        })
+        .collect();
+    // The nodes whose statistics miss a plugin are asked through their CLI, all at
+    // once (right after a restart that is every restarted node).
+    let asked: Vec<Option<anyhow::Result<facts::PluginStates>>> = std::thread::scope(|s| {
+        let handles: Vec<_> = conns
+            .iter_mut()
+            .enumerate()
+            .map(|(i, t)| {
+                let ask = nodes.iter().any(|&(k, miss)| k == i && miss);
+                s.spawn(move || match (ask, t.as_mut()) {
+                    (true, Some(t)) => Some(facts::plugin_states(&mut **t, inv)),
+                    _ => None,
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|j| j.join().ok().flatten())
+            .collect()
+    });
+    let mut asked: Vec<Option<anyhow::Result<facts::PluginStates>>> = asked;
+    for (i, miss) in nodes {
         let host = inv.hosts[i].name.clone();
-        let stats_miss = inv
-            .cluster
-            .plugins
-            .iter()
-            .any(|p| !n.applications.iter().any(|a| &a.name == p));
-        let states = match (stats_miss, conns[i].as_mut()) {
+        let states = match (miss, asked[i].take()) {
             (false, _) => facts::PluginStates::default(),
             (true, None) => continue, // unreachable: reported above
-            (true, Some(t)) => match facts::plugin_states(&mut **t, inv) {
-                Ok(s) => s,
-                Err(e) => {
-                    c.add("plugins", &host, false, format!("{e:#}"), None);
-                    continue;
-                }
-            },
+            (true, Some(Ok(s))) => s,
+            (true, Some(Err(e))) => {
+                c.add("plugins", &host, false, format!("{e:#}"), None);
+                continue;
+            }
         };
         let mut wrong = Vec::new();
         if !states.not_enabled.is_empty() {
