@@ -17,7 +17,15 @@ work=$(mktemp -d)
 cd "$work"
 trap '"$W" lab down >/dev/null 2>&1; rm -rf "$work"' EXIT
 run() { "$W" -i lab/inventory.toml "$@"; }
-wall() { /usr/bin/time -f "%e" "$@" 2>&1 >/dev/null | tail -1; }
+# Wall seconds of one warren run on the lab's inventory (its exit status aside:
+# `plan --exit-code` exits 2 when something would change).
+wall() {
+    local t0 t1
+    t0=$(date +%s.%N)
+    "$W" -i lab/inventory.toml "$@" >/dev/null 2>&1 || true
+    t1=$(date +%s.%N)
+    awk "BEGIN { printf \"%.2f\n\", $t1 - $t0 }"
+}
 on() { local ip=$1; shift; ssh -i lab/id_ed25519 -o UserKnownHostsFile=lab/known_hosts -o BatchMode=yes "root@$ip" "$@"; }
 pids() { for ip in "$@"; do on "$ip" 'cat /var/lib/rabbitmq/mnesia/*.pid'; done; }
 ips() { for i in $(seq 0 $(($1 - 1))); do echo "10.231.77.$((10 + i))"; done; }
@@ -27,17 +35,17 @@ echo "== machine: $(nproc) cores, $(free -g | awk '/Mem:/{print $2}') GiB, $(dat
 "$W" lab up >/dev/null 2>&1
 
 echo "== bootstrap: plan, then apply --yes --timings, on a fresh 5-host lab"
-echo "plan on the 5 fresh hosts: $(wall run plan) s"
+echo "plan on the 5 fresh hosts: $(wall plan) s"
 /usr/bin/time -f "apply wall: %e s" "$W" -i lab/inventory.toml apply --yes --timings 2>&1 >/dev/null | sed -n '/^timings:/,$p'
 
 echo "== no-op plan, 5 runs (wall seconds)"
-for i in 1 2 3 4 5; do wall run plan --exit-code; done | paste -sd' '
+for i in 1 2 3 4 5; do wall plan --exit-code; done | paste -sd' '
 echo "== no-op apply --yes, 5 runs (wall seconds)"
-for i in 1 2 3 4 5; do wall run apply --yes; done | paste -sd' '
+for i in 1 2 3 4 5; do wall apply --yes; done | paste -sd' '
 echo "== split of one no-op plan"
 run plan --timings 2>&1 >/dev/null | sed -n '/^timings:/,$p'
 echo "== verify on the healthy cluster, 3 runs (wall seconds)"
-for i in 1 2 3; do wall run verify; done | paste -sd' '
+for i in 1 2 3; do wall verify; done | paste -sd' '
 
 echo "== the floor, on site4 of the same lab, with RabbitMQ's own CLI"
 S=10.231.77.14
@@ -51,7 +59,29 @@ join=$(on $S 'b=$(date +%s.%N); rabbitmqctl -q stop_app && rabbitmqctl -q join_c
   awk "BEGIN { printf \"%.1f\", $(date +%s.%N) - $b }"')
 echo "one node start: $start s; one stop_app/join_cluster/start_app: $join s"
 echo "floor (central start, then one start-and-join): $(awk "BEGIN { printf \"%.1f\", $start + $start + $join }") s"
-echo "repairing site4's queue placement: $(wall run apply --yes) s"
+echo "repairing site4's queue placement: $(wall apply --yes) s"
+echo "== the same waves by hand with RabbitMQ's CLI on this machine: the central and"
+echo "   four standalone sites started at once, each site joined once the central runs"
+for ip in $(ips 5 | tail -n +2); do
+    on "$ip" 'rabbitmqctl -q stop_app && rabbitmqctl -q reset && rabbitmqctl -q start_app' &
+done
+wait
+for ip in $(ips 5); do on "$ip" 'rabbitmqctl -q stop' & done
+wait
+rm -f central.up
+b=$(date +%s.%N)
+( on 10.231.77.10 'rabbitmq-server -detached >/dev/null 2>&1 </dev/null
+    until rabbitmqctl -q await_startup --timeout 60 >/dev/null 2>&1; do sleep 0.2; done'
+  touch central.up ) &
+for ip in $(ips 5 | tail -n +2); do
+    ( on "$ip" 'rabbitmq-server -detached >/dev/null 2>&1 </dev/null
+        until rabbitmqctl -q await_startup --timeout 60 >/dev/null 2>&1; do sleep 0.2; done'
+      until [ -e central.up ]; do sleep 0.2; done
+      on "$ip" 'rabbitmqctl -q stop_app && rabbitmqctl -q join_cluster rabbit@central && rabbitmqctl -q start_app' ) &
+done
+wait
+echo "by hand, in parallel: $(awk "BEGIN { printf \"%.1f\", $(date +%s.%N) - $b }") s"
+echo "repairing the queue placement: $(wall apply --yes) s"
 
 echo "== a sixth host: lab up --hosts 6, then apply --yes --timings"
 before=$(pids $(ips 5))
@@ -60,7 +90,7 @@ before=$(pids $(ips 5))
 after=$(pids $(ips 5))
 echo "other nodes restarted: $(diff <(echo "$before") <(echo "$after") | grep -c '^>' || true)"
 echo "== drill site1 --yes --messages 20 (wall seconds)"
-wall run drill site1 --yes --messages 20
+wall drill site1 --yes --messages 20
 
 echo "== bootstrap with join = \"config\" (peer discovery), on a fresh 5-host lab"
 "$W" lab down >/dev/null 2>&1
@@ -71,13 +101,13 @@ sed -i 's/^join = "cli"/join = "config"/' lab/inventory.toml
 if [ -z "${BENCH_SKIP_20:-}" ]; then
     echo "== 20 hosts: lab up --hosts 20"
     "$W" lab down >/dev/null 2>&1
-    echo "lab up: $(wall "$W" lab up --hosts 20) s"
+    /usr/bin/time -f "lab up: %e s" "$W" lab up --hosts 20 2>&1 >/dev/null | tail -1
     echo "plan on 20 fresh hosts:"
     run plan --timings 2>&1 >/dev/null | sed -n '/^timings:/,$p'
     echo "bootstrap of 20:"
     /usr/bin/time -f "apply wall: %e s" "$W" -i lab/inventory.toml apply --yes --timings 2>&1 >/dev/null | sed -n '/^timings:/,$p'
-    echo "no-op plan, 3 runs: $(for i in 1 2 3; do wall run plan --exit-code; done | paste -sd' ')"
-    echo "no-op apply, 3 runs: $(for i in 1 2 3; do wall run apply --yes; done | paste -sd' ')"
-    echo "verify, 3 runs: $(for i in 1 2 3; do wall run verify; done | paste -sd' ')"
+    echo "no-op plan, 3 runs: $(for i in 1 2 3; do wall plan --exit-code; done | paste -sd' ')"
+    echo "no-op apply, 3 runs: $(for i in 1 2 3; do wall apply --yes; done | paste -sd' ')"
+    echo "verify, 3 runs: $(for i in 1 2 3; do wall verify; done | paste -sd' ')"
     run plan --timings 2>&1 >/dev/null | sed -n '/^timings:/,$p'
 fi

@@ -509,7 +509,7 @@ impl<'a> Ctx<'a> {
 /// address: Erlang distribution reaches nodes by name.
 fn resolves(t: &mut dyn Probe, who: &Host, target: &Host) -> Result<()> {
     let q = t.platform().resolve(&target.name);
-    let out = t.query(&q, Duration::from_secs(10))?;
+    let out = t.query(&q, Duration::from_secs(60))?;
     let addrs: Vec<&str> = out.stdout.split_whitespace().collect();
     if addrs.is_empty() {
         bail!(
@@ -533,7 +533,7 @@ fn reaches(t: &mut dyn Probe, h: &Host, c: &Host) -> Result<()> {
     let ports = [4369, c.ports.dist];
     let targets: Vec<(String, u16)> = ports.iter().map(|&p| (c.address.clone(), p)).collect();
     let q = t.platform().probe_ports(&targets);
-    let out = t.query(&q, Duration::from_secs(15))?;
+    let out = t.query(&q, Duration::from_secs(60))?;
     for (k, port) in ports.iter().enumerate() {
         if !out.stdout.lines().any(|l| l.trim() == format!("open {k}")) {
             bail!(

@@ -351,43 +351,76 @@ pub trait Transport: Probe {
     ) -> transport::Result<()>;
 }
 
-/// How many RabbitMQ CLI calls run at once, over all hosts (`WARREN_CLI_PARALLEL`,
-/// default 8). Each starts an Erlang VM, about 1.5 s of CPU: on hosts that share a
-/// machine (the lab, or VMs on one hypervisor) forty at once only queue for the CPU.
-fn cli_cap() -> usize {
-    static CAP: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
-    *CAP.get_or_init(|| {
-        std::env::var("WARREN_CLI_PARALLEL")
-            .ok()
-            .and_then(|v| v.parse().ok())
-            .filter(|&n| n > 0)
-            .unwrap_or(8)
-    })
+/// A count of slots shared by every host's thread: how many Erlang VMs warren has
+/// starting at once. Each costs seconds of CPU; where hosts share a machine's CPUs
+/// (the lab, or VMs on one hypervisor), twenty at once only queue for the CPU and
+/// starve everything else on it, SSH included.
+struct Slots {
+    used: std::sync::Mutex<usize>,
+    freed: std::sync::Condvar,
+    /// The environment variable that sets the cap, and its default.
+    var: &'static str,
+    default: usize,
+    cap: std::sync::OnceLock<usize>,
 }
 
-static CLI_SLOTS: (std::sync::Mutex<usize>, std::sync::Condvar) =
-    (std::sync::Mutex::new(0), std::sync::Condvar::new());
+impl Slots {
+    const fn new(var: &'static str, default: usize) -> Slots {
+        Slots {
+            used: std::sync::Mutex::new(0),
+            freed: std::sync::Condvar::new(),
+            var,
+            default,
+            cap: std::sync::OnceLock::new(),
+        }
+    }
 
-/// One of the CLI slots, held until dropped.
-pub struct CliSlot(());
+    fn cap(&self) -> usize {
+        *self.cap.get_or_init(|| {
+            std::env::var(self.var)
+                .ok()
+                .and_then(|v| v.parse().ok())
+                .filter(|&n| n > 0)
+                .unwrap_or(self.default)
+        })
+    }
 
-impl Drop for CliSlot {
-    fn drop(&mut self) {
-        let (used, freed) = &CLI_SLOTS;
-        *used.lock().unwrap_or_else(|e| e.into_inner()) -= 1;
-        freed.notify_one();
+    /// Waits for a free slot; it is given back when the `Slot` is dropped.
+    fn take(&'static self) -> Slot {
+        let mut n = self.used.lock().unwrap_or_else(|e| e.into_inner());
+        while *n >= self.cap() {
+            n = self.freed.wait(n).unwrap_or_else(|e| e.into_inner());
+        }
+        *n += 1;
+        Slot(self)
     }
 }
+
+/// One slot of a `Slots`, held until dropped.
+pub struct Slot(&'static Slots);
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        *self.0.used.lock().unwrap_or_else(|e| e.into_inner()) -= 1;
+        self.0.freed.notify_one();
+    }
+}
+
+/// RabbitMQ CLI calls at once, over all hosts (`WARREN_CLI_PARALLEL`, default 8).
+static CLI_SLOTS: Slots = Slots::new("WARREN_CLI_PARALLEL", 8);
+/// Nodes starting (booting) at once, over all hosts (`WARREN_PARALLEL_STARTS`,
+/// default 4: the user's four sites start together; on hosts with CPUs of their own,
+/// raise it).
+static START_SLOTS: Slots = Slots::new("WARREN_PARALLEL_STARTS", 4);
 
 /// Waits for a free CLI slot.
-pub fn cli_slot() -> CliSlot {
-    let (used, freed) = &CLI_SLOTS;
-    let mut n = used.lock().unwrap_or_else(|e| e.into_inner());
-    while *n >= cli_cap() {
-        n = freed.wait(n).unwrap_or_else(|e| e.into_inner());
-    }
-    *n += 1;
-    CliSlot(())
+pub fn cli_slot() -> Slot {
+    CLI_SLOTS.take()
+}
+
+/// Waits for a free start slot (held through a node's start and boot).
+pub fn start_slot() -> Slot {
+    START_SLOTS.take()
 }
 
 /// A connection and the platform of the host at its other end.
@@ -433,7 +466,7 @@ impl Remote {
             return Ok(());
         }
         let script = self.platform.make_folder(folder);
-        let out = self.exec_script(&script, Duration::from_secs(30))?;
+        let out = self.exec_script(&script, Duration::from_secs(120))?;
         if !out.ok() {
             return Err(self.io_err(&format!("making folder {folder}"), out.last_line()));
         }
@@ -591,7 +624,7 @@ impl Transport for Remote {
             // mode 0700, a name no one can take first); sudo moves the file into place
             // and removes the folder.
             Some(line) => {
-                let out = self.conn.exec(&line, Duration::from_secs(30))?;
+                let out = self.conn.exec(&line, Duration::from_secs(120))?;
                 let folder = out.stdout.trim();
                 if !out.ok() || folder.is_empty() {
                     return Err(self.io_err(
@@ -605,7 +638,7 @@ impl Transport for Remote {
         };
         self.send_file(&tmp, bytes)?;
         let script = self.platform.place_file(&tmp, path, owner, mode, in_place);
-        let done = self.exec_script(&script, Duration::from_secs(30))?;
+        let done = self.exec_script(&script, Duration::from_secs(120))?;
         if !done.ok() {
             return Err(self.io_err(&what, done.last_line()));
         }

@@ -28,6 +28,7 @@ pub fn stop(t: &mut dyn Transport, m: ServiceManager) -> Result<()> {
 
 /// Starts RabbitMQ and waits until it has finished booting.
 pub fn start(t: &mut dyn Transport, m: ServiceManager, daemon_reload: bool) -> Result<()> {
+    let _slot = super::start_slot();
     let script = t.platform().start(m, daemon_reload);
     must(t, &script, STOP_TIMEOUT, "starting RabbitMQ")?;
     await_startup(t, START_TIMEOUT)
@@ -38,6 +39,7 @@ pub fn start(t: &mut dyn Transport, m: ServiceManager, daemon_reload: bool) -> R
 pub fn reinstall(t: &mut dyn Transport, m: ServiceManager) -> Result<()> {
     match t.platform().reinstall() {
         Some(script) => {
+            let _slot = super::start_slot();
             must(
                 t,
                 &script,
@@ -67,7 +69,8 @@ pub fn await_startup(t: &mut dyn Probe, timeout: Duration) -> Result<()> {
     }
     let q = t.platform().read(Read::AwaitStartup);
     loop {
-        let out = t.query(&q, Duration::from_secs(60))?;
+        // The CLI waits up to 30 s itself, after its own VM has started.
+        let out = t.query(&q, Duration::from_secs(120))?;
         if out.ok() {
             return Ok(());
         }

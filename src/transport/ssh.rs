@@ -277,7 +277,7 @@ impl Connection for Ssh {
         body: Option<&str>,
     ) -> Result<HttpResponse> {
         let what = format!("{method} {path} on port {port}");
-        self.session.set_timeout(30_000);
+        self.session.set_timeout(120_000);
         let mut ch = self
             .session
             .channel_direct_tcpip("127.0.0.1", port, None)
@@ -335,7 +335,7 @@ impl Connection for Ssh {
 impl Ssh {
     fn sftp(&mut self, what: &str) -> Result<&ssh2::Sftp> {
         if self.sftp.is_none() {
-            self.session.set_timeout(30_000);
+            self.session.set_timeout(120_000);
             let sftp = self.session.sftp().map_err(|e| {
                 self.io_err(
                     what,
