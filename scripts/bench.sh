@@ -36,7 +36,7 @@ echo "== machine: $(nproc) cores, $(free -g | awk '/Mem:/{print $2}') GiB, $(dat
 
 echo "== bootstrap: plan, then apply --yes --timings, on a fresh 5-host lab"
 echo "plan on the 5 fresh hosts: $(wall plan) s"
-/usr/bin/time -f "apply wall: %e s" "$W" -i lab/inventory.toml apply --yes --timings 2>&1 >/dev/null | sed -n '/^timings:/,$p'
+/usr/bin/time -f "apply wall: %e s" "$W" -i lab/inventory.toml apply --yes --timings 2>&1 >/dev/null | sed -n '/^error\|^timings:/,$p' || true
 
 echo "== no-op plan, 5 runs (wall seconds)"
 for i in 1 2 3 4 5; do wall plan --exit-code; done | paste -sd' '
@@ -60,33 +60,10 @@ join=$(on $S 'b=$(date +%s.%N); rabbitmqctl -q stop_app && rabbitmqctl -q join_c
 echo "one node start: $start s; one stop_app/join_cluster/start_app: $join s"
 echo "floor (central start, then one start-and-join): $(awk "BEGIN { printf \"%.1f\", $start + $start + $join }") s"
 echo "repairing site4's queue placement: $(wall apply --yes) s"
-echo "== the same waves by hand with RabbitMQ's CLI on this machine: the central and"
-echo "   four standalone sites started at once, each site joined once the central runs"
-for ip in $(ips 5 | tail -n +2); do
-    on "$ip" 'rabbitmqctl -q stop_app && rabbitmqctl -q reset && rabbitmqctl -q start_app' &
-done
-wait
-for ip in $(ips 5); do on "$ip" 'rabbitmqctl -q stop' & done
-wait
-rm -f central.up
-b=$(date +%s.%N)
-( on 10.231.77.10 'rabbitmq-server -detached >/dev/null 2>&1 </dev/null
-    until rabbitmqctl -q await_startup --timeout 60 >/dev/null 2>&1; do sleep 0.2; done'
-  touch central.up ) &
-for ip in $(ips 5 | tail -n +2); do
-    ( on "$ip" 'rabbitmq-server -detached >/dev/null 2>&1 </dev/null
-        until rabbitmqctl -q await_startup --timeout 60 >/dev/null 2>&1; do sleep 0.2; done'
-      until [ -e central.up ]; do sleep 0.2; done
-      on "$ip" 'rabbitmqctl -q stop_app && rabbitmqctl -q join_cluster rabbit@central && rabbitmqctl -q start_app' ) &
-done
-wait
-echo "by hand, in parallel: $(awk "BEGIN { printf \"%.1f\", $(date +%s.%N) - $b }") s"
-echo "repairing the queue placement: $(wall apply --yes) s"
-
 echo "== a sixth host: lab up --hosts 6, then apply --yes --timings"
 before=$(pids $(ips 5))
 "$W" lab up --hosts 6 >/dev/null 2>&1
-/usr/bin/time -f "apply wall: %e s" "$W" -i lab/inventory.toml apply --yes --timings 2>&1 >/dev/null | sed -n '/^timings:/,$p'
+/usr/bin/time -f "apply wall: %e s" "$W" -i lab/inventory.toml apply --yes --timings 2>&1 >/dev/null | sed -n '/^error\|^timings:/,$p' || true
 after=$(pids $(ips 5))
 echo "other nodes restarted: $(diff <(echo "$before") <(echo "$after") | grep -c '^>' || true)"
 echo "== drill site1 --yes --messages 20 (wall seconds)"
@@ -96,7 +73,7 @@ echo "== bootstrap with join = \"config\" (peer discovery), on a fresh 5-host la
 "$W" lab down >/dev/null 2>&1
 "$W" lab up >/dev/null 2>&1
 sed -i 's/^join = "cli"/join = "config"/' lab/inventory.toml
-/usr/bin/time -f "apply wall: %e s" "$W" -i lab/inventory.toml apply --yes --timings 2>&1 >/dev/null | sed -n '/^timings:/,$p'
+/usr/bin/time -f "apply wall: %e s" "$W" -i lab/inventory.toml apply --yes --timings 2>&1 >/dev/null | sed -n '/^error\|^timings:/,$p' || true
 
 if [ -z "${BENCH_SKIP_20:-}" ]; then
     echo "== 20 hosts: lab up --hosts 20"
@@ -105,7 +82,7 @@ if [ -z "${BENCH_SKIP_20:-}" ]; then
     echo "plan on 20 fresh hosts:"
     run plan --timings 2>&1 >/dev/null | sed -n '/^timings:/,$p'
     echo "bootstrap of 20:"
-    /usr/bin/time -f "apply wall: %e s" "$W" -i lab/inventory.toml apply --yes --timings 2>&1 >/dev/null | sed -n '/^timings:/,$p'
+    /usr/bin/time -f "apply wall: %e s" "$W" -i lab/inventory.toml apply --yes --timings 2>&1 >/dev/null | sed -n '/^error\|^timings:/,$p' || true
     echo "no-op plan, 3 runs: $(for i in 1 2 3; do wall plan --exit-code; done | paste -sd' ')"
     echo "no-op apply, 3 runs: $(for i in 1 2 3; do wall apply --yes; done | paste -sd' ')"
     echo "verify, 3 runs: $(for i in 1 2 3; do wall verify; done | paste -sd' ')"

@@ -388,6 +388,9 @@ impl<'a> Ctx<'a> {
                         ..
                     }
                 );
+                // Starts are capped over all hosts (see `platform::start_slot`); the
+                // seed, which every join waits for, never queues for a slot.
+                let _slot = (i != self.inv.central_index()).then(crate::platform::start_slot);
                 let verb = if !hp.reinstall.is_empty() {
                     self.progress.host(
                         &h.name,

@@ -408,10 +408,11 @@ impl Drop for Slot {
 
 /// RabbitMQ CLI calls at once, over all hosts (`WARREN_CLI_PARALLEL`, default 8).
 static CLI_SLOTS: Slots = Slots::new("WARREN_CLI_PARALLEL", 8);
-/// Nodes starting (booting) at once, over all hosts (`WARREN_PARALLEL_STARTS`,
-/// default 4: the user's four sites start together; on hosts with CPUs of their own,
+/// Nodes other than the seed starting (booting) at once, over all hosts
+/// (`WARREN_PARALLEL_STARTS`, default 8: the user's four sites start together, a
+/// 20-host lab on two cores in three batches; on hosts with CPUs of their own,
 /// raise it).
-static START_SLOTS: Slots = Slots::new("WARREN_PARALLEL_STARTS", 4);
+static START_SLOTS: Slots = Slots::new("WARREN_PARALLEL_STARTS", 8);
 
 /// Waits for a free CLI slot.
 pub fn cli_slot() -> Slot {

@@ -28,7 +28,6 @@ pub fn stop(t: &mut dyn Transport, m: ServiceManager) -> Result<()> {
 
 /// Starts RabbitMQ and waits until it has finished booting.
 pub fn start(t: &mut dyn Transport, m: ServiceManager, daemon_reload: bool) -> Result<()> {
-    let _slot = super::start_slot();
     let script = t.platform().start(m, daemon_reload);
     must(t, &script, STOP_TIMEOUT, "starting RabbitMQ")?;
     await_startup(t, START_TIMEOUT)
@@ -39,7 +38,6 @@ pub fn start(t: &mut dyn Transport, m: ServiceManager, daemon_reload: bool) -> R
 pub fn reinstall(t: &mut dyn Transport, m: ServiceManager) -> Result<()> {
     match t.platform().reinstall() {
         Some(script) => {
-            let _slot = super::start_slot();
             must(
                 t,
                 &script,
