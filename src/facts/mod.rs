@@ -373,21 +373,7 @@ fn read_node(
             node.api = Some(c.clone());
             return Ok(NodeState::Running);
         };
-        node.membership = Some(Membership {
-            node: overview.node,
-            nodes: nodes.iter().map(|n| n.name.clone()).collect(),
-            running: nodes
-                .iter()
-                .filter(|n| n.running)
-                .map(|n| n.name.clone())
-                .collect(),
-            ram: nodes
-                .iter()
-                .filter(|n| n.node_type == "ram")
-                .map(|n| n.name.clone())
-                .collect(),
-            partitions,
-        });
+        node.membership = Some(membership_of(overview.node, &nodes, partitions));
         node.api = Some(c.clone());
         return Ok(NodeState::Running);
     }
@@ -577,28 +563,32 @@ pub fn api_membership(
         }
         let nodes: Vec<api::NodeInfo> = api::parse(&r.body).ok()?;
         let partitions = nodes.iter().find(|n| n.name == node)?.partitions.clone()?;
-        let mut all: Vec<String> = nodes.iter().map(|n| n.name.clone()).collect();
-        all.sort();
         return Some((
-            Membership {
-                node: node.to_string(),
-                nodes: all,
-                running: nodes
-                    .iter()
-                    .filter(|n| n.running)
-                    .map(|n| n.name.clone())
-                    .collect(),
-                ram: nodes
-                    .iter()
-                    .filter(|n| n.node_type == "ram")
-                    .map(|n| n.name.clone())
-                    .collect(),
-                partitions,
-            },
+            membership_of(node.to_string(), &nodes, partitions),
             c.clone(),
         ));
     }
     None
+}
+
+/// `node`'s membership from the node list its management API gives.
+fn membership_of(node: String, nodes: &[api::NodeInfo], partitions: Vec<String>) -> Membership {
+    let names = |keep: &dyn Fn(&api::NodeInfo) -> bool| -> Vec<String> {
+        nodes
+            .iter()
+            .filter(|n| keep(n))
+            .map(|n| n.name.clone())
+            .collect()
+    };
+    let mut all = names(&|_| true);
+    all.sort();
+    Membership {
+        node,
+        nodes: all,
+        running: names(&|n| n.running),
+        ram: names(&|n| n.node_type == "ram"),
+        partitions,
+    }
 }
 
 /// How many messages the node's queues hold (before a reset would drop them).
