@@ -368,7 +368,7 @@ fn plugins(
         .collect();
     // The nodes whose statistics miss a plugin are asked through their CLI, all at
     // once (right after a restart that is every restarted node).
-    let asked: Vec<Option<anyhow::Result<facts::PluginStates>>> = std::thread::scope(|s| {
+    let mut asked: Vec<Option<anyhow::Result<facts::PluginStates>>> = std::thread::scope(|s| {
         let handles: Vec<_> = conns
             .iter_mut()
             .enumerate()
@@ -385,7 +385,6 @@ fn plugins(
             .map(|j| j.join().ok().flatten())
             .collect()
     });
-    let mut asked: Vec<Option<anyhow::Result<facts::PluginStates>>> = asked;
     for (i, miss) in nodes {
         let host = inv.hosts[i].name.clone();
         let states = match (miss, asked[i].take()) {
