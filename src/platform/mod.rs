@@ -68,7 +68,9 @@ pub enum Read<'a> {
 
 /// The expression `Read::NodeState` evaluates on the node. No double quotes, `!`,
 /// `%` or `^`, which cmd.exe would change on their way to `rabbitmqctl.bat`.
-pub const NODE_STATE_EXPR: &str = "S = case rabbit:is_running() of true -> #{state => running, nodes => rabbit_mnesia:cluster_nodes(all), disc => rabbit_mnesia:cluster_nodes(disc), running => rabbit_mnesia:cluster_nodes(running), partitions => rabbit_node_monitor:partitions(), messages => lists:sum([case rabbit_amqqueue:info(Q, [messages]) of [{messages, M}] when is_integer(M) -> M; _ -> 0 end || V <- rabbit_vhost:list_names(), Q <- rabbit_amqqueue:list_local(V)])}; false -> #{state => case rabbit:is_booting() of true -> booting; false -> app_stopped end} end, io:format('~s~n', [rabbit_json:encode(S)]).";
+/// A node between states (its boot not far enough along to say, or stopping)
+/// answers `booting`: the plan waits for it.
+pub const NODE_STATE_EXPR: &str = "S = try case rabbit:is_running() of true -> #{state => running, nodes => rabbit_mnesia:cluster_nodes(all), disc => rabbit_mnesia:cluster_nodes(disc), running => rabbit_mnesia:cluster_nodes(running), partitions => rabbit_node_monitor:partitions(), messages => lists:sum([case rabbit_amqqueue:info(Q, [messages]) of [{messages, M}] when is_integer(M) -> M; _ -> 0 end || V <- rabbit_vhost:list_names(), Q <- rabbit_amqqueue:list_local(V)])}; false -> #{state => case rabbit:is_booting() of true -> booting; false -> app_stopped end} end catch _:_ -> #{state => booting} end, io:format('~s~n', [rabbit_json:encode(S)]).";
 
 impl<'a> Read<'a> {
     /// The CLI tool and arguments that make this read.
