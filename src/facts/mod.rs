@@ -368,10 +368,17 @@ fn read_node(
             .find(|n| n.name == overview.node)
             .and_then(|n| n.partitions.clone())
         else {
-            // Incomplete statistics: the node's own live view instead.
-            node.membership = Some(cluster_status(p, h)?);
-            node.api = Some(c.clone());
-            return Ok(NodeState::Running);
+            // Incomplete statistics (after a partition, or a node whose API answers
+            // while it still boots): the node's own live view instead.
+            return match answer(p, h)? {
+                Answer::Member(m, messages) => {
+                    node.membership = Some(m);
+                    node.messages = Some(messages);
+                    node.api = Some(c.clone());
+                    Ok(NodeState::Running)
+                }
+                Answer::Not(state) => Ok(state),
+            };
         };
         node.membership = Some(membership_of(overview.node, &nodes, partitions));
         node.api = Some(c.clone());
