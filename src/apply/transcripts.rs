@@ -131,16 +131,6 @@ impl Scripted {
         if script.contains("join_cluster") {
             s.member = true;
         }
-        if script.contains("cluster_status") {
-            let nodes = if s.member && s.node != s.seed {
-                format!("\"{}\", \"{}\"", s.seed, s.node)
-            } else {
-                format!("\"{}\"", s.node)
-            };
-            return ok(format!(
-                "{{\"disk_nodes\": [{nodes}], \"ram_nodes\": [], \"running_nodes\": [{nodes}], \"partitions\": {{}}}}\n"
-            ));
-        }
         if script.contains("rabbit:is_running()") {
             // Read::NodeState: the node's answer, as `rabbitmqctl eval` prints it.
             let nodes = if s.member && s.node != s.seed {

@@ -321,26 +321,12 @@ fn current_management_port(
     None
 }
 
-#[derive(Deserialize)]
-struct ClusterStatus {
-    #[serde(default)]
-    disk_nodes: Vec<String>,
-    #[serde(default)]
-    ram_nodes: Vec<String>,
-    #[serde(default)]
-    running_nodes: Vec<String>,
-    #[serde(default)]
-    partitions: BTreeMap<String, Vec<String>>,
-    #[serde(default)]
-    versions: BTreeMap<String, serde_json::Value>,
-}
-
 /// The node list with only what a node's membership needs: every node's full
 /// statistics, twenty times over on a 20-node cluster, are most of a plan's reading.
 const NODE_LIST: &str = "/api/nodes?columns=name,running,type,partitions";
 
 /// The node's own view: through the management API when it answers (fast), else
-/// `rabbitmqctl cluster_status` (a fresh node has no management plugin yet).
+/// one `rabbitmqctl eval` (a fresh node may have no management plugin yet).
 fn read_node(
     p: &mut dyn Probe,
     h: &Host,
@@ -497,41 +483,6 @@ pub fn node_state(p: &mut dyn Probe, h: &Host) -> Result<(Membership, u64)> {
             h.name
         ),
     }
-}
-
-/// `rabbitmqctl cluster_status` as JSON: membership from RabbitMQ's node lists.
-pub fn cluster_status(p: &mut dyn Probe, h: &Host) -> Result<Membership> {
-    let q = p.platform().read(Read::ClusterStatus);
-    let out = p.query(&q, QUERY_TIMEOUT)?;
-    if !out.ok() {
-        bail!(
-            "{}: RabbitMQ runs but `rabbitmqctl cluster_status` failed: {}",
-            h.name,
-            out.last_line()
-        );
-    }
-    parse_cluster_status(&out.stdout, h)
-}
-
-fn parse_cluster_status(stdout: &str, h: &Host) -> Result<Membership> {
-    let s: ClusterStatus = serde_json::from_str(stdout.trim())
-        .with_context(|| format!("{}: cluster_status: unexpected answer", h.name))?;
-    let mut nodes = s.disk_nodes.clone();
-    nodes.extend(s.ram_nodes.iter().cloned());
-    nodes.sort();
-    let _ = s.versions;
-    Ok(Membership {
-        nodes,
-        running: s.running_nodes,
-        ram: s.ram_nodes,
-        node: h.node_name(),
-        // The node's own partitions: the nodes it lost and found again.
-        partitions: s
-            .partitions
-            .get(&h.node_name())
-            .cloned()
-            .unwrap_or_default(),
-    })
 }
 
 /// How many messages the queues on `node` hold, from its management API: `None`

@@ -48,8 +48,6 @@ impl Query {
 /// The reads a `Probe` may make of a node, besides the fact reading itself.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Read<'a> {
-    /// `rabbitmqctl cluster_status` as JSON.
-    ClusterStatus,
     /// Messages in this node's own queues, as JSON.
     LocalMessages,
     /// `rabbitmq-plugins list` as JSON.
@@ -76,7 +74,6 @@ impl<'a> Read<'a> {
     /// The CLI tool and arguments that make this read.
     pub fn cli(self) -> (Tool, Vec<&'a str>) {
         match self {
-            Read::ClusterStatus => (Tool::Ctl, vec!["cluster_status", "--formatter", "json"]),
             Read::LocalMessages => (
                 Tool::Ctl,
                 vec!["list_queues", "--local", "messages", "--formatter", "json"],
