@@ -122,7 +122,11 @@ fn plan_from(
     cluster: Result<ClusterFacts, Unreadable>,
     force: bool,
 ) -> plan::Plan {
-    let facts = Facts { hosts, cluster };
+    let facts = Facts {
+        hosts,
+        cluster,
+        links: Default::default(),
+    };
     plan::plan(
         &c.inv,
         &c.rendered.hosts,
@@ -234,6 +238,7 @@ fn a_cookie_change_on_every_member_is_refused_as_disruptive() {
         &Facts {
             hosts: facts,
             cluster: Err(Unreadable("not read in this case".into())),
+            links: Default::default(),
         },
         Options {
             allow_disruptive: true,
@@ -424,9 +429,14 @@ fn a_converged_cluster_plans_no_change_and_a_moved_master_is_moved_back() {
             queues: queues(master),
             bindings: v(serde_json::to_value(&defs.bindings).unwrap()),
             nodes: vec![],
+            parameters: vec![],
         }
     };
-    let same = warren::plan::cluster::plan(&c.inv, &Ok(cluster("rabbit@site1")));
+    let same = warren::plan::cluster::plan(
+        &c.inv,
+        warren::inventory::Broker::Cluster,
+        &Ok(cluster("rabbit@site1")),
+    );
     assert!(!same.has_changes(), "{same:?}");
     // An interrupted master move left its temporary policy: the plan removes it,
     // first (issue 12).
@@ -436,7 +446,8 @@ fn a_converged_cluster_plans_no_change_and_a_moved_master_is_moved_back() {
         "apply-to": "queues", "priority": 1000,
         "definition": {"ha-mode": "nodes", "ha-params": ["rabbit@site1"]}
     })));
-    let cleanup = warren::plan::cluster::plan(&c.inv, &Ok(left));
+    let cleanup =
+        warren::plan::cluster::plan(&c.inv, warren::inventory::Broker::Cluster, &Ok(left));
     let changes = cleanup.changes();
     assert_eq!(changes.len(), 1, "{changes:?}");
     assert_eq!(
@@ -461,7 +472,8 @@ fn a_converged_cluster_plans_no_change_and_a_moved_master_is_moved_back() {
     left.exchanges.push(v(serde_json::json!(
         {"name": "warren.verify", "vhost": "/", "type": "direct", "durable": false}
     )));
-    let cleanup = warren::plan::cluster::plan(&c.inv, &Ok(left));
+    let cleanup =
+        warren::plan::cluster::plan(&c.inv, warren::inventory::Broker::Cluster, &Ok(left));
     let deleted: Vec<(&str, &str)> = cleanup
         .changes()
         .iter()
@@ -482,14 +494,19 @@ fn a_converged_cluster_plans_no_change_and_a_moved_master_is_moved_back() {
     with_guest.users.push(v(serde_json::json!(
         {"name": "guest", "password_hash": hash("guest"), "hashing_algorithm": "rabbit_password_hashing_sha256", "tags": ["administrator"]}
     )));
-    let guest = warren::plan::cluster::plan(&c.inv, &Ok(with_guest));
+    let guest =
+        warren::plan::cluster::plan(&c.inv, warren::inventory::Broker::Cluster, &Ok(with_guest));
     let changes = guest.changes();
     assert_eq!(changes.len(), 1, "{changes:?}");
     assert_eq!(
         (changes[0].action.symbol(), changes[0].name.as_str()),
         ("-", "guest")
     );
-    let moved = warren::plan::cluster::plan(&c.inv, &Ok(cluster("rabbit@central")));
+    let moved = warren::plan::cluster::plan(
+        &c.inv,
+        warren::inventory::Broker::Cluster,
+        &Ok(cluster("rabbit@central")),
+    );
     let changes = moved.changes();
     assert_eq!(changes.len(), 1, "{changes:?}");
     assert!(

@@ -5,7 +5,7 @@
 //! done again: a rerun plans from the facts and picks up where this one stopped.
 
 use crate::facts;
-use crate::inventory::{Host, Inventory, JoinMethod, Replication};
+use crate::inventory::{Broker, Host, Inventory, JoinMethod, Replication};
 use crate::plan::cluster::{self as cplan, ClusterPlan, Op};
 use crate::plan::view::wave_label;
 use crate::plan::{HostPlan, Plan, Service, Wave, WaveKind};
@@ -100,7 +100,93 @@ pub fn work(plan: &Plan) -> u64 {
         + WEIGHT_JOIN * plan.joins.len() as u64
         + WEIGHT_NODE * plan.departures.len() as u64
         + plan.cluster.changes().len() as u64
+        + plan
+            .links
+            .iter()
+            .map(|l| l.plan.changes().len() as u64 + 1)
+            .sum::<u64>()
         + 1
+}
+
+/// How long apply waits for a shovel or federation link to run.
+const LINK_WAIT_SECS: u64 = 60;
+
+/// What a site's link reports: shovel status on the site's broker, federation link
+/// status on the central node.
+pub struct LinkState {
+    pub name: String,
+    pub running: bool,
+    /// Its state, and RabbitMQ's reason when it is not running.
+    pub text: String,
+    /// Who connects to whom (for the fix in a message).
+    pub from: String,
+    pub to: String,
+    pub port: u16,
+}
+
+/// The host whose broker runs site `si`'s link: the site for a shovel, the central
+/// host for federation (the downstream pulls).
+pub fn link_runner(inv: &Inventory, si: usize) -> usize {
+    match inv.sites[si].link {
+        crate::inventory::Link::Shovel => inv.sites[si].host,
+        _ => inv.central_index(),
+    }
+}
+
+/// Reads the state of site `si`'s link through `p`, the connection to the host
+/// that runs it (`link_runner`).
+pub fn link_state(inv: &Inventory, si: usize, p: &mut dyn Probe) -> Result<LinkState> {
+    let site = &inv.sites[si];
+    let sh = &inv.hosts[site.host];
+    let central = inv.central();
+    let name = crate::inventory::link_name(&sh.name);
+    let vhost = &inv.cluster.vhost;
+    let describe = |state: &str, why: Option<&serde_json::Value>| match why {
+        Some(w) if !w.is_null() => format!(
+            "{state}: {}",
+            w.as_str()
+                .map(str::to_string)
+                .unwrap_or_else(|| w.to_string())
+        ),
+        _ => state.to_string(),
+    };
+    match site.link {
+        crate::inventory::Link::Shovel => {
+            let (port, creds) = facts::node_api(p, inv, site.host)?;
+            let all: Vec<api::ShovelStatus> = api::get(p, port, &creds, "/api/shovels")?;
+            let me = all.iter().find(|x| x.name == name && &x.vhost == vhost);
+            Ok(LinkState {
+                running: me.is_some_and(|x| x.state == "running"),
+                text: me
+                    .map(|x| describe(&x.state, x.reason.as_ref()))
+                    .unwrap_or_else(|| "not reported".into()),
+                name,
+                from: sh.name.clone(),
+                to: central.name.clone(),
+                port: central.ports.amqp,
+            })
+        }
+        _ => {
+            let (port, creds) = facts::node_api(p, inv, inv.central_index())?;
+            let all: Vec<api::FederationLink> = api::get(p, port, &creds, "/api/federation-links")?;
+            let mine: Vec<&api::FederationLink> = all
+                .iter()
+                .filter(|x| x.upstream == name && &x.vhost == vhost)
+                .filter(|x| x.exchange.as_deref() == Some(site.exchange.as_str()))
+                .collect();
+            Ok(LinkState {
+                running: !mine.is_empty() && mine.iter().all(|x| x.status == "running"),
+                text: mine
+                    .first()
+                    .map(|x| describe(&x.status, x.error.as_ref()))
+                    .unwrap_or_else(|| "not reported".into()),
+                name,
+                from: central.name.clone(),
+                to: sh.name.clone(),
+                port: sh.ports.amqp,
+            })
+        }
+    }
 }
 
 /// Runs `plan`, wave by wave. On failure, says what was done and what was not.
@@ -138,6 +224,12 @@ pub fn execute(
         }
     }
     pending.push("cluster resources, then placement and sync read back".into());
+    for l in &plan.links {
+        pending.push(format!(
+            "{}: the site's broker and its link, then the link read back",
+            l.host
+        ));
+    }
     // Every host's line says what it waits for until its wave comes.
     for (n, w) in plan.waves.iter().enumerate() {
         for &i in &w.hosts {
@@ -243,6 +335,7 @@ pub fn execute(
         let t0 = Instant::now();
         crate::interrupt::checkpoint()?;
         ex.cluster()?;
+        ex.links()?;
         progress.idle(&inv.central().name, "done");
         ex.timing(
             "cluster resources and sync".into(),
@@ -811,7 +904,65 @@ impl<'a> Executor<'a> {
     }
 
     fn cluster(&mut self) -> Result<()> {
-        self.cluster_ops(&|_, _| true, true)
+        self.cluster_ops(Broker::Cluster, &|_, _| true, true)
+    }
+
+    /// Every linked site's broker (its exchange, queue, users and link), then each
+    /// link read back until it runs.
+    fn links(&mut self) -> Result<()> {
+        let brokers: Vec<Broker> = self
+            .inv
+            .brokers()
+            .into_iter()
+            .filter(|b| *b != Broker::Cluster)
+            .collect();
+        if brokers.is_empty() {
+            return Ok(());
+        }
+        for &b in &brokers {
+            crate::interrupt::checkpoint()?;
+            self.cluster_ops(b, &|_, _| true, false)?;
+        }
+        for b in brokers {
+            let Broker::Site(si) = b else { continue };
+            self.await_link(si)?;
+        }
+        Ok(())
+    }
+
+    /// Waits until the link of site `si` runs (shovel: as its site's broker reports
+    /// it; federation: as the central node does).
+    fn await_link(&mut self, si: usize) -> Result<()> {
+        let inv = self.inv;
+        let site = &inv.sites[si];
+        let host = inv.hosts[site.host].name.clone();
+        let deadline = Instant::now() + Duration::from_secs(LINK_WAIT_SECS);
+        loop {
+            crate::interrupt::checkpoint()?;
+            let runner = link_runner(inv, si);
+            let state = link_state(inv, si, &mut *self.conns[runner])?;
+            if state.running {
+                self.did(&host, format!("{} {} running", site.link, state.name));
+                return Ok(());
+            }
+            if Instant::now() > deadline {
+                bail!(
+                    "{} {} of site {host} is not running after {LINK_WAIT_SECS} s ({}); it is set up and RabbitMQ retries it every {} s: check that {} reaches {} on AMQP port {}, then rerun",
+                    site.link,
+                    state.name,
+                    state.text,
+                    crate::render::definitions::LINK_RECONNECT_DELAY,
+                    state.from,
+                    state.to,
+                    state.port
+                );
+            }
+            self.progress.host(
+                &host,
+                &format!("waiting for {} {}: {}", site.link, state.name, state.text),
+            );
+            std::thread::sleep(Duration::from_millis(500));
+        }
     }
 
     /// Before a rolling restart: the cluster changes that need no restart and no node
@@ -820,6 +971,7 @@ impl<'a> Executor<'a> {
     /// would move them again.
     fn cluster_before_restarts(&mut self) -> Result<()> {
         self.cluster_ops(
+            Broker::Cluster,
             &|op, now| {
                 let running = |n: &str| now.nodes.iter().any(|x| x.name == n && x.running);
                 match op {
@@ -839,6 +991,7 @@ impl<'a> Executor<'a> {
     /// master moves and syncs of a fresh plan for `queue`, then the read-back.
     pub fn restore_placement(&mut self, queue: &str) -> Result<Vec<String>> {
         self.cluster_ops(
+            Broker::Cluster,
             &|op, _| match op {
                 Op::MoveMaster { queue: q, .. } | Op::SyncQueue { queue: q } => q == queue,
                 _ => false,
@@ -853,15 +1006,17 @@ impl<'a> Executor<'a> {
     /// back.
     fn cluster_ops(
         &mut self,
+        b: Broker,
         keep: &dyn Fn(&Op, &facts::ClusterFacts) -> bool,
         read_back: bool,
     ) -> Result<()> {
         let inv = self.inv;
-        let (ci, port, creds) = self.api()?;
+        let ci = inv.broker_host(b);
+        let (port, creds) = facts::node_api(&mut *self.conns[ci], inv, ci)?;
         let central = inv.hosts[ci].name.clone();
         let now = facts::gather_cluster(&mut *self.conns[ci], port, &creds)?;
         // The plan said what to make sure of; what is left to do is read now.
-        let fresh = cplan::plan(inv, &Ok(now.clone()));
+        let fresh = cplan::plan(inv, b, &Ok(now.clone()));
         if let ClusterPlan::Known { blockers, .. } = &fresh {
             if let Some(b) = blockers.first() {
                 bail!("{b}");
@@ -881,14 +1036,8 @@ impl<'a> Executor<'a> {
                     &json!({}),
                 )?,
                 Op::PutUser { name, tags } => {
-                    let user = inv
-                        .users
-                        .iter()
-                        .find(|u| &u.name == name)
-                        .expect("inventory user");
-                    let pw = user
-                        .password
-                        .read()
+                    let pw = inv
+                        .password_of(name)
                         .map_err(|e| anyhow!("user {name}: {e}"))?;
                     api::send(
                         t,
@@ -947,6 +1096,28 @@ impl<'a> Executor<'a> {
                         enc(&b.destination)
                     ),
                     &json!({"routing_key": b.routing_key, "arguments": b.arguments}),
+                )?,
+                Op::PutParameter(p) => {
+                    let pw = inv.sites[p.site]
+                        .link_password
+                        .as_ref()
+                        .ok_or_else(|| anyhow!("site {}: no link_password", p.name))?
+                        .read_or_create_random()
+                        .map_err(|e| anyhow!("{}: link_password: {e}", p.name))?;
+                    api::send(
+                        t,
+                        port,
+                        &creds,
+                        "PUT",
+                        &format!("/api/parameters/{}/{vh}/{}", p.component, enc(&p.name)),
+                        &json!({"component": p.component, "vhost": p.vhost, "name": p.name, "value": p.with_password(pw.expose())}),
+                    )?
+                }
+                Op::DeleteParameter { component, name } => api::delete(
+                    t,
+                    port,
+                    &creds,
+                    &format!("/api/parameters/{component}/{vh}/{}", enc(name)),
                 )?,
                 Op::AddMember { queue, node } => self.member(ci, queue, node, true)?,
                 Op::DeleteMember { queue, node } => self.member(ci, queue, node, false)?,
@@ -1177,7 +1348,8 @@ pub struct PlacementProblem {
 pub fn placement_problems(inv: &Inventory, queues: &[api::QueueInfo]) -> Vec<PlacementProblem> {
     let mut out = Vec::new();
     let mut add = |text: String, copies: bool| out.push(PlacementProblem { text, copies });
-    for s in &inv.sites {
+    // A linked site's queue has no placement to keep: one node, no copies.
+    for s in inv.sites.iter().filter(|s| !s.linked()) {
         let site: &Host = &inv.hosts[s.host];
         let node = site.node_name();
         let copies = inv.copy_nodes(s);

@@ -47,6 +47,11 @@ fn apply(p: &mut super::plan::Planned, flags: &Flags) -> Result<Outcome> {
     if let ClusterPlan::Known { blockers, .. } = &p.plan.cluster {
         blocked.extend(blockers.iter().cloned());
     }
+    for l in &p.plan.links {
+        if let ClusterPlan::Known { blockers, .. } = &l.plan {
+            blocked.extend(blockers.iter().map(|b| format!("{}: {b}", l.host)));
+        }
+    }
     if !blocked.is_empty() {
         bail!("{}\nnothing was changed", blocked.join("\n"));
     }

@@ -18,6 +18,22 @@ pub struct Status {
     pub via: String,
     pub nodes: Vec<NodeStatus>,
     pub queues: Vec<QueueStatus>,
+    /// The linked sites' shovels and federation links.
+    pub links: Vec<LinkStatus>,
+}
+
+#[derive(Serialize)]
+pub struct LinkStatus {
+    pub site: String,
+    /// "shovel" or "federation".
+    pub link: String,
+    pub name: String,
+    pub running: bool,
+    /// RabbitMQ's state, with its reason when not running; or why it could not be read.
+    pub state: String,
+    /// Messages waiting on the site's broker for the link to carry them (the site's
+    /// queue for a shovel, the link's upstream queue for federation).
+    pub backlog: Option<u64>,
 }
 
 #[derive(Serialize)]
@@ -51,7 +67,12 @@ pub struct Mirror {
 
 /// Connects to the hosts in order (central first) until one's management API answers.
 pub fn reach_api(inv: &Inventory) -> Result<(Box<dyn Transport>, u16, Credentials, String)> {
-    let order = inv.central_first().into_iter().map(|i| &inv.hosts[i]);
+    // A linked site's broker is not the cluster: it cannot speak for it.
+    let order = inv
+        .central_first()
+        .into_iter()
+        .filter(|&i| inv.is_member(i))
+        .map(|i| &inv.hosts[i]);
     let mut tried = Vec::new();
     for h in order {
         let mut t = match facts::connect(h) {
@@ -146,7 +167,59 @@ pub fn read(inv: &Inventory) -> Result<Status> {
         via,
         nodes: ns,
         queues: qs,
+        links: links(inv),
     })
+}
+
+/// Each linked site's link, read through the broker that runs it, and the site's
+/// backlog through the site's own broker.
+fn links(inv: &Inventory) -> Vec<LinkStatus> {
+    let mut out = Vec::new();
+    for b in inv.brokers() {
+        let inventory::Broker::Site(si) = b else {
+            continue;
+        };
+        let site = &inv.sites[si];
+        let sh = &inv.hosts[site.host];
+        let runner = crate::apply::link_runner(inv, si);
+        let state = facts::connect(&inv.hosts[runner])
+            .and_then(|mut t| crate::apply::link_state(inv, si, &mut *t));
+        let backlog = facts::connect(sh).ok().and_then(|mut t| {
+            let (port, c) = facts::node_api(&mut *t, inv, site.host).ok()?;
+            let queues: Vec<api::QueueInfo> = api::get(&mut *t, port, &c, "/api/queues").ok()?;
+            let upstream = format!("federation: {} ", site.exchange);
+            Some(
+                queues
+                    .iter()
+                    .filter(|q| q.vhost == inv.cluster.vhost)
+                    .filter(|q| match site.link {
+                        inventory::Link::Shovel => q.name == site.queue,
+                        _ => q.name.starts_with(&upstream),
+                    })
+                    .map(|q| q.messages.unwrap_or(0))
+                    .sum(),
+            )
+        });
+        out.push(match state {
+            Ok(s) => LinkStatus {
+                site: sh.name.clone(),
+                link: site.link.to_string(),
+                name: s.name,
+                running: s.running,
+                state: s.text,
+                backlog,
+            },
+            Err(e) => LinkStatus {
+                site: sh.name.clone(),
+                link: site.link.to_string(),
+                name: inventory::link_name(&sh.name),
+                running: false,
+                state: format!("unreadable: {e:#}"),
+                backlog,
+            },
+        });
+    }
+    out
 }
 
 pub fn run(path: &Path, json: bool) -> Result<Outcome> {
@@ -218,6 +291,25 @@ pub fn run(path: &Path, json: bool) -> Result<Outcome> {
                 copies.join(", ")
             }
         );
+    }
+    if !s.links.is_empty() {
+        println!();
+        println!(
+            "{:<10} {:<11} {:<18} {:>8}  state",
+            "site", "link", "name", "backlog"
+        );
+        for l in &s.links {
+            println!(
+                "{:<10} {:<11} {:<18} {:>8}  {}",
+                l.site,
+                l.link,
+                l.name,
+                l.backlog
+                    .map(|b| b.to_string())
+                    .unwrap_or_else(|| "-".into()),
+                paint(&l.state, l.running)
+            );
+        }
     }
     Ok(Outcome::Success)
 }

@@ -2,7 +2,7 @@
 //! fact is a command (or API call) plus a parser. A host that cannot be reached or read
 //! is an error for that host, never "unchanged".
 
-use crate::inventory::{Host, Inventory, Role, Secret, ServiceManager};
+use crate::inventory::{Broker, Host, Inventory, Role, Secret, ServiceManager};
 pub use crate::platform::FileState;
 use crate::platform::{Probe, Read, Transport};
 use crate::rabbitmq::api::{self, Credentials};
@@ -99,6 +99,7 @@ pub struct ClusterFacts {
     pub queues: Vec<api::QueueInfo>,
     pub bindings: Vec<api::BindingInfo>,
     pub nodes: Vec<api::NodeInfo>,
+    pub parameters: Vec<api::ParameterInfo>,
 }
 
 /// The cluster's state could not be read yet: why, in one sentence.
@@ -108,6 +109,18 @@ pub struct Unreadable(pub String);
 pub struct Facts {
     pub hosts: Vec<HostFacts>,
     pub cluster: std::result::Result<ClusterFacts, Unreadable>,
+    /// Each linked site's standalone broker, by index into `Inventory::sites`.
+    pub links: BTreeMap<usize, std::result::Result<ClusterFacts, Unreadable>>,
+}
+
+impl Facts {
+    /// What broker `b` holds, as read.
+    pub fn broker(&self, b: Broker) -> &std::result::Result<ClusterFacts, Unreadable> {
+        match b {
+            Broker::Cluster => &self.cluster,
+            Broker::Site(i) => &self.links[&i],
+        }
+    }
 }
 
 /// The credentials warren tries for the management API, in order.
@@ -579,6 +592,7 @@ pub fn gather_cluster(p: &mut dyn Probe, port: u16, c: &Credentials) -> Result<C
         queues: api::get(p, port, c, "/api/queues")?,
         bindings: api::get(p, port, c, "/api/bindings")?,
         nodes: api::get(p, port, c, "/api/nodes")?,
+        parameters: api::get(p, port, c, "/api/parameters")?,
     })
 }
 
@@ -602,20 +616,34 @@ pub fn gather(
         bail!("{}", errors.join("\n"));
     }
     let cluster = read_cluster(inv, &hosts, conns);
+    let links: BTreeMap<usize, std::result::Result<ClusterFacts, Unreadable>> = inv
+        .brokers()
+        .into_iter()
+        .filter_map(|b| match b {
+            Broker::Site(si) => Some((si, read_broker(inv.sites[si].host, &hosts, conns))),
+            Broker::Cluster => None,
+        })
+        .collect();
     if let Ok(cf) = &cluster {
         let ask: Vec<bool> = inv
             .hosts
             .iter()
+            .enumerate()
             .zip(desired)
             .zip(&hosts)
-            .map(|((h, d), f)| {
-                let missing: Vec<&String> = cf
-                    .nodes
-                    .iter()
+            .map(|(((i, h), d), f)| {
+                // A node's statistics come from the broker it belongs to.
+                let read = match inv.sites.iter().position(|s| s.host == i && s.linked()) {
+                    Some(si) => links[&si].as_ref().ok(),
+                    None => Some(cf),
+                };
+                let plugins = inv.plugins_of(i);
+                let missing: Vec<&String> = read
+                    .into_iter()
+                    .flat_map(|cf| cf.nodes.iter())
                     .filter(|n| n.name == h.node_name() && n.running)
                     .flat_map(|n| {
-                        inv.cluster
-                            .plugins
+                        plugins
                             .iter()
                             .filter(|p| !n.applications.iter().any(|a| &a.name == *p))
                     })
@@ -631,10 +659,11 @@ pub fn gather(
             let handles: Vec<_> = conns
                 .iter_mut()
                 .zip(&ask)
-                .map(|(c, &ask)| {
+                .enumerate()
+                .map(|(i, (c, &ask))| {
                     s.spawn(move || {
                         ask.then(|| {
-                            plugin_states(&mut **c, inv)
+                            plugin_states(&mut **c, inv, i)
                                 .map(|s| s.not_running)
                                 .unwrap_or_default()
                         })
@@ -652,7 +681,11 @@ pub fn gather(
             }
         }
     }
-    Ok(Facts { hosts, cluster })
+    Ok(Facts {
+        hosts,
+        cluster,
+        links,
+    })
 }
 
 /// Whether the host's enabled_plugins file, as it is now, names `plugin`.
@@ -678,7 +711,8 @@ pub struct PluginStates {
     pub not_running: Vec<String>,
 }
 
-pub fn plugin_states(p: &mut dyn Probe, inv: &Inventory) -> Result<PluginStates> {
+/// The plugin states of host `i` (through its own connection `p`).
+pub fn plugin_states(p: &mut dyn Probe, inv: &Inventory, i: usize) -> Result<PluginStates> {
     #[derive(serde::Deserialize)]
     struct Listing {
         plugins: Vec<Plugin>,
@@ -701,7 +735,7 @@ pub fn plugin_states(p: &mut dyn Probe, inv: &Inventory) -> Result<PluginStates>
     let listing: Listing = serde_json::from_str(out.stdout.trim())
         .with_context(|| format!("{}: unexpected answer from rabbitmq-plugins list", p.host()))?;
     let mut states = PluginStates::default();
-    for want in &inv.cluster.plugins {
+    for want in &inv.plugins_of(i) {
         match listing.plugins.iter().find(|x| &x.name == want) {
             Some(x) if x.enabled == "enabled" || x.enabled == "implicit" => {
                 if !x.running {
@@ -714,12 +748,21 @@ pub fn plugin_states(p: &mut dyn Probe, inv: &Inventory) -> Result<PluginStates>
     Ok(states)
 }
 
+/// The cluster, read through the central node.
 pub fn read_cluster(
     inv: &Inventory,
     hosts: &[HostFacts],
     conns: &mut [&mut dyn Probe],
 ) -> std::result::Result<ClusterFacts, Unreadable> {
-    let ci = inv.central_index();
+    read_broker(inv.central_index(), hosts, conns)
+}
+
+/// The broker of host `ci` (the central node, or a linked site's), read through it.
+pub fn read_broker(
+    ci: usize,
+    hosts: &[HostFacts],
+    conns: &mut [&mut dyn Probe],
+) -> std::result::Result<ClusterFacts, Unreadable> {
     let cf = &hosts[ci];
     match &cf.node.api {
         None if cf.node.state != NodeState::Running => Err(Unreadable(format!(

@@ -45,6 +45,8 @@ const SITE: &[&str] = &[
     "exchange_type",
     "routing_key",
     "mirrors",
+    "link",
+    "link_password",
 ];
 const USER: &[&str] = &["name", "password", "tags", "permissions", "site"];
 const PERMISSION: &[&str] = &["vhost", "configure", "write", "read"];
@@ -111,7 +113,17 @@ pub fn strip_unknown(value: &mut toml::Value, text: &str) -> Vec<Problem> {
             }
         }
     });
-    each("sites", &mut |s, p| at(s, &p, SITE, "a site"));
+    each("sites", &mut |s, p| {
+        at(s, &p, SITE, "a site");
+        if let Some(x) = s.get_mut("link_password") {
+            at(
+                x,
+                &format!("{p}.link_password"),
+                SECRET,
+                "a secret reference",
+            );
+        }
+    });
     each("users", &mut |u, p| {
         at(u, &p, USER, "a user");
         if let Some(x) = u.get_mut("password") {

@@ -83,6 +83,12 @@ keyword_enum!(TransportKind {
     Ssh = "ssh",
     Winrm = "winrm"
 });
+keyword_enum!(
+    /// How a site's broker reaches the central host: as a member of the cluster, or
+    /// as a standalone broker whose queue a shovel (or whose exchange federation)
+    /// carries to the central host.
+    Link { Cluster = "cluster", Shovel = "shovel", Federation = "federation" }
+);
 keyword_enum!(Role {
     Site = "site",
     Central = "central"
@@ -246,6 +252,36 @@ pub struct Site {
     /// Indexes of the hosts that hold a copy of the queue besides its own host: the
     /// mirrors (classic mirroring) or the other members (quorum).
     pub mirrors: Vec<usize>,
+    pub link: Link,
+    /// The password of the link's own user (`warren-link-HOST`): on the central
+    /// broker for a shovel, on the site's broker for federation. Set when `link` is
+    /// not `cluster`.
+    pub link_password: Option<SecretRef>,
+}
+
+impl Site {
+    pub fn linked(&self) -> bool {
+        self.link != Link::Cluster
+    }
+}
+
+/// One RabbitMQ broker warren manages: the cluster (read and changed through the
+/// central node), or the standalone broker of a linked site (by index into
+/// `Inventory::sites`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Broker {
+    Cluster,
+    Site(usize),
+}
+
+/// The user a shovel or federation link of the site on `host` logs in as.
+pub fn link_user(host: &str) -> String {
+    format!("warren-link-{host}")
+}
+
+/// The name of the shovel or federation upstream of the site on `host`.
+pub fn link_name(host: &str) -> String {
+    format!("warren-{host}")
 }
 
 #[derive(Debug, Clone)]
@@ -274,6 +310,94 @@ impl Inventory {
             .iter()
             .map(|&m| self.hosts[m].node_name())
             .collect()
+    }
+
+    /// Whether host `i` runs a standalone broker linked by shovel or federation,
+    /// instead of a member of the cluster.
+    pub fn is_linked(&self, i: usize) -> bool {
+        self.sites.iter().any(|s| s.host == i && s.linked())
+    }
+
+    /// Whether host `i` is (or is to be) a member of the cluster.
+    pub fn is_member(&self, i: usize) -> bool {
+        !self.is_linked(i)
+    }
+
+    /// The plugins host `i` runs: the cluster's, with the shovel on a shovelled site
+    /// and federation on the central host when a site is federated.
+    pub fn plugins_of(&self, i: usize) -> Vec<String> {
+        let mut out = self.cluster.plugins.clone();
+        let mut add = |p: &str| {
+            if !out.iter().any(|x| x == p) {
+                out.push(p.to_string());
+            }
+        };
+        if self
+            .sites
+            .iter()
+            .any(|s| s.host == i && s.link == Link::Shovel)
+        {
+            add("rabbitmq_shovel");
+            add("rabbitmq_shovel_management");
+        }
+        if self.hosts[i].role == Role::Central
+            && self.sites.iter().any(|s| s.link == Link::Federation)
+        {
+            add("rabbitmq_federation");
+            add("rabbitmq_federation_management");
+        }
+        out
+    }
+
+    /// The cluster first, then every linked site's broker.
+    pub fn brokers(&self) -> Vec<Broker> {
+        std::iter::once(Broker::Cluster)
+            .chain(
+                self.sites
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, s)| s.linked())
+                    .map(|(i, _)| Broker::Site(i)),
+            )
+            .collect()
+    }
+
+    /// The host warren reads and changes `b` through.
+    pub fn broker_host(&self, b: Broker) -> usize {
+        match b {
+            Broker::Cluster => self.central_index(),
+            Broker::Site(i) => self.sites[i].host,
+        }
+    }
+
+    /// The users that live on `b`: every user of no site, and the users of the
+    /// sites `b` holds.
+    pub fn users_on(&self, b: Broker) -> impl Iterator<Item = &User> {
+        self.users.iter().filter(move |u| match (u.site, b) {
+            (None, _) => true,
+            (Some(h), Broker::Cluster) => self.is_member(h),
+            (Some(h), Broker::Site(i)) => self.sites[i].host == h,
+        })
+    }
+
+    /// The password of user `name`: an inventory user's, or a link user's (its
+    /// file is created with a random password when it does not exist yet).
+    pub fn password_of(&self, name: &str) -> Result<super::Secret<String>, String> {
+        if let Some(u) = self.users.iter().find(|u| u.name == name) {
+            return u.password.read();
+        }
+        match self
+            .sites
+            .iter()
+            .find(|s| s.linked() && link_user(&self.hosts[s.host].name) == name)
+        {
+            Some(s) => s
+                .link_password
+                .as_ref()
+                .ok_or_else(|| format!("site {name} has no link_password"))?
+                .read_or_create_random(),
+            None => Err(format!("{name} is not a user of the inventory")),
+        }
     }
 
     pub fn central(&self) -> &Host {

@@ -135,6 +135,10 @@ pub struct RawSite {
     pub routing_key: Option<String>,
     #[serde(default)]
     pub mirrors: Option<Vec<String>>,
+    #[serde(default)]
+    pub link: Option<String>,
+    #[serde(default, deserialize_with = "some_secret_ref")]
+    pub link_password: Option<RawSecretRef>,
 }
 
 #[derive(Debug, Deserialize)]

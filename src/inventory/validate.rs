@@ -80,7 +80,7 @@ pub fn validate(raw: RawInventory, path: &Path, dir: &Path) -> Result<Inventory,
         .collect();
     let cluster = cluster.model;
     hosts_together(&mut p, &raw.hosts, &hosts, &cluster);
-    let sites = sites(&mut p, &raw.sites, &hosts, cluster.replication);
+    let sites = sites(&mut p, &raw.sites, &hosts, cluster.replication, dir);
     let users = users(&mut p, &raw.users, &cluster.vhost, dir, &hosts);
     if p.0.is_empty() {
         let inv = Inventory {
@@ -519,12 +519,33 @@ fn hosts_together(p: &mut Problems, raw: &[RawHost], hosts: &[Host], cluster: &C
     }
 }
 
-fn sites(p: &mut Problems, raw: &[RawSite], hosts: &[Host], replication: Replication) -> Vec<Site> {
+fn sites(
+    p: &mut Problems,
+    raw: &[RawSite],
+    hosts: &[Host],
+    replication: Replication,
+    dir: &Path,
+) -> Vec<Site> {
     let index: BTreeMap<&str, usize> = hosts
         .iter()
         .enumerate()
         .map(|(i, h)| (h.name.as_str(), i))
         .collect();
+    // The hosts of linked sites: standalone brokers, never members, never copies.
+    let linked: Vec<usize> = raw
+        .iter()
+        .filter(|s| s.link.as_deref().is_some_and(|l| l != "cluster"))
+        .filter_map(|s| index.get(s.host.as_str()).copied())
+        .collect();
+    let members = hosts.len() - linked.len();
+    if replication == Replication::Quorum && hosts.len() >= 3 && members < 3 {
+        p.add(
+            "cluster.replication",
+            format!(
+                "quorum queues need at least three cluster members to survive one node's loss, and {members} of the hosts are members (the others are linked sites); add hosts or use \"mirrored\""
+            ),
+        );
+    }
     let central = hosts.iter().position(|h| h.role == Role::Central);
     let mut used_hosts = BTreeMap::new();
     let mut exchanges = BTreeMap::new();
@@ -584,13 +605,51 @@ fn sites(p: &mut Problems, raw: &[RawSite], hosts: &[Host], replication: Replica
                 format!("\"{exchange_type}\" is not an exchange type; use \"direct\", \"topic\", \"fanout\" or \"headers\""),
             );
         }
+        let link = p.keyword(
+            &key("link"),
+            s.link.as_deref(),
+            Link::parse,
+            Link::CHOICES,
+            Link::Cluster,
+        );
+        let link_password = match (&s.link_password, link) {
+            (Some(r), Link::Shovel | Link::Federation) => {
+                secret_ref(p, &key("link_password"), r, dir)
+            }
+            (None, Link::Shovel | Link::Federation) => {
+                p.add(
+                    key("link_password"),
+                    format!(
+                        "a {link} site needs the password of its link user ({}): add link_password = {{ file = \"PATH\" }} (warren creates the file) or {{ env = \"VARIABLE\" }}",
+                        link_user(&s.host)
+                    ),
+                );
+                None
+            }
+            (Some(_), Link::Cluster) => {
+                p.add(
+                    key("link_password"),
+                    "a cluster member has no link user; remove link_password, or set link = \"shovel\" or \"federation\"",
+                );
+                None
+            }
+            (None, Link::Cluster) => None,
+        };
         let mut mirrors = Vec::new();
-        match &s.mirrors {
-            None => mirrors.extend(central.filter(|&c| c != h)),
-            Some(list) => {
-                for (m, name) in list.iter().enumerate() {
-                    let mkey = key(&format!("mirrors[{m}]"));
-                    match index.get(name.as_str()) {
+        if link != Link::Cluster {
+            if s.mirrors.is_some() {
+                p.add(
+                    key("mirrors"),
+                    format!("a {link} site is a standalone broker: its queue has no copies on other nodes (the central host's queue of the same name receives its messages); remove mirrors, or set link = \"cluster\""),
+                );
+            }
+        } else {
+            match &s.mirrors {
+                None => mirrors.extend(central.filter(|&c| c != h)),
+                Some(list) => {
+                    for (m, name) in list.iter().enumerate() {
+                        let mkey = key(&format!("mirrors[{m}]"));
+                        match index.get(name.as_str()) {
                         None => p.add(
                             mkey,
                             format!("\"{name}\" is not a host in this inventory; name one of its [[hosts]]"),
@@ -599,19 +658,24 @@ fn sites(p: &mut Problems, raw: &[RawSite], hosts: &[Host], replication: Replica
                             mkey,
                             format!("\"{name}\" is the site's own host; a mirror must be on another host"),
                         ),
+                        Some(&x) if linked.contains(&x) => p.add(
+                            mkey,
+                            format!("\"{name}\" is a linked site's standalone broker, not a cluster member; name a member"),
+                        ),
                         Some(&x) if mirrors.contains(&x) => {
                             p.add(mkey, format!("\"{name}\" is listed twice; list it once"))
                         }
                         Some(&x) => mirrors.push(x),
                     }
+                    }
                 }
             }
-        }
-        if mirrors.is_empty() && s.mirrors.is_some() {
-            p.add(key("mirrors"), "the list is empty, so the queue would have no copy; name at least one host or remove the key to mirror on the central host");
-        }
-        if replication == Replication::Quorum {
-            fill_quorum_members(h, &mut mirrors, hosts);
+            if mirrors.is_empty() && s.mirrors.is_some() {
+                p.add(key("mirrors"), "the list is empty, so the queue would have no copy; name at least one host or remove the key to mirror on the central host");
+            }
+            if replication == Replication::Quorum {
+                fill_quorum_members(h, &mut mirrors, hosts, &linked);
+            }
         }
         out.push(Site {
             host: h,
@@ -620,6 +684,8 @@ fn sites(p: &mut Problems, raw: &[RawSite], hosts: &[Host], replication: Replica
             queue: s.queue.clone(),
             routing_key: s.routing_key.clone().unwrap_or_else(|| "#".into()),
             mirrors,
+            link,
+            link_password,
         });
     }
     out
@@ -629,14 +695,17 @@ fn sites(p: &mut Problems, raw: &[RawSite], hosts: &[Host], replication: Replica
 /// site's own node, its listed mirrors (the central host by default), and then the
 /// next site hosts after it in inventory order, wrapping around. Deterministic, and it
 /// spreads the third members over the sites.
-fn fill_quorum_members(site: usize, members: &mut Vec<usize>, hosts: &[Host]) {
+fn fill_quorum_members(site: usize, members: &mut Vec<usize>, hosts: &[Host], linked: &[usize]) {
     let n = hosts.len();
     for step in 1..n {
         if members.len() >= 2 {
             break;
         }
         let candidate = (site + step) % n;
-        if !members.contains(&candidate) && hosts[candidate].role == Role::Site {
+        if !members.contains(&candidate)
+            && hosts[candidate].role == Role::Site
+            && !linked.contains(&candidate)
+        {
             members.push(candidate);
         }
     }
@@ -825,6 +894,19 @@ pub fn check_secrets(inv: &Inventory, needs: Needs) -> Vec<Problem> {
                     format!("hosts[{i}].password"),
                     format!("{e}; set it or fix the reference"),
                 );
+            }
+        }
+    }
+    for (i, s) in inv.sites.iter().enumerate() {
+        // A link password file that does not exist yet is fine: warren creates it.
+        if let Some(r) = &s.link_password {
+            if !matches!(r, SecretRef::File(f) if !f.exists()) {
+                if let Err(e) = r.read() {
+                    p.add(
+                        format!("sites[{i}].link_password"),
+                        format!("{e}; set it or fix the reference"),
+                    );
+                }
             }
         }
     }

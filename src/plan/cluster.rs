@@ -4,9 +4,9 @@
 
 use super::Action;
 use crate::facts::{ClusterFacts, Unreadable};
-use crate::inventory::{Inventory, Replication};
+use crate::inventory::{Broker, Inventory, Replication};
 use crate::render::definitions::{
-    self, BindingDef, ExchangeDef, PermissionDef, PolicyDef, QueueDef,
+    self, BindingDef, ExchangeDef, ParameterDef, PermissionDef, PolicyDef, QueueDef,
 };
 use base64::Engine;
 use sha2::{Digest, Sha256};
@@ -32,6 +32,15 @@ pub enum Op {
         members: Vec<String>,
     },
     PutBinding(BindingDef),
+    /// A shovel or federation upstream; the link password goes into its URI when
+    /// the step runs.
+    PutParameter(ParameterDef),
+    /// Remove a shovel or federation upstream of warren's the inventory no longer
+    /// wants (or an interrupted verify left).
+    DeleteParameter {
+        component: String,
+        name: String,
+    },
     AddMember {
         queue: String,
         node: String,
@@ -79,8 +88,12 @@ const OWN_POLICIES: [(&str, &str); 3] = [
     ("warren-verify-", "an interrupted verify"),
     ("warren-drill-", "an interrupted drill"),
 ];
-const OWN_QUEUES: [(&str, &str); 2] = [
+const OWN_QUEUES: [(&str, &str); 3] = [
     ("warren.verify.", "an interrupted verify"),
+    (
+        "federation: warren.verify.",
+        "an interrupted verify (the upstream queue of its federation link)",
+    ),
     (
         "warren.drill.",
         "an interrupted drill (its test messages go with it)",
@@ -97,6 +110,8 @@ pub enum Resource {
     Exchange,
     Queue,
     Binding,
+    Shovel,
+    Upstream,
     Members,
     Sync,
     Master,
@@ -112,6 +127,8 @@ impl Resource {
             Resource::Exchange => "exchange",
             Resource::Queue => "queue",
             Resource::Binding => "binding",
+            Resource::Shovel => "shovel",
+            Resource::Upstream => "federation upstream",
             Resource::Members => "quorum member",
             Resource::Sync => "sync",
             Resource::Master => "master",
@@ -158,10 +175,11 @@ impl ClusterPlan {
     }
 }
 
-/// Everything the inventory wants in the cluster, as operations, in the order they
-/// must run (users before permissions, policies before queues, queues before bindings).
-fn desired(inv: &Inventory) -> Vec<ResourceChange> {
-    let defs = definitions::build_without_passwords(inv);
+/// Everything the inventory wants on broker `b`, as operations, in the order they
+/// must run (users before permissions, policies before queues, queues before
+/// bindings, links last).
+fn desired(inv: &Inventory, b: Broker) -> Vec<ResourceChange> {
+    let defs = definitions::for_broker(inv, b);
     let mut out = Vec::new();
     let c = |resource, name: String, detail: String, op| ResourceChange {
         resource,
@@ -178,7 +196,7 @@ fn desired(inv: &Inventory) -> Vec<ResourceChange> {
             Op::PutVhost(v.name.clone()),
         ));
     }
-    for u in &inv.users {
+    for u in inv.users_on(b) {
         out.push(c(
             Resource::User,
             u.name.clone(),
@@ -186,6 +204,17 @@ fn desired(inv: &Inventory) -> Vec<ResourceChange> {
             Op::PutUser {
                 name: u.name.clone(),
                 tags: u.tags.clone(),
+            },
+        ));
+    }
+    for (name, _) in &defs.link_users {
+        out.push(c(
+            Resource::User,
+            name.clone(),
+            "the link's own user, no tags".into(),
+            Op::PutUser {
+                name: name.clone(),
+                tags: Vec::new(),
             },
         ));
     }
@@ -220,7 +249,31 @@ fn desired(inv: &Inventory) -> Vec<ResourceChange> {
             Op::PutExchange(e),
         ));
     }
-    for (q, s) in defs.queues.into_iter().zip(&inv.sites) {
+    for q in defs.queues {
+        let s = inv
+            .sites
+            .iter()
+            .find(|s| s.queue == q.name)
+            .expect("every queue is a site's");
+        if s.linked() {
+            // A linked site's queue: on its own broker, or the central node's copy
+            // that receives its messages. One node, no copies.
+            let node = inv.hosts[inv.broker_host(b)].node_name();
+            out.push(c(
+                Resource::Queue,
+                q.name.clone(),
+                match b {
+                    Broker::Cluster => format!("classic, on {node}, fed by the site's {}", s.link),
+                    Broker::Site(_) => format!("classic, on {node}, emptied by its shovel"),
+                },
+                Op::DeclareQueue {
+                    def: q,
+                    node,
+                    members: Vec::new(),
+                },
+            ));
+            continue;
+        }
         let node = inv.hosts[s.host].node_name();
         let copies: Vec<String> = s
             .mirrors
@@ -258,8 +311,37 @@ fn desired(inv: &Inventory) -> Vec<ResourceChange> {
             Op::PutBinding(b),
         ));
     }
+    for p in defs.parameters {
+        let (resource, detail) = parameter_text(&p);
+        out.push(c(resource, p.name.clone(), detail, Op::PutParameter(p)));
+    }
     out
 }
+
+/// How a shovel or upstream reads in the plan (its password masked).
+fn parameter_text(p: &ParameterDef) -> (Resource, String) {
+    let v = |k: &str| p.value.get(k).and_then(|x| x.as_str()).unwrap_or("");
+    if p.component == "shovel" {
+        (
+            Resource::Shovel,
+            format!(
+                "queue {} -> {} queue {}, ack-mode {}",
+                v("src-queue"),
+                v("dest-uri"),
+                v("dest-queue"),
+                v("ack-mode")
+            ),
+        )
+    } else {
+        (
+            Resource::Upstream,
+            format!("from {}, ack-mode {}", v("uri"), v("ack-mode")),
+        )
+    }
+}
+
+/// The components of the runtime parameters warren manages.
+const LINK_COMPONENTS: [&str; 2] = ["shovel", "federation-upstream"];
 
 fn tags_text(tags: &[String]) -> String {
     if tags.is_empty() {
@@ -289,8 +371,9 @@ pub fn password_matches(hash: &str, algorithm: &str, password: &str) -> bool {
         == digest
 }
 
-pub fn plan(inv: &Inventory, facts: &Result<ClusterFacts, Unreadable>) -> ClusterPlan {
-    let all = desired(inv);
+/// The plan for broker `b` from its facts.
+pub fn plan(inv: &Inventory, b: Broker, facts: &Result<ClusterFacts, Unreadable>) -> ClusterPlan {
+    let all = desired(inv, b);
     let cf = match facts {
         Err(Unreadable(reason)) => {
             return ClusterPlan::Unknown {
@@ -313,14 +396,8 @@ pub fn plan(inv: &Inventory, facts: &Result<ClusterFacts, Unreadable>) -> Cluste
             Op::PutUser { name, tags } => match cf.users.iter().find(|u| &u.name == name) {
                 None => Some((Action::Create, tags_text(tags))),
                 Some(u) => {
-                    let user = inv
-                        .users
-                        .iter()
-                        .find(|x| &x.name == name)
-                        .expect("from inventory");
-                    let pw_ok = user
-                        .password
-                        .read()
+                    let pw_ok = inv
+                        .password_of(name)
                         .map(|p| {
                             password_matches(&u.password_hash, &u.hashing_algorithm, p.expose())
                         })
@@ -487,6 +564,24 @@ pub fn plan(inv: &Inventory, facts: &Result<ClusterFacts, Unreadable>) -> Cluste
                 });
                 (!exists).then(|| (Action::Create, ch.detail.clone()))
             }
+            Op::PutParameter(p) => {
+                let want = inv
+                    .sites
+                    .get(p.site)
+                    .and_then(|s| s.link_password.as_ref())
+                    .and_then(|r| r.read_or_create_random().ok())
+                    .map(|pw| serde_json::Value::Object(p.with_password(pw.expose())));
+                match cf
+                    .parameters
+                    .iter()
+                    .find(|x| x.component == p.component && x.name == p.name && &x.vhost == vhost)
+                {
+                    None => Some((Action::Create, ch.detail.clone())),
+                    Some(x) if Some(&x.value) == want.as_ref() => None,
+                    Some(_) => Some((Action::Update, format!("{} (it differs now)", ch.detail))),
+                }
+            }
+            Op::DeleteParameter { .. } => None,
             Op::AddMember { .. }
             | Op::DeleteMember { .. }
             | Op::SyncQueue { .. }
@@ -541,26 +636,59 @@ pub fn plan(inv: &Inventory, facts: &Result<ClusterFacts, Unreadable>) -> Cluste
             });
         }
     }
-    if cf
-        .exchanges
-        .iter()
-        .any(|e| &e.vhost == vhost && e.name == OWN_EXCHANGE)
-    {
+    for e in cf.exchanges.iter().filter(|e| {
+        &e.vhost == vhost
+            && (e.name == OWN_EXCHANGE
+                || e.name.starts_with(&format!("{OWN_EXCHANGE}."))
+                || e.name.starts_with(&format!("federation: {OWN_EXCHANGE}.")))
+    }) {
         leftovers.push(ResourceChange {
             resource: Resource::Exchange,
-            name: OWN_EXCHANGE.into(),
+            name: e.name.clone(),
             action: Action::Delete,
             detail: "left by an interrupted verify".into(),
             op: Op::DeleteExchange {
-                name: OWN_EXCHANGE.into(),
+                name: e.name.clone(),
             },
         });
     }
+    // Links of warren's the inventory no longer wants on this broker, and those an
+    // interrupted verify left: a shovel left running would keep moving messages.
+    let wanted: Vec<(&str, String)> = desired_links(inv, b);
+    for x in cf.parameters.iter().filter(|x| {
+        &x.vhost == vhost
+            && LINK_COMPONENTS.contains(&x.component.as_str())
+            && x.name.starts_with("warren-")
+            && !wanted
+                .iter()
+                .any(|(c, n)| *c == x.component && *n == x.name)
+    }) {
+        let resource = if x.component == "shovel" {
+            Resource::Shovel
+        } else {
+            Resource::Upstream
+        };
+        leftovers.push(ResourceChange {
+            resource,
+            name: x.name.clone(),
+            action: Action::Delete,
+            detail: if x.name.starts_with("warren-verify-") {
+                "left by an interrupted verify".into()
+            } else {
+                "warren's, and the inventory no longer links this site this way".into()
+            },
+            op: Op::DeleteParameter {
+                component: x.component.clone(),
+                name: x.name.clone(),
+            },
+        });
+    }
+    // A leftover link goes before the queue it fills.
+    leftovers.sort_by_key(|c| !matches!(c.resource, Resource::Shovel | Resource::Upstream));
     changes.splice(0..0, leftovers);
     // RabbitMQ's default user goes once warren's own administrator is in place.
     let has_admin = inv
-        .users
-        .iter()
+        .users_on(b)
         .any(|u| u.tags.iter().any(|t| t == "administrator"));
     if has_admin && cf.users.iter().any(|u| u.name == "guest") {
         changes.push(ResourceChange {
@@ -577,6 +705,15 @@ pub fn plan(inv: &Inventory, facts: &Result<ClusterFacts, Unreadable>) -> Cluste
         blockers,
         notes,
     }
+}
+
+/// The (component, name) of every link the inventory wants on `b`.
+fn desired_links(inv: &Inventory, b: Broker) -> Vec<(&'static str, String)> {
+    definitions::for_broker(inv, b)
+        .parameters
+        .into_iter()
+        .map(|p| (p.component, p.name))
+        .collect()
 }
 
 fn member_change(queue: &str, node: &str, add: bool) -> ResourceChange {
@@ -608,9 +745,10 @@ fn order(r: &Resource) -> u8 {
         Resource::Exchange => 4,
         Resource::Queue => 5,
         Resource::Binding => 6,
-        Resource::Members => 7,
-        Resource::Sync => 8,
-        Resource::Master => 9,
+        Resource::Shovel | Resource::Upstream => 7,
+        Resource::Members => 8,
+        Resource::Sync => 9,
+        Resource::Master => 10,
     }
 }
 

@@ -6,7 +6,7 @@ pub mod departure;
 pub mod view;
 
 use crate::facts::{Facts, FileState, HostFacts};
-use crate::inventory::{Host, Inventory, JoinMethod, NodeType, Role, ServiceManager};
+use crate::inventory::{Broker, Host, Inventory, JoinMethod, NodeType, Role, ServiceManager};
 use crate::platform::Setting;
 use crate::render::{sha256_hex, Content, Effect, HostRender, Ownership, RenderedFile};
 pub use cluster::{ClusterPlan, Resource, ResourceChange};
@@ -144,6 +144,9 @@ pub enum WaveKind {
     /// being added): nothing on them can be lost or disrupted, so their files,
     /// restarts and joins all run at once, against the running seed.
     Fresh,
+    /// Linked sites' standalone brokers that restart: each is a broker of its own
+    /// (its link buffers while it is down), so they restart side by side.
+    Standalone,
     /// Members of the running cluster: one at a time, each after every queue copy is
     /// back, so that RabbitMQ can always promote a synchronised copy.
     Rolling,
@@ -165,7 +168,7 @@ impl Wave {
     pub fn parallel(&self) -> bool {
         matches!(
             self.kind,
-            WaveKind::BringUp | WaveKind::NoRestart | WaveKind::Fresh
+            WaveKind::BringUp | WaveKind::NoRestart | WaveKind::Fresh | WaveKind::Standalone
         )
     }
 
@@ -176,6 +179,7 @@ impl Wave {
             WaveKind::NoRestart => "nothing they change needs a restart: all at once, before any restart",
             WaveKind::Seed => "the seed: it runs before any node joins it",
             WaveKind::Fresh => "no messages and in no cluster: files and restarts all at once (beside the seed's, when it restarts too), each joining the seed once it runs",
+            WaveKind::Standalone => "linked sites' standalone brokers, no cluster members: restarted side by side (each link resumes when its ends are back)",
             WaveKind::Rolling => "members of the running cluster: one at a time, each after every queue copy is back",
             WaveKind::Joins => "not read as fresh: joined one at a time, membership read right before",
         }
@@ -192,9 +196,20 @@ pub struct Plan {
     /// Nodes the inventory no longer lists, removed first.
     pub departures: Vec<Departure>,
     pub cluster: ClusterPlan,
+    /// Each linked site's standalone broker: its exchange, queue, users and link.
+    pub links: Vec<LinkPlan>,
     pub blockers: Vec<Blocker>,
     /// What an operator should know before applying, that does not stop it.
     pub warnings: Vec<String>,
+}
+
+/// The plan for a linked site's standalone broker.
+#[derive(Debug, Clone)]
+pub struct LinkPlan {
+    /// Index into `Inventory::sites`.
+    pub site: usize,
+    pub host: String,
+    pub plan: ClusterPlan,
 }
 
 impl Plan {
@@ -203,6 +218,7 @@ impl Plan {
             || !self.joins.is_empty()
             || !self.departures.is_empty()
             || self.cluster.has_changes()
+            || self.links.iter().any(|l| l.plan.has_changes())
     }
     pub fn restarts(&self) -> usize {
         self.hosts
@@ -255,7 +271,19 @@ pub fn plan(inv: &Inventory, desired: &[HostRender], facts: &Facts, opts: Option
     if !opts.force {
         restart_refusals(facts, &hosts, &mut blockers);
     }
-    let cluster = cluster::plan(inv, &facts.cluster);
+    let cluster = cluster::plan(inv, Broker::Cluster, &facts.cluster);
+    let links = inv
+        .brokers()
+        .into_iter()
+        .filter_map(|b| match b {
+            Broker::Site(si) => Some(LinkPlan {
+                site: si,
+                host: inv.hosts[inv.sites[si].host].name.clone(),
+                plan: cluster::plan(inv, b, facts.broker(b)),
+            }),
+            Broker::Cluster => None,
+        })
+        .collect();
     let mut warnings = Vec::new();
     for (h, f) in inv.hosts.iter().zip(&facts.hosts) {
         host_warnings(h, f, &mut warnings, &mut blockers);
@@ -268,6 +296,7 @@ pub fn plan(inv: &Inventory, desired: &[HostRender], facts: &Facts, opts: Option
         waves,
         departures,
         cluster,
+        links,
         blockers,
         warnings,
     }
@@ -303,6 +332,7 @@ fn waves(inv: &Inventory, facts: &Facts, hosts: &[HostPlan], joins: &[Join]) -> 
         WaveKind::NoRestart,
         WaveKind::Seed,
         WaveKind::Fresh,
+        WaveKind::Standalone,
         WaveKind::Rolling,
         WaveKind::Joins,
     ]
@@ -321,6 +351,7 @@ fn waves(inv: &Inventory, facts: &Facts, hosts: &[HostPlan], joins: &[Join]) -> 
             Service::Start | Service::AwaitBoot | Service::StartApp => put(WaveKind::BringUp, i),
             _ if fresh => put(WaveKind::Fresh, i),
             Service::Restart { .. } if i == ci && central_alone => put(WaveKind::Seed, i),
+            Service::Restart { .. } if inv.is_linked(i) => put(WaveKind::Standalone, i),
             Service::Restart { .. } => put(WaveKind::Rolling, i),
             Service::Leave if hp.changes() => put(WaveKind::NoRestart, i),
             Service::Leave => {}
@@ -754,8 +785,25 @@ fn joins(inv: &Inventory, facts: &Facts, opts: Options, blockers: &mut Vec<Block
     let central = inv.central();
     let seed = central.node_name();
     let mut out = Vec::new();
-    for (h, f) in inv.hosts.iter().zip(&facts.hosts) {
+    for (i, (h, f)) in inv.hosts.iter().zip(&facts.hosts).enumerate() {
         if h.role == Role::Central {
+            continue;
+        }
+        if inv.is_linked(i) {
+            // A linked site's broker stays standalone: one that is a member of a
+            // cluster now is not taken out by warren (that resets it).
+            if let Some(m) = f.node.membership.as_ref().filter(|m| m.nodes.len() > 1) {
+                let link = inv.site_of(h).map(|s| s.link.as_str()).unwrap_or("");
+                blockers.push(Blocker {
+                    host: h.name.clone(),
+                    message: format!(
+                        "{} is a member of a cluster ({}), but the inventory links its site by {link} as a standalone broker: move its queues' messages away, take it out (rabbitmqctl stop_app, reset, start_app on {}), then rerun; or set link = \"cluster\"",
+                        m.node,
+                        m.nodes.join(", "),
+                        h.name
+                    ),
+                });
+            }
             continue;
         }
         let join = |why: String| Join {

@@ -147,7 +147,29 @@ pub fn text(p: &Plan) -> String {
         }
     }
     let _ = writeln!(s, "cluster resources:");
-    match &p.cluster {
+    broker_section(&mut s, &p.cluster);
+    for l in &p.links {
+        let _ = writeln!(
+            s,
+            "site broker {} (standalone, linked to the cluster):",
+            l.host
+        );
+        broker_section(&mut s, &l.plan);
+    }
+    for b in &p.blockers {
+        let _ = writeln!(s, "x {}: {}", b.host, b.message);
+    }
+    for w in &p.warnings {
+        let _ = writeln!(s, "warning: {w}");
+    }
+    let _ = writeln!(s);
+    let _ = writeln!(s, "{}", summary(p));
+    s
+}
+
+/// What one broker's plan changes: the cluster's, or a linked site's.
+fn broker_section(s: &mut String, plan: &ClusterPlan) {
+    match plan {
         ClusterPlan::Unknown { reason, changes } => {
             let _ = writeln!(
                 s,
@@ -184,15 +206,6 @@ pub fn text(p: &Plan) -> String {
             }
         }
     }
-    for b in &p.blockers {
-        let _ = writeln!(s, "x {}: {}", b.host, b.message);
-    }
-    for w in &p.warnings {
-        let _ = writeln!(s, "warning: {w}");
-    }
-    let _ = writeln!(s);
-    let _ = writeln!(s, "{}", summary(p));
-    s
 }
 
 /// A wave's name, as the plan, the progress and `--timings` say it.
@@ -203,6 +216,7 @@ pub fn wave_label(k: super::WaveKind) -> &'static str {
         NoRestart => "no restart",
         Seed => "seed",
         Fresh => "fresh nodes",
+        Standalone => "standalone brokers",
         Rolling => "rolling restart",
         Joins => "joins",
     }
@@ -258,6 +272,10 @@ pub fn summary(p: &Plan) -> String {
         ClusterPlan::Known { changes, .. } => {
             parts.push(format!("{} cluster change(s)", changes.len()))
         }
+    }
+    if !p.links.is_empty() {
+        let n: usize = p.links.iter().map(|l| l.plan.changes().len()).sum();
+        parts.push(format!("{n} change(s) on linked sites' brokers"));
     }
     let mut s = format!("Plan: {}.", parts.join(", "));
     if !p.blockers.is_empty() {

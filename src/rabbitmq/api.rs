@@ -156,6 +156,28 @@ pub fn send(
     Ok(())
 }
 
+/// A POST whose answer matters (a publish, a get): its JSON on any 2xx.
+pub fn call(
+    t: &mut dyn Transport,
+    port: u16,
+    creds: &Credentials,
+    method: &str,
+    path: &str,
+    body: &Value,
+) -> Result<Value> {
+    let text = body.to_string();
+    let r = request(t, port, creds, method, path, Some(&text))?;
+    if !(200..300).contains(&r.status) {
+        bail!(
+            "{}: {method} {path} answered {}: {}",
+            t.host(),
+            r.status,
+            r.body.trim()
+        );
+    }
+    parse(&r.body).with_context(|| format!("{}: {method} {path}: unexpected answer", t.host()))
+}
+
 #[derive(Debug, Clone, Deserialize)]
 pub struct Overview {
     pub node: String,
@@ -265,6 +287,41 @@ pub struct PolicyInfo {
     pub apply_to: String,
     pub definition: Map<String, Value>,
     pub priority: i64,
+}
+
+/// A runtime parameter (`/api/parameters`): a shovel or a federation upstream.
+#[derive(Debug, Clone, Deserialize)]
+pub struct ParameterInfo {
+    pub name: String,
+    pub vhost: String,
+    pub component: String,
+    pub value: Value,
+}
+
+/// A shovel's status (`/api/shovels`): `running`, `starting` or `terminated`.
+#[derive(Debug, Clone, Deserialize)]
+pub struct ShovelStatus {
+    pub name: String,
+    pub vhost: String,
+    #[serde(default)]
+    pub state: String,
+    /// Why it is not running, when it says.
+    #[serde(default)]
+    pub reason: Option<Value>,
+}
+
+/// A federation link's status (`/api/federation-links`): `running`, `starting`
+/// or `error`.
+#[derive(Debug, Clone, Deserialize)]
+pub struct FederationLink {
+    pub upstream: String,
+    #[serde(default)]
+    pub exchange: Option<String>,
+    pub vhost: String,
+    #[serde(default)]
+    pub status: String,
+    #[serde(default)]
+    pub error: Option<Value>,
 }
 
 #[derive(Debug, Clone, Deserialize)]

@@ -5,7 +5,7 @@
 //! import through one node would put every master there. warren declares each queue
 //! through its own site's node instead; this file is the reference of what exists.
 
-use crate::inventory::{Inventory, Replication, Site, User};
+use crate::inventory::{link_name, link_user, Broker, Inventory, Link, Replication, Site, User};
 use anyhow::Result;
 use base64::Engine;
 use serde::Serialize;
@@ -21,6 +21,50 @@ pub struct Definitions {
     pub queues: Vec<QueueDef>,
     pub exchanges: Vec<ExchangeDef>,
     pub bindings: Vec<BindingDef>,
+    /// Shovels and federation upstreams. Their URIs hold the link user's password,
+    /// so a definitions file never holds them (`build` leaves them out).
+    #[serde(skip)]
+    pub parameters: Vec<ParameterDef>,
+    /// The link users that live on this broker (their passwords are the sites'
+    /// `link_password`), as (user, site index).
+    #[serde(skip)]
+    pub link_users: Vec<(String, usize)>,
+}
+
+/// The mask that stands for the link password in a parameter's URI: what `plan`
+/// shows; `with_password` puts the real one in when the step runs.
+pub const PASSWORD_MASK: &str = "********";
+
+/// A runtime parameter: a dynamic shovel or a federation upstream.
+#[derive(Serialize, Clone, Debug, PartialEq)]
+pub struct ParameterDef {
+    pub component: &'static str,
+    pub vhost: String,
+    pub name: String,
+    /// The value, with `PASSWORD_MASK` in place of the link password.
+    pub value: Map<String, Value>,
+    /// The site whose link this is (its link password goes in the URI).
+    #[serde(skip)]
+    pub site: usize,
+}
+
+impl ParameterDef {
+    /// The value with the link password in its URIs.
+    pub fn with_password(&self, password: &str) -> Map<String, Value> {
+        let enc = crate::rabbitmq::api::enc(password);
+        self.value
+            .iter()
+            .map(|(k, v)| {
+                let v = match v {
+                    Value::String(s) => {
+                        Value::String(s.replace(&format!(":{PASSWORD_MASK}@"), &format!(":{enc}@")))
+                    }
+                    v => v.clone(),
+                };
+                (k.clone(), v)
+            })
+            .collect()
+    }
 }
 
 #[derive(Serialize)]
@@ -105,6 +149,43 @@ pub fn policy_name(host: &str) -> String {
     format!("warren-mirror-{host}")
 }
 
+/// The policy that federates the exchange of the site on `host` into the cluster.
+pub fn federation_policy_name(host: &str) -> String {
+    format!("warren-federate-{host}")
+}
+
+/// The exchange `verify` federates from the site on `host` to prove its link.
+pub fn verify_link_exchange(host: &str) -> String {
+    format!("warren.verify.link.{host}")
+}
+
+/// The queue `verify` shovels from the site on `host` to the central host (the
+/// same name on both) to prove its link.
+pub fn verify_link_queue(host: &str) -> String {
+    format!("warren.verify.link.{host}")
+}
+
+/// Seconds a shovel or federation link waits before it reconnects after a failure.
+pub const LINK_RECONNECT_DELAY: u64 = 5;
+
+/// The AMQP URI of host `to`'s broker, logged in as the link user of the site on
+/// host `site`; the password is masked (`ParameterDef::with_password`).
+fn link_uri(inv: &Inventory, to: usize, site: usize) -> String {
+    let h = &inv.hosts[to];
+    format!(
+        "amqp://{}:{PASSWORD_MASK}@{}:{}/{}",
+        crate::rabbitmq::api::enc(&link_user(&inv.hosts[site].name)),
+        h.address,
+        h.ports.amqp,
+        crate::rabbitmq::api::enc(&inv.cluster.vhost)
+    )
+}
+
+/// The local broker, through Erlang's direct connection (no network, no login).
+fn local_uri(inv: &Inventory) -> String {
+    format!("amqp:///{}", crate::rabbitmq::api::enc(&inv.cluster.vhost))
+}
+
 /// Builds the definitions. Reads the users' passwords (to hash them).
 pub fn build(inv: &Inventory) -> Result<Definitions> {
     let mut d = build_without_passwords(inv);
@@ -114,8 +195,22 @@ pub fn build(inv: &Inventory) -> Result<Definitions> {
     Ok(d)
 }
 
-/// Everything but the users (whose entries need their password hashes).
+/// The cluster's definitions without the users (whose entries need their password
+/// hashes).
 pub fn build_without_passwords(inv: &Inventory) -> Definitions {
+    for_broker(inv, Broker::Cluster)
+}
+
+/// What the inventory wants on broker `b`, without the users' entries (their
+/// password hashes).
+///
+/// The cluster holds every member site's exchange, queue (with its master on the
+/// site's node and its copies) and binding, and for each linked site a queue of the
+/// same name on the central node; a federated site also gets its exchange there,
+/// federated from the site's by an upstream and a policy. A linked site's own broker
+/// holds its exchange, and for a shovel its queue and the shovel that empties it into
+/// the central queue.
+pub fn for_broker(inv: &Inventory, b: Broker) -> Definitions {
     let vhost = inv.cluster.vhost.clone();
     let mut d = Definitions {
         users: Vec::new(),
@@ -127,8 +222,10 @@ pub fn build_without_passwords(inv: &Inventory) -> Definitions {
         queues: Vec::new(),
         exchanges: Vec::new(),
         bindings: Vec::new(),
+        parameters: Vec::new(),
+        link_users: Vec::new(),
     };
-    for u in &inv.users {
+    for u in inv.users_on(b) {
         for p in &u.permissions {
             d.permissions.push(PermissionDef {
                 user: u.name.clone(),
@@ -139,50 +236,147 @@ pub fn build_without_passwords(inv: &Inventory) -> Definitions {
             });
         }
     }
-    for s in &inv.sites {
+    let exchange = |s: &Site| ExchangeDef {
+        name: s.exchange.clone(),
+        vhost: vhost.clone(),
+        kind: s.exchange_type.clone(),
+        durable: true,
+        auto_delete: false,
+        internal: false,
+        arguments: Map::new(),
+    };
+    let queue = |s: &Site, arguments| QueueDef {
+        name: s.queue.clone(),
+        vhost: vhost.clone(),
+        durable: true,
+        auto_delete: false,
+        arguments,
+    };
+    let binding = |s: &Site| BindingDef {
+        source: s.exchange.clone(),
+        vhost: vhost.clone(),
+        destination: s.queue.clone(),
+        destination_type: "queue",
+        routing_key: s.routing_key.clone(),
+        arguments: Map::new(),
+    };
+    for (si, s) in inv.sites.iter().enumerate() {
         let host = &inv.hosts[s.host];
-        d.exchanges.push(ExchangeDef {
-            name: s.exchange.clone(),
-            vhost: vhost.clone(),
-            kind: s.exchange_type.clone(),
-            durable: true,
-            auto_delete: false,
-            internal: false,
-            arguments: Map::new(),
-        });
-        let mut arguments = Map::new();
-        if inv.cluster.replication == Replication::Quorum {
-            arguments.insert("x-queue-type".into(), json!("quorum"));
-            arguments.insert(
-                "x-quorum-initial-group-size".into(),
-                json!(1 + s.mirrors.len()),
-            );
-        }
-        d.queues.push(QueueDef {
-            name: s.queue.clone(),
-            vhost: vhost.clone(),
-            durable: true,
-            auto_delete: false,
-            arguments,
-        });
-        d.bindings.push(BindingDef {
-            source: s.exchange.clone(),
-            vhost: vhost.clone(),
-            destination: s.queue.clone(),
-            destination_type: "queue",
-            routing_key: s.routing_key.clone(),
-            arguments: Map::new(),
-        });
-        if inv.cluster.replication == Replication::Mirrored {
-            let definition = mirror_definition(inv, s);
-            d.policies.push(PolicyDef {
-                vhost: vhost.clone(),
-                name: policy_name(&host.name),
-                pattern: format!("^{}$", regex_escape(&s.queue)),
-                apply_to: "queues",
-                definition,
-                priority: 10,
-            });
+        match (b, s.link) {
+            (Broker::Cluster, Link::Cluster) => {
+                d.exchanges.push(exchange(s));
+                let mut arguments = Map::new();
+                if inv.cluster.replication == Replication::Quorum {
+                    arguments.insert("x-queue-type".into(), json!("quorum"));
+                    arguments.insert(
+                        "x-quorum-initial-group-size".into(),
+                        json!(1 + s.mirrors.len()),
+                    );
+                }
+                d.queues.push(queue(s, arguments));
+                d.bindings.push(binding(s));
+                if inv.cluster.replication == Replication::Mirrored {
+                    let definition = mirror_definition(inv, s);
+                    d.policies.push(PolicyDef {
+                        vhost: vhost.clone(),
+                        name: policy_name(&host.name),
+                        pattern: format!("^{}$", regex_escape(&s.queue)),
+                        apply_to: "queues",
+                        definition,
+                        priority: 10,
+                    });
+                }
+            }
+            (Broker::Cluster, Link::Shovel) => {
+                // The shovel's destination, and the user it logs in as: it may
+                // publish to this one queue through the default exchange.
+                d.queues.push(queue(s, Map::new()));
+                let user = link_user(&host.name);
+                d.permissions.push(PermissionDef {
+                    user: user.clone(),
+                    vhost: vhost.clone(),
+                    configure: format!(
+                        "^({}|{})$",
+                        regex_escape(&s.queue),
+                        regex_escape(&verify_link_queue(&host.name))
+                    ),
+                    write: "^amq\\.default$".into(),
+                    read: "^$".into(),
+                });
+                d.link_users.push((user, si));
+            }
+            (Broker::Cluster, Link::Federation) => {
+                // The downstream: the site's exchange, federated from the site's
+                // broker, bound to the site's queue here.
+                d.exchanges.push(exchange(s));
+                d.queues.push(queue(s, Map::new()));
+                d.bindings.push(binding(s));
+                let mut value = Map::new();
+                value.insert("uri".into(), json!(link_uri(inv, s.host, s.host)));
+                value.insert("ack-mode".into(), json!("on-confirm"));
+                value.insert("reconnect-delay".into(), json!(LINK_RECONNECT_DELAY));
+                d.parameters.push(ParameterDef {
+                    component: "federation-upstream",
+                    vhost: vhost.clone(),
+                    name: link_name(&host.name),
+                    value,
+                    site: si,
+                });
+                let mut definition = Map::new();
+                definition.insert("federation-upstream".into(), json!(link_name(&host.name)));
+                d.policies.push(PolicyDef {
+                    vhost: vhost.clone(),
+                    name: federation_policy_name(&host.name),
+                    pattern: format!("^{}$", regex_escape(&s.exchange)),
+                    apply_to: "exchanges",
+                    definition,
+                    priority: 10,
+                });
+            }
+            (Broker::Site(i), _) if i != si => {}
+            (Broker::Site(_), Link::Cluster) => {}
+            (Broker::Site(_), Link::Shovel) => {
+                d.exchanges.push(exchange(s));
+                d.queues.push(queue(s, Map::new()));
+                d.bindings.push(binding(s));
+                let mut value = Map::new();
+                value.insert("src-uri".into(), json!(local_uri(inv)));
+                value.insert("src-queue".into(), json!(s.queue));
+                value.insert(
+                    "dest-uri".into(),
+                    json!(link_uri(inv, inv.central_index(), s.host)),
+                );
+                value.insert("dest-queue".into(), json!(s.queue));
+                value.insert("ack-mode".into(), json!("on-confirm"));
+                value.insert("reconnect-delay".into(), json!(LINK_RECONNECT_DELAY));
+                d.parameters.push(ParameterDef {
+                    component: "shovel",
+                    vhost: vhost.clone(),
+                    name: link_name(&host.name),
+                    value,
+                    site: si,
+                });
+            }
+            (Broker::Site(_), Link::Federation) => {
+                // The upstream: the exchange producers publish to, and the user the
+                // central node's federation link logs in as. The link declares its
+                // own exchange and queue here (`federation: ...`), binds them to the
+                // site's exchange and consumes from the queue.
+                d.exchanges.push(exchange(s));
+                let user = link_user(&host.name);
+                d.permissions.push(PermissionDef {
+                    user: user.clone(),
+                    vhost: vhost.clone(),
+                    configure: "^federation: ".into(),
+                    write: "^federation: ".into(),
+                    read: format!(
+                        "^({}|{}|federation: .*)$",
+                        regex_escape(&s.exchange),
+                        regex_escape(&verify_link_exchange(&host.name))
+                    ),
+                });
+                d.link_users.push((user, si));
+            }
         }
     }
     d

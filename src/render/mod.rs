@@ -134,6 +134,14 @@ struct HostCtx<'a> {
     service: &'a str,
     ports: crate::inventory::Ports,
     paths: &'a Paths,
+    /// How the host's broker reaches the central host: "cluster" (a member),
+    /// "shovel" or "federation" (a standalone broker).
+    link: &'a str,
+    /// The cluster_name its broker carries: the cluster's, or for a linked site's
+    /// standalone broker its own (federation tells brokers apart by it).
+    cluster_name: String,
+    /// The plugins it runs: the cluster's, and those its links need.
+    plugins: Vec<String>,
 }
 
 #[derive(Serialize)]
@@ -160,6 +168,11 @@ const HEADER: &str =
 /// The tera context every template of `host` sees.
 fn context(inv: &Inventory, host: &Host, config_file: &str) -> tera::Context {
     let c = &inv.cluster;
+    let hi = inv
+        .hosts
+        .iter()
+        .position(|h| h.name == host.name)
+        .expect("an inventory host");
     let mut ctx = tera::Context::new();
     ctx.insert("header", HEADER);
     ctx.insert(
@@ -187,6 +200,15 @@ fn context(inv: &Inventory, host: &Host, config_file: &str) -> tera::Context {
             service: host.service.as_str(),
             ports: host.ports,
             paths: &host.paths,
+            link: inv
+                .site_of(host)
+                .map(|s| s.link.as_str())
+                .unwrap_or("cluster"),
+            cluster_name: match inv.site_of(host).filter(|s| s.linked()) {
+                Some(_) => format!("{}-{}", c.name, host.name),
+                None => c.name.clone(),
+            },
+            plugins: inv.plugins_of(hi),
         },
     );
     // The seed (central) first: the node list of peer discovery and the hosts file
@@ -204,6 +226,17 @@ fn context(inv: &Inventory, host: &Host, config_file: &str) -> tera::Context {
         })
         .collect();
     ctx.insert("nodes", &nodes);
+    // The cluster's members: what peer discovery lists (a linked site is none).
+    let members: Vec<&NodeCtx> = nodes
+        .iter()
+        .filter(|n| {
+            inv.hosts
+                .iter()
+                .position(|h| h.name == n.name)
+                .is_some_and(|i| inv.is_member(i))
+        })
+        .collect();
+    ctx.insert("members", &members);
     ctx.insert("config_file", config_file);
     let firewall: Vec<FirewallRule> = firewall_rules(host)
         .into_iter()
@@ -613,8 +646,13 @@ pub fn render(inv: &Inventory, only: Option<&str>) -> Result<Rendered> {
         );
     }
     let mut hosts = Vec::new();
-    for h in &inv.hosts {
+    for (i, h) in inv.hosts.iter().enumerate() {
         if only.is_none_or(|n| n == h.name) {
+            let cookie = if inv.is_linked(i) {
+                linked_cookie(&cookie, &h.name)
+            } else {
+                cookie.clone()
+            };
             hosts.push(
                 render_host(inv, &t, h, &cookie)
                     .with_context(|| format!("rendering host {}", h.name))?,
@@ -627,6 +665,20 @@ pub fn render(inv: &Inventory, only: Option<&str>) -> Result<Rendered> {
         definitions,
         overridden: t.overridden,
     })
+}
+
+/// The cookie of a linked site's standalone broker: its own, derived from the
+/// cluster's and the host's name, so that a site on another network never holds the
+/// cookie that opens the cluster (and a rerun derives the same one).
+pub fn linked_cookie(cluster: &Secret<String>, host: &str) -> Secret<String> {
+    let digest = Sha256::new()
+        .chain_update(b"warren linked site cookie\0")
+        .chain_update(cluster.expose().as_bytes())
+        .chain_update(b"\0")
+        .chain_update(host.as_bytes())
+        .finalize();
+    let hex: String = digest.iter().map(|b| format!("{b:02X}")).collect();
+    Secret::new(hex[..32].to_string())
 }
 
 /// Writes a render under `out`: `out/HOST/...` per host and `out/cluster/definitions.json`.

@@ -13,6 +13,8 @@ use serde_json::json;
 use std::collections::BTreeSet;
 use std::time::Duration;
 
+mod links;
+
 #[derive(Debug, Clone, Serialize)]
 pub struct Check {
     pub name: String,
@@ -60,11 +62,6 @@ pub fn run_reading_lock(
     rendered: &Rendered,
 ) -> (Vec<Check>, Option<crate::lock::Holder>) {
     let mut c = Checks::default();
-    let cookie_sha = rendered
-        .hosts
-        .first()
-        .and_then(|h| h.files.iter().find(|f| f.content.is_secret()))
-        .map(|f| crate::render::sha256_hex(f.content.bytes()));
 
     // Hosts: reachable, RabbitMQ running, cookie, the node's own view of the cluster.
     let mut conns: Vec<Option<Box<dyn Transport>>> = Vec::new();
@@ -104,7 +101,14 @@ pub fn run_reading_lock(
         .and_then(|t| crate::lock::read(&mut **t as &mut dyn Probe).ok())
         .flatten();
     let creds = facts::credentials(inv);
-    let all_nodes: BTreeSet<String> = inv.hosts.iter().map(|h| h.node_name()).collect();
+    // The cluster's members: a linked site's broker is none of them.
+    let all_nodes: BTreeSet<String> = inv
+        .hosts
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| inv.is_member(*i))
+        .map(|(_, h)| h.node_name())
+        .collect();
     let mut host_facts: Vec<Option<HostFacts>> = Vec::new();
     let mut versions: BTreeSet<String> = BTreeSet::new();
     // Every host's facts at once, read as `plan` reads them.
@@ -116,7 +120,7 @@ pub fn run_reading_lock(
             .map(|c| c.as_mut().map(|t| &mut **t as &mut dyn Probe))
             .collect(),
     );
-    for ((h, d), r) in inv.hosts.iter().zip(&rendered.hosts).zip(read) {
+    for (hi, ((h, d), r)) in inv.hosts.iter().zip(&rendered.hosts).zip(read).enumerate() {
         let Some(r) = r else {
             host_facts.push(None);
             continue;
@@ -145,18 +149,22 @@ pub fn run_reading_lock(
             },
             Some("start RabbitMQ on the host (warren apply starts it)"),
         );
-        if let (Some(want), Some(cookie)) =
-            (&cookie_sha, d.files.iter().find(|x| x.content.is_secret()))
-        {
-            let ok = matches!(f.files.get(&cookie.path), Some(facts::FileState::Hash { sha256, .. }) if sha256 == want);
+        let whose = if inv.is_linked(hi) {
+            "the site's own cookie"
+        } else {
+            "the cluster's cookie"
+        };
+        if let Some(cookie) = d.files.iter().find(|x| x.content.is_secret()) {
+            let want = crate::render::sha256_hex(cookie.content.bytes());
+            let ok = matches!(f.files.get(&cookie.path), Some(facts::FileState::Hash { sha256, .. }) if *sha256 == want);
             c.add(
                 "cookie",
                 &h.name,
                 ok,
                 if ok {
-                    "the cluster's cookie (compared by hash)".to_string()
+                    format!("{whose} (compared by hash)")
                 } else {
-                    format!("{} differs from the cluster's cookie", cookie.path)
+                    format!("{} differs from {whose}", cookie.path)
                 },
                 Some(APPLY),
             );
@@ -164,7 +172,20 @@ pub fn run_reading_lock(
         if let Some(v) = &f.node.version {
             versions.insert(v.clone());
         }
-        if let Some(m) = &f.node.membership {
+        if let Some(m) = f.node.membership.as_ref().filter(|_| inv.is_linked(hi)) {
+            let alone = m.nodes == [m.node.clone()];
+            c.add(
+                "standalone",
+                &h.name,
+                alone,
+                if alone {
+                    format!("{} is a broker of its own, in no cluster", m.node)
+                } else {
+                    format!("{} is in a cluster with {}", m.node, m.nodes.join(", "))
+                },
+                Some("a linked site's broker is no cluster member: `warren plan` says how to take it out"),
+            );
+        } else if let Some(m) = &f.node.membership {
             let seen: BTreeSet<String> = m.nodes.iter().cloned().collect();
             let running: BTreeSet<String> = m.running.iter().cloned().collect();
             let missing: Vec<&String> = all_nodes.difference(&seen).collect();
@@ -221,9 +242,13 @@ pub fn run_reading_lock(
 
     // The cluster, through the first node whose management API answers.
     let order = inv.central_first();
-    let via = order.iter().copied().find(|&i| {
-        host_facts[i].as_ref().is_some_and(|f| f.node.api.is_some()) && conns[i].is_some()
-    });
+    let via = order
+        .iter()
+        .copied()
+        .filter(|&i| inv.is_member(i))
+        .find(|&i| {
+            host_facts[i].as_ref().is_some_and(|f| f.node.api.is_some()) && conns[i].is_some()
+        });
     let Some(vi) = via else {
         c.add(
             "management API",
@@ -290,6 +315,7 @@ pub fn run_reading_lock(
     }
     listeners(&mut c, inv, &mut conns);
     path(&mut c, inv, &mut conns, &creds);
+    links::check(&mut c, inv, &host_facts, &mut conns);
     (c.0, holder)
 }
 
@@ -310,11 +336,8 @@ fn policies(c: &mut Checks, inv: &Inventory, cf: &ClusterFacts, t: &mut dyn Prob
         .filter(|q| q.vhost == inv.cluster.vhost)
         .filter_map(|q| Some((q.name.clone(), q.policy.clone()?)))
         .collect();
-    if inv
-        .sites
-        .iter()
-        .any(|s| got.get(&s.queue) != Some(&want(s)))
-    {
+    let members: Vec<&crate::inventory::Site> = inv.sites.iter().filter(|s| !s.linked()).collect();
+    if members.iter().any(|s| got.get(&s.queue) != Some(&want(s))) {
         let q = t.platform().read(crate::platform::Read::QueuePolicies {
             vhost: &inv.cluster.vhost,
         });
@@ -330,7 +353,7 @@ fn policies(c: &mut Checks, inv: &Inventory, cf: &ClusterFacts, t: &mut dyn Prob
             }
         }
     }
-    for s in &inv.sites {
+    for s in members {
         let have = got.get(&s.queue).map(String::as_str);
         c.add(
             "policy",
@@ -359,8 +382,7 @@ fn plugins(
         .filter_map(|n| {
             let i = inv.hosts.iter().position(|h| h.node_name() == n.name)?;
             let miss = inv
-                .cluster
-                .plugins
+                .plugins_of(i)
                 .iter()
                 .any(|p| !n.applications.iter().any(|a| &a.name == p));
             Some((i, miss))
@@ -375,7 +397,7 @@ fn plugins(
             .map(|(i, t)| {
                 let ask = nodes.iter().any(|&(k, miss)| k == i && miss);
                 s.spawn(move || match (ask, t.as_mut()) {
-                    (true, Some(t)) => Some(facts::plugin_states(&mut **t, inv)),
+                    (true, Some(t)) => Some(facts::plugin_states(&mut **t, inv, i)),
                     _ => None,
                 })
             })
@@ -408,7 +430,7 @@ fn plugins(
             &host,
             wrong.is_empty(),
             if wrong.is_empty() {
-                format!("{} running", inv.cluster.plugins.join(", "))
+                format!("{} running", inv.plugins_of(i).join(", "))
             } else {
                 wrong.join("; ")
             },
@@ -452,7 +474,7 @@ fn cluster_checks(inv: &Inventory, cf: &ClusterFacts) -> Checks {
     }
     // Site queues: master on the site's node, copies present and synchronised.
     let problems = crate::apply::placement_problems(inv, &cf.queues);
-    for s in &inv.sites {
+    for s in inv.sites.iter().filter(|s| !s.linked()) {
         let site = &inv.hosts[s.host];
         let mine: Vec<&str> = problems
             .iter()
@@ -503,7 +525,15 @@ fn cluster_checks(inv: &Inventory, cf: &ClusterFacts) -> Checks {
     }
     // Each site's user reaches nothing of the other sites, by the permissions
     // RabbitMQ holds for it (which may have been changed by hand).
-    for u in &inv.users {
+    site_users(&mut c, inv, cf, crate::inventory::Broker::Cluster);
+    users_as_declared(&mut c, inv, cf, crate::inventory::Broker::Cluster);
+    c
+}
+
+/// Each site's user on broker `b` reaches nothing of the other sites, by the
+/// permissions RabbitMQ holds for it (which may have been changed by hand).
+fn site_users(c: &mut Checks, inv: &Inventory, cf: &ClusterFacts, b: crate::inventory::Broker) {
+    for u in inv.users_on(b) {
         let Some(own) = u.site else { continue };
         let site = &inv.hosts[own].name;
         let held = cf
@@ -526,8 +556,20 @@ fn cluster_checks(inv: &Inventory, cf: &ClusterFacts) -> Checks {
         };
         c.add("site user isolation", site, ok, detail, Some(APPLY));
     }
-    // Users and permissions as declared.
-    if let ClusterPlan::Known { changes, .. } = cplan::plan(inv, &Ok(cf.clone())) {
+}
+
+/// Users and permissions on broker `b` as declared.
+fn users_as_declared(
+    c: &mut Checks,
+    inv: &Inventory,
+    cf: &ClusterFacts,
+    b: crate::inventory::Broker,
+) {
+    let host = match b {
+        crate::inventory::Broker::Cluster => "cluster".to_string(),
+        crate::inventory::Broker::Site(i) => inv.hosts[inv.sites[i].host].name.clone(),
+    };
+    if let ClusterPlan::Known { changes, .. } = cplan::plan(inv, b, &Ok(cf.clone())) {
         let drift: Vec<String> = changes
             .iter()
             .filter(|ch| matches!(ch.resource, Resource::User | Resource::Permission))
@@ -535,17 +577,16 @@ fn cluster_checks(inv: &Inventory, cf: &ClusterFacts) -> Checks {
             .collect();
         c.add(
             "users and permissions",
-            "cluster",
+            &host,
             drift.is_empty(),
             if drift.is_empty() {
-                format!("{} user(s) as declared", inv.users.len())
+                format!("{} user(s) as declared", inv.users_on(b).count())
             } else {
                 drift.join("; ")
             },
             Some(APPLY),
         );
     }
-    c
 }
 
 fn host_of(inv: &Inventory, node: &str) -> String {
@@ -571,6 +612,16 @@ fn listeners(c: &mut Checks, inv: &Inventory, conns: &mut [Option<Box<dyn Transp
     let mut targets: Vec<(String, u16)> = Vec::new();
     let mut index: Vec<(usize, u16)> = Vec::new();
     for (i, h) in inv.hosts.iter().enumerate() {
+        // A shovelled site may sit behind a firewall the central host cannot
+        // cross (its shovel connects out): its link checks speak for it.
+        if inv
+            .sites
+            .iter()
+            .any(|s| s.host == i && s.link == crate::inventory::Link::Shovel)
+        {
+            wanted.push(Vec::new());
+            continue;
+        }
         let mut ports = vec![("amqp", h.ports.amqp)];
         if inv
             .cluster
@@ -601,6 +652,9 @@ fn listeners(c: &mut Checks, inv: &Inventory, conns: &mut [Option<Box<dyn Transp
         })
         .unwrap_or_default();
     for (i, (h, ports)) in inv.hosts.iter().zip(&wanted).enumerate() {
+        if ports.is_empty() {
+            continue;
+        }
         let closed: Vec<String> = ports
             .iter()
             .filter(|(_, port)| !open.contains(&(i, *port)))
@@ -643,6 +697,7 @@ fn path(
         .sites
         .iter()
         .map(|s| match (conns[ci].as_mut(), &central_cred) {
+            _ if s.linked() => Err(anyhow::anyhow!("linked")),
             (None, _) => Err(anyhow::anyhow!("{} is not reachable", inv.hosts[ci].name)),
             (_, None) => Err(anyhow::anyhow!(
                 "the central node's management API does not answer"
@@ -675,6 +730,9 @@ fn path(
     // Consumed through the central node, then everything warren made removed,
     // whatever happened.
     for (k, s) in inv.sites.iter().enumerate() {
+        if s.linked() {
+            continue;
+        }
         let site = &inv.hosts[s.host];
         let result = match (&made[k], conns[ci].as_mut(), &central_cred) {
             (Err(e), _, _) => Err(anyhow::anyhow!("{e:#}")),
