@@ -343,6 +343,51 @@ const CASES: &[(&str, (&str, &str), &str, &str)] = &[
         "users[0].permissions[0]",
         "write pattern \"(?<=x)a\" is not a regular expression warren can evaluate",
     ),
+    (
+        "unknown link",
+        (
+            "queue = \"site.b.data\"",
+            "queue = \"site.b.data\"\nlink = \"vpn\"",
+        ),
+        "sites[1].link",
+        "\"vpn\"",
+    ),
+    (
+        "linked site without its link password",
+        (
+            "queue = \"site.b.data\"",
+            "queue = \"site.b.data\"\nlink = \"shovel\"",
+        ),
+        "sites[1].link_password",
+        "needs the password of its link user (warren-link-b): add link_password",
+    ),
+    (
+        "link password on a cluster member",
+        (
+            "queue = \"site.b.data\"",
+            "queue = \"site.b.data\"\nlink_password = { env = \"X\" }",
+        ),
+        "sites[1].link_password",
+        "a cluster member has no link user",
+    ),
+    (
+        "mirrors on a linked site",
+        (
+            "queue = \"site.b.data\"",
+            "queue = \"site.b.data\"\nlink = \"federation\"\nlink_password = { env = \"X\" }\nmirrors = [\"central\"]",
+        ),
+        "sites[1].mirrors",
+        "standalone broker",
+    ),
+    (
+        "mirror on a linked site's host",
+        (
+            "queue = \"site.a.data\"\n\n[[sites]]\nhost = \"b\"\nexchange = \"site.b\"\nqueue = \"site.b.data\"",
+            "queue = \"site.a.data\"\nmirrors = [\"b\"]\n\n[[sites]]\nhost = \"b\"\nexchange = \"site.b\"\nqueue = \"site.b.data\"\nlink = \"shovel\"\nlink_password = { env = \"X\" }",
+        ),
+        "sites[0].mirrors[0]",
+        "\"b\" is a linked site's standalone broker",
+    ),
 ];
 
 #[test]

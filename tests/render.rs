@@ -153,6 +153,68 @@ fn golden_user_inventory_quorum() {
     golden("user_quorum", &inv);
 }
 
+/// win3 shovelled and win4 federated: standalone brokers with a cookie of their own
+/// (derived, never the cluster's), no peer discovery, no join, the link's plugin; the
+/// members' files as ever, central with the federation plugin.
+#[test]
+fn golden_user_inventory_linked_sites() {
+    let inv = user_inventory()
+        .replace(
+            "queue = \"site.win3.data\"\n",
+            "queue = \"site.win3.data\"\nlink = \"shovel\"\nlink_password = { file = \"secrets/link-win3.password\" }\n",
+        )
+        .replace(
+            "queue = \"site.win4.data\"\n",
+            "queue = \"site.win4.data\"\nlink = \"federation\"\nlink_password = { env = \"WARREN_ADMIN_PASSWORD\" }\n",
+        );
+    let dir = workspace(&inv);
+    std::fs::write(
+        dir.path().join("secrets/link-win3.password"),
+        "link-win3-pw",
+    )
+    .unwrap();
+    let files = render(dir.path(), &[]);
+    let text = |path: &str| {
+        String::from_utf8(
+            files
+                .get(path)
+                .unwrap_or_else(|| panic!("{path} not rendered"))
+                .clone(),
+        )
+        .unwrap()
+    };
+    let cookies: Vec<String> = ["win3", "win4"]
+        .iter()
+        .map(|h| text(&format!("{h}/C/Users/Administrator/.erlang.cookie")))
+        .collect();
+    for c in &cookies {
+        assert_eq!(c.len(), 32, "{c}");
+        assert_ne!(c, COOKIE);
+    }
+    assert_ne!(cookies[0], cookies[1]);
+    assert_eq!(text("win1/C/Users/Administrator/.erlang.cookie"), COOKIE);
+    for (path, bytes) in &files {
+        let t = String::from_utf8_lossy(bytes);
+        assert!(
+            !t.contains(COOKIE) || path.ends_with(".erlang.cookie"),
+            "{path}"
+        );
+        assert!(
+            !t.contains("link-win3-pw"),
+            "the link password leaked into {path}"
+        );
+    }
+    let win3 = text("win3/C/ProgramData/RabbitMQ/rabbitmq.conf");
+    assert!(!win3.contains("cluster_formation"), "{win3}");
+    assert!(
+        win3.contains("cluster_name = user-cluster-win3") || win3.contains("-win3"),
+        "{win3}"
+    );
+    assert!(text("win3/C/ProgramData/RabbitMQ/enabled_plugins").contains("rabbitmq_shovel"));
+    assert!(text("mgmt/etc/rabbitmq/enabled_plugins").contains("rabbitmq_federation"));
+    insta::assert_snapshot!("user_linked_sites", tree_text(&files));
+}
+
 #[test]
 fn golden_user_inventory_config_join() {
     let inv = user_inventory().replace("join = \"cli\"", "join = \"config\"");

@@ -324,24 +324,43 @@ fn shovel_path(inv: &Inventory, si: usize, sa: &mut Api, ca: &mut Api) -> Result
         .map_err(|e| anyhow!("{e:#} (last state: {last:?})"))?;
         let payload = nonce(&h.name);
         publish(sa, &vh, "amq.default", &queue, &payload)?;
-        await_message(
+        arrived(
+            inv,
+            h,
             ca,
-            &vh,
             &queue,
             &payload,
-            &format!("the message's arrival in {queue} on {}", inv.central().name),
-        )?;
-        Ok(format!(
-            "a message in {queue} on {} was shovelled to {} as {} and consumed there",
-            h.name,
-            inv.central().name,
-            crate::inventory::link_user(&h.name)
-        ))
+            &format!("a message in {queue} on {} was shovelled", h.name),
+        )
     })();
     sa.delete(&format!("/api/parameters/shovel/{vh}/{}", enc(&name)));
     sa.delete(&format!("/api/queues/{vh}/{}", enc(&queue)));
     ca.delete(&format!("/api/queues/{vh}/{}", enc(&queue)));
     result
+}
+
+/// Waits for `payload` in `queue` on the central host and consumes it; says how it
+/// travelled (`how`: "a message ... was shovelled") and as which link user.
+fn arrived(
+    inv: &Inventory,
+    h: &crate::inventory::Host,
+    ca: &mut Api,
+    queue: &str,
+    payload: &str,
+    how: &str,
+) -> Result<String> {
+    let central = &inv.central().name;
+    await_message(
+        ca,
+        &enc(&inv.cluster.vhost),
+        queue,
+        payload,
+        &format!("the message's arrival in {queue} on {central}"),
+    )?;
+    Ok(format!(
+        "{how} to {central} as {} and consumed there",
+        crate::inventory::link_user(&h.name)
+    ))
 }
 
 /// An exchange of warren's own, federated from the site to the central host by the
@@ -412,19 +431,17 @@ fn federation_path(inv: &Inventory, si: usize, sa: &mut Api, ca: &mut Api) -> Re
         )?;
         let payload = nonce(&h.name);
         publish(sa, &vh, &exchange, &h.name, &payload)?;
-        await_message(
+        arrived(
+            inv,
+            h,
             ca,
-            &vh,
             &queue,
             &payload,
-            &format!("the message's arrival in {queue} on {}", inv.central().name),
-        )?;
-        Ok(format!(
-            "a message published to {exchange} on {} was federated to {} as {} and consumed there",
-            h.name,
-            inv.central().name,
-            crate::inventory::link_user(&h.name)
-        ))
+            &format!(
+                "a message published to {exchange} on {} was federated",
+                h.name
+            ),
+        )
     })();
     ca.delete(&format!("/api/policies/{vh}/{}", enc(&policy)));
     ca.delete(&format!("/api/queues/{vh}/{}", enc(&queue)));
