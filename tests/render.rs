@@ -215,6 +215,60 @@ fn golden_user_inventory_linked_sites() {
     insta::assert_snapshot!("user_linked_sites", tree_text(&files));
 }
 
+/// TLS on every host: the TLS listeners, the plain ones closed (management's on the
+/// loopback), TLS distribution for the node and the CLI tools, the firewall rules
+/// for the TLS ports; the key only in the key file, private.
+#[test]
+fn golden_user_inventory_tls() {
+    let mut inv = user_inventory();
+    for h in ["mgmt", "win1", "win2", "win3", "win4"] {
+        let from = format!("[[hosts]]\nname = \"{h}\"\n");
+        assert!(inv.contains(&from), "{from}");
+        inv = inv.replace(
+            &from,
+            &format!("{from}tls = {{ ca = \"tls/ca.pem\", cert = \"tls/{h}.pem\", key = \"tls/{h}.key\" }}\n"),
+        );
+    }
+    let dir = workspace(&inv);
+    let tls = dir.path().join("tls");
+    std::fs::create_dir_all(&tls).unwrap();
+    let pem =
+        |kind: &str, body: &str| format!("-----BEGIN {kind}-----\n{body}\n-----END {kind}-----\n");
+    std::fs::write(
+        tls.join("ca.pem"),
+        pem("CERTIFICATE", "Q0EgY2VydGlmaWNhdGU="),
+    )
+    .unwrap();
+    for h in ["mgmt", "win1", "win2", "win3", "win4"] {
+        std::fs::write(
+            tls.join(format!("{h}.pem")),
+            pem("CERTIFICATE", &format!("Y2VydCBvZiB{h}")),
+        )
+        .unwrap();
+        std::fs::write(
+            tls.join(format!("{h}.key")),
+            pem("PRIVATE KEY", &format!("U0VDUkVUS0VZ{h}")),
+        )
+        .unwrap();
+    }
+    let files = render(dir.path(), &[]);
+    assert_secrets_contained(&files);
+    for (path, bytes) in &files {
+        let t = String::from_utf8_lossy(bytes);
+        if t.contains("U0VDUkVUS0VZ") {
+            assert!(path.ends_with("tls-key.pem"), "the key leaked into {path}");
+        }
+    }
+    let conf =
+        String::from_utf8(files["win1/C/ProgramData/RabbitMQ/rabbitmq.conf"].clone()).unwrap();
+    assert!(conf.contains("listeners.tcp = none"), "{conf}");
+    assert!(
+        conf.contains("ssl_options.keyfile = C:/ProgramData/RabbitMQ/tls-key.pem"),
+        "{conf}"
+    );
+    insta::assert_snapshot!("user_tls", tree_text(&files));
+}
+
 #[test]
 fn golden_user_inventory_config_join() {
     let inv = user_inventory().replace("join = \"cli\"", "join = \"config\"");

@@ -18,7 +18,15 @@ const CLUSTER: &[&str] = &[
     "vhost",
     "ports",
 ];
-const PORTS: &[&str] = &["amqp", "management", "mqtt", "dist"];
+const PORTS: &[&str] = &[
+    "amqp",
+    "management",
+    "mqtt",
+    "dist",
+    "amqps",
+    "management_tls",
+    "mqtts",
+];
 const SECRET: &[&str] = &["file", "env"];
 const HOST: &[&str] = &[
     "name",
@@ -36,7 +44,9 @@ const HOST: &[&str] = &[
     "ports",
     "paths",
     "winrm",
+    "tls",
 ];
+const TLS: &[&str] = &["ca", "cert", "key", "keep_plain"];
 const WINRM: &[&str] = &["scheme", "auth", "ca_file", "insecure_skip_verify"];
 const SITE: &[&str] = &[
     "host",
@@ -107,6 +117,7 @@ pub fn strip_unknown(value: &mut toml::Value, text: &str) -> Vec<Problem> {
             ("ports", PORTS, "ports"),
             ("password", SECRET, "a secret reference"),
             ("winrm", WINRM, "winrm"),
+            ("tls", TLS, "tls"),
         ] {
             if let Some(x) = h.get_mut(sub) {
                 at(x, &format!("{p}.{sub}"), keys, what);

@@ -115,6 +115,10 @@ pub struct Ports {
     pub management: u16,
     pub mqtt: u16,
     pub dist: u16,
+    /// The TLS listeners, for a host with `tls`.
+    pub amqps: u16,
+    pub management_tls: u16,
+    pub mqtts: u16,
 }
 
 impl Ports {
@@ -123,6 +127,9 @@ impl Ports {
         management: 15672,
         mqtt: 1883,
         dist: 25672,
+        amqps: 5671,
+        management_tls: 15671,
+        mqtts: 8883,
     };
 }
 
@@ -150,6 +157,23 @@ pub struct Host {
     pub paths: Paths,
     /// How WinRM is spoken (only for `transport = "winrm"`).
     pub winrm: WinrmOptions,
+    /// The host's certificate: its listeners speak TLS, and so do its node's
+    /// distribution and CLI tools.
+    pub tls: Option<Tls>,
+}
+
+/// A host's `tls` table: PEM files on the operator's machine that warren puts on the
+/// host.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Tls {
+    /// The CA certificate(s) peers and clients are checked against.
+    pub ca: PathBuf,
+    /// The host's certificate (chain), presented by every listener and the node.
+    pub cert: PathBuf,
+    /// Its private key: a secret, written readable by RabbitMQ only.
+    pub key: PathBuf,
+    /// Keep the plain AMQP, management and MQTT listeners open beside the TLS ones.
+    pub keep_plain: bool,
 }
 
 /// A WinRM host's listener and authentication.

@@ -51,6 +51,9 @@ pub struct RawPorts {
     pub management: Option<u16>,
     pub mqtt: Option<u16>,
     pub dist: Option<u16>,
+    pub amqps: Option<u16>,
+    pub management_tls: Option<u16>,
+    pub mqtts: Option<u16>,
 }
 
 /// Where a secret comes from: a file or an environment variable, never the value.
@@ -107,6 +110,22 @@ pub struct RawHost {
     pub paths: BTreeMap<String, String>,
     #[serde(default)]
     pub winrm: Option<RawWinrm>,
+    #[serde(default)]
+    pub tls: Option<RawTls>,
+}
+
+/// `tls = { ca, cert, key, keep_plain }` of a host.
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct RawTls {
+    #[serde(default)]
+    pub ca: Option<String>,
+    #[serde(default)]
+    pub cert: Option<String>,
+    #[serde(default)]
+    pub key: Option<String>,
+    #[serde(default)]
+    pub keep_plain: Option<bool>,
 }
 
 /// `winrm = { scheme, auth, ca_file, insecure_skip_verify }` of a WinRM host.

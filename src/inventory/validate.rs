@@ -92,6 +92,7 @@ pub fn validate(raw: RawInventory, path: &Path, dir: &Path) -> Result<Inventory,
             users,
         };
         site_users_isolated(&mut p, &inv);
+        tls_together(&mut p, &inv);
         if p.0.is_empty() {
             Ok(inv)
         } else {
@@ -312,6 +313,7 @@ fn host(p: &mut Problems, i: usize, h: &RawHost, cluster_ports: &RawPorts, dir: 
     }
     let known_hosts = h.known_hosts.as_deref().map(|k| resolve_path(dir, k));
     let ports = ports(p, &key("ports"), cluster_ports, &h.ports);
+    let tls = h.tls.as_ref().and_then(|t| tls(p, &key("tls"), t, dir));
     let allowed = match os {
         Os::Linux => Paths::LINUX_KEYS,
         Os::Windows => Paths::WINDOWS_KEYS,
@@ -349,7 +351,82 @@ fn host(p: &mut Problems, i: usize, h: &RawHost, cluster_ports: &RawPorts, dir: 
         service,
         ports,
         winrm,
+        tls,
     }
+}
+
+/// TLS distribution is all or nothing among the cluster's members: a node that speaks
+/// it cannot talk to one that does not. A link to a host whose plain listeners are
+/// closed needs a certificate on the other end too (to check that host's).
+fn tls_together(p: &mut Problems, inv: &Inventory) {
+    let members: Vec<usize> = (0..inv.hosts.len()).filter(|&i| inv.is_member(i)).collect();
+    let with: Vec<&str> = members
+        .iter()
+        .filter(|&&i| inv.hosts[i].tls.is_some())
+        .map(|&i| inv.hosts[i].name.as_str())
+        .collect();
+    if !with.is_empty() {
+        for &i in &members {
+            if inv.hosts[i].tls.is_none() {
+                p.add(
+                    format!("hosts[{i}].tls"),
+                    format!(
+                        "{} has tls, so the cluster's nodes talk to each other over TLS, and {} would not be able to: give it tls too, or remove tls from the others",
+                        with.join(", "),
+                        inv.hosts[i].name
+                    ),
+                );
+            }
+        }
+    }
+    let ci = inv.central_index();
+    for (si, s) in inv.sites.iter().enumerate() {
+        if !s.linked() {
+            continue;
+        }
+        // The end that connects, and the end it connects to.
+        let (from, to) = match s.link {
+            Link::Shovel => (s.host, ci),
+            _ => (ci, s.host),
+        };
+        let closed = inv.hosts[to].tls.as_ref().is_some_and(|t| !t.keep_plain);
+        if closed && inv.hosts[from].tls.is_none() {
+            p.add(
+                format!("sites[{si}].link"),
+                format!(
+                    "the {} connects from {} to {} over TLS (its plain AMQP listener is closed), and {} has no tls to check {}'s certificate with: give {} tls, or keep_plain = true on {}",
+                    s.link, inv.hosts[from].name, inv.hosts[to].name, inv.hosts[from].name, inv.hosts[to].name, inv.hosts[from].name, inv.hosts[to].name
+                ),
+            );
+        }
+    }
+}
+
+/// A host's `tls` table: all three files named (the CA, the certificate, its key).
+fn tls(p: &mut Problems, key: &str, t: &RawTls, dir: &Path) -> Option<Tls> {
+    let mut file = |k: &str, v: &Option<String>, what: &str| match v.as_deref() {
+        Some(f) if !f.is_empty() => Some(resolve_path(dir, f)),
+        _ => {
+            p.add(
+                format!("{key}.{k}"),
+                format!("TLS needs {what}: add {k} = \"PATH\" (a PEM file, relative to the inventory), or remove tls"),
+            );
+            None
+        }
+    };
+    let ca = file(
+        "ca",
+        &t.ca,
+        "the CA certificate that signed the cluster's certificates",
+    );
+    let cert = file("cert", &t.cert, "the host's certificate");
+    let k = file("key", &t.key, "the certificate's private key");
+    Some(Tls {
+        ca: ca?,
+        cert: cert?,
+        key: k?,
+        keep_plain: t.keep_plain.unwrap_or(false),
+    })
 }
 
 /// A WinRM host's `winrm` table, checked: HTTPS unless it says `scheme = "http"`
@@ -419,12 +496,21 @@ fn ports(p: &mut Problems, key: &str, cluster: &RawPorts, host: &RawPorts) -> Po
             .unwrap_or(d.management),
         mqtt: host.mqtt.or(cluster.mqtt).unwrap_or(d.mqtt),
         dist: host.dist.or(cluster.dist).unwrap_or(d.dist),
+        amqps: host.amqps.or(cluster.amqps).unwrap_or(d.amqps),
+        management_tls: host
+            .management_tls
+            .or(cluster.management_tls)
+            .unwrap_or(d.management_tls),
+        mqtts: host.mqtts.or(cluster.mqtts).unwrap_or(d.mqtts),
     };
     let named = [
         ("amqp", ports.amqp),
         ("management", ports.management),
         ("mqtt", ports.mqtt),
         ("dist", ports.dist),
+        ("amqps", ports.amqps),
+        ("management_tls", ports.management_tls),
+        ("mqtts", ports.mqtts),
     ];
     for (i, (a, pa)) in named.iter().enumerate() {
         if *pa == 0 || *pa == 4369 {
@@ -841,6 +927,27 @@ fn secret_ref(p: &mut Problems, key: &str, r: &RawSecretRef, dir: &Path) -> Opti
 }
 
 /// Relative paths are relative to the inventory's folder; `~/` is the user's home.
+/// A PEM file's text, if it holds a block whose BEGIN line ends in `marker`.
+pub fn read_pem(path: &Path, marker: &str) -> Result<String, String> {
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        format!(
+            "cannot read {}: {e}; fix the path or the file's permissions",
+            path.display()
+        )
+    })?;
+    if !text
+        .lines()
+        .any(|l| l.starts_with("-----BEGIN ") && l.ends_with(marker))
+    {
+        return Err(format!(
+            "{} is not a PEM file with a {} block; give the PEM file (openssl x509 -in FILE -outform PEM converts one)",
+            path.display(),
+            marker.trim_end_matches('-')
+        ));
+    }
+    Ok(text)
+}
+
 pub fn resolve_path(dir: &Path, p: &str) -> PathBuf {
     if let Some(rest) = p.strip_prefix("~/") {
         if let Some(home) = std::env::var_os("HOME") {
@@ -894,6 +1001,19 @@ pub fn check_secrets(inv: &Inventory, needs: Needs) -> Vec<Problem> {
                     format!("hosts[{i}].password"),
                     format!("{e}; set it or fix the reference"),
                 );
+            }
+        }
+    }
+    for (i, h) in inv.hosts.iter().enumerate() {
+        if let Some(t) = &h.tls {
+            for (k, path, marker) in [
+                ("ca", &t.ca, "CERTIFICATE-----"),
+                ("cert", &t.cert, "CERTIFICATE-----"),
+                ("key", &t.key, "PRIVATE KEY-----"),
+            ] {
+                if let Err(why) = read_pem(path, marker) {
+                    p.add(format!("hosts[{i}].tls.{k}"), why);
+                }
             }
         }
     }

@@ -390,17 +390,36 @@ fn disruptive_cookie(
                     .as_ref()
                     .is_some_and(|m| m.nodes.contains(&seed))
         })
-        .filter(|(hp, _)| hp.files.iter().any(|c| c.content.is_secret() && c.restarts))
+        .filter(|(hp, f)| {
+            hp.files.iter().any(|c| {
+                (c.content.is_secret() && c.effect == Effect::StopWriteStart && c.restarts)
+                    || switches_tls_distribution(c, f)
+            })
+        })
         .map(|(hp, _)| hp.host.as_str())
         .collect();
     (members.len() > 1).then(|| Blocker {
         host: inv.central().name.clone(),
         message: format!(
-            "the cookie changes on {} running members ({}): each node restarted with the new one cannot reach those not restarted yet, so the cluster stays split until the last restart; rerun with --allow-disruptive in a quiet hour",
+            "the cookie or TLS distribution changes on {} running members ({}): each node restarted with the change cannot reach those not restarted yet, so the cluster stays split until the last restart; rerun with --allow-disruptive in a quiet hour",
             members.len(),
             members.join(", ")
         ),
     })
+}
+
+/// Whether writing `c` switches the node's distribution between plain TCP and TLS
+/// (its environment file gains or loses `-proto_dist inet_tls`).
+fn switches_tls_distribution(c: &FileChange, f: &HostFacts) -> bool {
+    if c.effect == Effect::None || c.content.is_secret() {
+        return false;
+    }
+    let tls = |b: &[u8]| String::from_utf8_lossy(b).contains("-proto_dist inet_tls");
+    let now = match f.files.get(&c.path) {
+        Some(FileState::Text { content, .. }) => tls(content),
+        _ => false,
+    };
+    c.restarts && tls(c.content.bytes()) != now
 }
 
 /// Restarts that would hurt a running cluster, refused unless `--force`: the only disc

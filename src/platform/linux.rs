@@ -200,6 +200,29 @@ impl Platform for Linux {
         Query::new(script)
     }
 
+    fn probe_tls(&self, targets: &[super::TlsTarget], client: Option<(&str, &str)>) -> Query {
+        // openssl's client, every target at once; the presented certificate is
+        // hashed in DER and its expiry turned into Unix seconds by date(1).
+        let auth = client
+            .map(|(c, k)| format!(" -cert {} -key {}", sh_quote(c), sh_quote(k)))
+            .unwrap_or_default();
+        let mut script = String::from(
+            "command -v openssl >/dev/null || { echo 'no openssl: install it (apt-get install openssl) to check TLS listeners' >&2; exit 1; }\n",
+        );
+        for (k, (addr, port, name)) in targets.iter().enumerate() {
+            script.push_str(&format!(
+                "(c=$(timeout 10 openssl s_client -connect {a}:{port} -servername {n}{auth} </dev/null 2>/dev/null | openssl x509 2>/dev/null) && [ -n \"$c\" ] && \
+                 f=$(printf '%s\\n' \"$c\" | openssl x509 -outform DER | sha256sum | cut -d' ' -f1) && \
+                 e=$(printf '%s\\n' \"$c\" | openssl x509 -noout -enddate | cut -d= -f2) && \
+                 echo \"tls {k} $f $(date -d \"$e\" +%s)\") &\n",
+                a = sh_quote(addr),
+                n = sh_quote(name),
+            ));
+        }
+        script.push_str("wait\n");
+        Query::new(script)
+    }
+
     fn stop(&self, m: ServiceManager) -> String {
         match m {
             ServiceManager::Systemd => "systemctl stop rabbitmq-server".into(),

@@ -26,6 +26,9 @@ use anyhow::{anyhow, Context};
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
+/// A TLS listener to probe: address, port, the server name to ask for.
+pub type TlsTarget = (String, u16, String);
+
 /// A command that changes nothing. Built only by this module's platforms, from
 /// `Read` and the fact reading, so a `Probe` cannot be made to write.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -252,6 +255,12 @@ pub trait Platform: Send + Sync {
     /// Prints `open K` for each target (address, port) that accepts a TCP connection
     /// within 5 s, K its index.
     fn probe_ports(&self, targets: &[(String, u16)]) -> Query;
+    /// Prints `tls K SHA256 NOT_AFTER` for each target that completes a TLS handshake
+    /// within 10 s, K its index, SHA256 the certificate the listener presents (of its
+    /// DER bytes, lowercase hex) and NOT_AFTER its expiry in Unix seconds. A target is
+    /// (address, port, the name to ask for); `client` is (certificate, key) files on
+    /// the probing host to present where the listener requires one (TLS distribution).
+    fn probe_tls(&self, targets: &[TlsTarget], client: Option<(&str, &str)>) -> Query;
     /// Stops RabbitMQ and waits until its OS process is gone.
     fn stop(&self, m: ServiceManager) -> String;
     /// Starts RabbitMQ (it then boots; `await_startup` waits for that).

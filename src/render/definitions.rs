@@ -169,16 +169,47 @@ pub fn verify_link_queue(host: &str) -> String {
 pub const LINK_RECONNECT_DELAY: u64 = 5;
 
 /// The AMQP URI of host `to`'s broker, logged in as the link user of the site on
-/// host `site`; the password is masked (`ParameterDef::with_password`).
+/// host `site`, for a link that runs on the other end (the site, or central); the
+/// password is masked (`ParameterDef::with_password`). To a TLS host, when the end
+/// that connects has its own certificate: AMQPS, the peer's certificate checked
+/// against that end's CA for the peer's name, and that end's certificate presented.
 fn link_uri(inv: &Inventory, to: usize, site: usize) -> String {
     let h = &inv.hosts[to];
-    format!(
-        "amqp://{}:{PASSWORD_MASK}@{}:{}/{}",
-        crate::rabbitmq::api::enc(&link_user(&inv.hosts[site].name)),
-        h.address,
-        h.ports.amqp,
-        crate::rabbitmq::api::enc(&inv.cluster.vhost)
-    )
+    let from = if to == site {
+        inv.central_index()
+    } else {
+        site
+    };
+    let user = crate::rabbitmq::api::enc(&link_user(&inv.hosts[site].name));
+    let vhost = crate::rabbitmq::api::enc(&inv.cluster.vhost);
+    match (h.tls.as_ref(), crate::render::tls_paths(&inv.hosts[from])) {
+        (Some(_), Some(own)) => {
+            // A query value keeps its slashes and colons (RFC 3986 allows them there,
+            // and so RabbitMQ reads the path whether it decodes the value or not).
+            let q = |p: &str| {
+                crate::render::erl_path(p)
+                    .replace('%', "%25")
+                    .replace('&', "%26")
+                    .replace('=', "%3D")
+                    .replace('#', "%23")
+                    .replace('+', "%2B")
+                    .replace(' ', "%20")
+            };
+            format!(
+                "amqps://{user}:{PASSWORD_MASK}@{}:{}/{vhost}?cacertfile={}&certfile={}&keyfile={}&verify=verify_peer&server_name_indication={}",
+                h.address,
+                h.ports.amqps,
+                q(&own.ca),
+                q(&own.cert),
+                q(&own.key),
+                h.name
+            )
+        }
+        _ => format!(
+            "amqp://{user}:{PASSWORD_MASK}@{}:{}/{vhost}",
+            h.address, h.ports.amqp
+        ),
+    }
 }
 
 /// The local broker, through Erlang's direct connection (no network, no login).
@@ -428,6 +459,69 @@ pub fn regex_escape(s: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A link to a TLS host speaks AMQPS, checking that host's certificate for its
+    /// name against the connecting end's CA and presenting that end's certificate;
+    /// to a host without TLS, plain AMQP.
+    #[test]
+    fn links_to_tls_hosts_use_amqps_with_the_connecting_ends_files() {
+        let text = r#"
+[cluster]
+name = "t"
+cookie = { env = "C" }
+
+[[hosts]]
+name = "central"
+address = "10.0.0.10"
+os = "linux"
+role = "central"
+tls = { ca = "ca.pem", cert = "central.pem", key = "central.key" }
+
+[[hosts]]
+name = "a"
+address = "10.0.0.11"
+os = "windows"
+password = { env = "P" }
+role = "site"
+tls = { ca = "ca.pem", cert = "a.pem", key = "a.key" }
+
+[[hosts]]
+name = "b"
+address = "10.0.0.12"
+os = "linux"
+role = "site"
+
+[[sites]]
+host = "a"
+exchange = "site.a"
+queue = "site.a.data"
+link = "shovel"
+link_password = { env = "L" }
+
+[[sites]]
+host = "b"
+exchange = "site.b"
+queue = "site.b.data"
+link = "federation"
+link_password = { env = "L" }
+"#;
+        let inv = crate::inventory::parse(text, std::path::Path::new("inv.toml")).unwrap();
+        let shovel = for_broker(&inv, Broker::Site(0));
+        assert_eq!(
+            shovel.parameters[0].value["dest-uri"],
+            "amqps://warren-link-a:********@10.0.0.10:5671/%2F?cacertfile=C:/ProgramData/RabbitMQ/tls-ca.pem&certfile=C:/ProgramData/RabbitMQ/tls-cert.pem&keyfile=C:/ProgramData/RabbitMQ/tls-key.pem&verify=verify_peer&server_name_indication=central"
+        );
+        let cluster = for_broker(&inv, Broker::Cluster);
+        let upstream = cluster
+            .parameters
+            .iter()
+            .find(|p| p.component == "federation-upstream")
+            .unwrap();
+        assert_eq!(
+            upstream.value["uri"],
+            "amqp://warren-link-b:********@10.0.0.12:5672/%2F"
+        );
+    }
 
     #[test]
     fn regex_escape_quotes_metacharacters() {

@@ -142,6 +142,49 @@ struct HostCtx<'a> {
     cluster_name: String,
     /// The plugins it runs: the cluster's, and those its links need.
     plugins: Vec<String>,
+    /// Where its TLS files are, for a host with `tls`.
+    tls: Option<TlsCtx>,
+}
+
+/// A TLS host's files as RabbitMQ and Erlang read them: forward slashes on every
+/// OS (Erlang takes `C:/...`), so one template serves both.
+#[derive(Serialize)]
+struct TlsCtx {
+    ca: String,
+    cert: String,
+    key: String,
+    dist_optfile: String,
+    keep_plain: bool,
+}
+
+/// Where warren puts a TLS host's files, in the host's own syntax.
+pub struct TlsPaths {
+    pub ca: String,
+    pub cert: String,
+    pub key: String,
+    /// The options file of TLS distribution (`-ssl_dist_optfile`).
+    pub dist_optfile: String,
+}
+
+/// The paths of `host`'s TLS files, if it has `tls`: beside its config file.
+pub fn tls_paths(host: &Host) -> Option<TlsPaths> {
+    host.tls.as_ref()?;
+    let (dir, sep) = match &host.paths {
+        Paths::Linux { config_dir, .. } => (config_dir.as_str(), "/"),
+        Paths::Windows { base, .. } => (base.as_str(), "\\"),
+    };
+    let at = |name: &str| format!("{dir}{sep}{name}");
+    Some(TlsPaths {
+        ca: at("tls-ca.pem"),
+        cert: at("tls-cert.pem"),
+        key: at("tls-key.pem"),
+        dist_optfile: at("inter_node_tls.config"),
+    })
+}
+
+/// A host path as Erlang and RabbitMQ's config read it (forward slashes).
+pub fn erl_path(p: &str) -> String {
+    p.replace('\\', "/")
 }
 
 #[derive(Serialize)]
@@ -209,6 +252,13 @@ fn context(inv: &Inventory, host: &Host, config_file: &str) -> tera::Context {
                 None => c.name.clone(),
             },
             plugins: inv.plugins_of(hi),
+            tls: host.tls.as_ref().zip(tls_paths(host)).map(|(t, p)| TlsCtx {
+                ca: erl_path(&p.ca),
+                cert: erl_path(&p.cert),
+                key: erl_path(&p.key),
+                dist_optfile: erl_path(&p.dist_optfile),
+                keep_plain: t.keep_plain,
+            }),
         },
     );
     // The seed (central) first: the node list of peer discovery and the hosts file
@@ -417,6 +467,7 @@ fn linux_files(
             Some(0o400),
         ),
     ];
+    files.extend(tls_files(t, &ctx, host, Some(("root", "rabbitmq")), false)?);
     if matches!(host.service, ServiceManager::Systemd | ServiceManager::Auto) {
         files.push(text_file(
             t,
@@ -537,14 +588,26 @@ pub fn sha256_hex(b: &[u8]) -> String {
 /// The inbound rules a Windows host needs for the cluster: (rule name, ports).
 pub fn firewall_rules(host: &Host) -> Vec<(&'static str, String)> {
     let p = host.ports;
-    vec![
+    let mut rules = vec![
         ("warren-epmd", "4369".to_string()),
         ("warren-distribution", p.dist.to_string()),
         ("warren-cli", "35672-35682".to_string()),
-        ("warren-amqp", p.amqp.to_string()),
-        ("warren-management", p.management.to_string()),
-        ("warren-mqtt", p.mqtt.to_string()),
-    ]
+    ];
+    if host.tls.as_ref().is_none_or(|t| t.keep_plain) {
+        rules.extend([
+            ("warren-amqp", p.amqp.to_string()),
+            ("warren-management", p.management.to_string()),
+            ("warren-mqtt", p.mqtt.to_string()),
+        ]);
+    }
+    if host.tls.is_some() {
+        rules.extend([
+            ("warren-amqps", p.amqps.to_string()),
+            ("warren-management-tls", p.management_tls.to_string()),
+            ("warren-mqtts", p.mqtts.to_string()),
+        ]);
+    }
+    rules
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -609,6 +672,7 @@ fn windows_files(
             None,
         ),
     ];
+    files.extend(tls_files(t, ctx, host, None, true)?);
     if inv.cluster.hosts_file {
         files.push(hosts_block(
             inv,
@@ -619,6 +683,65 @@ fn windows_files(
         )?);
     }
     Ok(files)
+}
+
+/// A TLS host's files: the CA and certificate as the inventory's files have them, the
+/// key as a secret (readable by RabbitMQ and the CLI's user only), and TLS
+/// distribution's options. RabbitMQ reads them at start. `linux_owners` is (owner of
+/// the certificates, owner of the key); on Windows the key gets the cookie's ACL.
+fn tls_files(
+    t: &Templates,
+    ctx: &tera::Context,
+    host: &Host,
+    linux_owners: Option<(&'static str, &'static str)>,
+    crlf: bool,
+) -> Result<Vec<RenderedFile>> {
+    let (Some(tls), Some(paths)) = (&host.tls, tls_paths(host)) else {
+        return Ok(Vec::new());
+    };
+    let read = |p: &Path, marker: &str| {
+        crate::inventory::validate::read_pem(p, marker).map_err(anyhow::Error::msg)
+    };
+    let public = |path: String, text: String| RenderedFile {
+        path,
+        content: Content::Text(text),
+        owner: linux_owners.map(|(o, _)| o.to_string()),
+        mode: linux_owners.map(|_| 0o644),
+        ownership: Ownership::Whole,
+        effect: Effect::Restart,
+        template: None,
+    };
+    let key = RenderedFile {
+        path: paths.key.clone(),
+        content: Content::Secret(Secret::new(read(&tls.key, "PRIVATE KEY-----")?)),
+        owner: Some(match linux_owners {
+            Some((_, o)) => o.to_string(),
+            None => windows_cookie_acl(&host.user),
+        }),
+        mode: linux_owners.map(|_| 0o400),
+        ownership: Ownership::Whole,
+        effect: Effect::Restart,
+        template: None,
+    };
+    let mut optfile = text_file(
+        t,
+        ctx,
+        FileSpec {
+            path: paths.dist_optfile.clone(),
+            template: "common/inter_node_tls.config.tera",
+            owner: linux_owners.map(|(o, _)| o),
+            mode: linux_owners.map(|_| 0o644),
+            effect: Effect::Restart,
+        },
+        crlf,
+    )?;
+    optfile.effect = Effect::Restart;
+    Ok(vec![
+        public(paths.ca, read(&tls.ca, "CERTIFICATE-----")?),
+        public(paths.cert, read(&tls.cert, "CERTIFICATE-----")?),
+        key,
+        optfile,
+    ])
 }
 
 /// The whole desired state: every host's files and the cluster's definitions.

@@ -25,6 +25,10 @@ pub const DEFAULTS: &[(&str, &str)] = &[
         include_str!("../../templates/common/hosts.tera"),
     ),
     (
+        "common/inter_node_tls.config.tera",
+        include_str!("../../templates/common/inter_node_tls.config.tera"),
+    ),
+    (
         "linux/rabbitmq-env.conf.tera",
         include_str!("../../templates/linux/rabbitmq-env.conf.tera"),
     ),
