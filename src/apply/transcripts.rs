@@ -833,3 +833,26 @@ fn windows_lock_scripts() {
     }
     insta::assert_snapshot!("windows_lock", out);
 }
+
+/// What verify sends a Windows host to probe listeners: the TCP probe and the TLS
+/// handshake that reads each listener's certificate, both parsed as PowerShell.
+#[test]
+fn windows_listener_probes() {
+    let (_d, inv, _) = setup(&["win1"]);
+    let p = platform::for_host(&inv.hosts[1]);
+    let ports = p.probe_ports(&[("10.0.0.10".into(), 5671), ("10.0.0.11".into(), 25672)]);
+    let tls = p.probe_tls(
+        &[
+            ("10.0.0.10".into(), 5671, "mgmt".into()),
+            ("10.0.0.11".into(), 25672, "win1".into()),
+        ],
+        Some(("ignored.pem", "ignored.key")),
+    );
+    let mut out = String::new();
+    for (what, q) in [("probe_ports", ports), ("probe_tls", tls)] {
+        let problems = crate::pscheck::powershell_problems(q.script());
+        assert!(problems.is_empty(), "{what}: {problems:?}\n{}", q.script());
+        out.push_str(&format!("--- {what}\n{}\n", q.script()));
+    }
+    insta::assert_snapshot!("windows_listener_probes", out);
+}

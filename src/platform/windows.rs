@@ -435,17 +435,17 @@ impl Platform for Windows {
         // presented, which warren compares with the inventory's. (Windows' client
         // certificates live in its certificate store, not in PEM files: a listener
         // that requires one, TLS distribution, is probed without.)
-        let mut s = String::from("$Targets = @(\n");
-        for (k, (addr, port, name)) in targets.iter().enumerate() {
-            let sep = if k + 1 < targets.len() { "," } else { "" };
+        // A list, not an array literal: PowerShell flattens @(@(a, b, c)) into one.
+        let mut s = String::from("$Targets = New-Object System.Collections.ArrayList\n");
+        for (addr, port, name) in targets {
             s.push_str(&format!(
-                "    @({}, {port}, {}){sep}\n",
+                "[void]$Targets.Add(@({}, {port}, {}))\n",
                 ps_quote(addr),
                 ps_quote(name)
             ));
         }
         s.push_str(
-            ")\nfor ($K = 0; $K -lt $Targets.Count; $K++) {\n    $T = $Targets[$K]\n    $Client = New-Object System.Net.Sockets.TcpClient\n    try {\n        if (-not $Client.ConnectAsync($T[0], [int]$T[1]).Wait(5000)) { continue }\n        $Ssl = New-Object System.Net.Security.SslStream($Client.GetStream(), $false, { $true })\n        $Ssl.ReadTimeout = 10000\n        try { $Ssl.AuthenticateAsClient($T[2]) } catch { }\n        if ($Ssl.RemoteCertificate) {\n            $Cert = New-Object System.Security.Cryptography.X509Certificates.X509Certificate2($Ssl.RemoteCertificate)\n            $Hash = -join ([System.Security.Cryptography.SHA256]::Create().ComputeHash($Cert.RawData) | ForEach-Object { $_.ToString('x2') })\n            $End = ([DateTimeOffset]$Cert.NotAfter.ToUniversalTime()).ToUnixTimeSeconds()\n            'tls ' + $K + ' ' + $Hash + ' ' + $End\n        }\n    } catch {\n    } finally {\n        $Client.Dispose()\n    }\n}\n",
+            "for ($K = 0; $K -lt $Targets.Count; $K++) {\n    $T = $Targets[$K]\n    $Client = New-Object System.Net.Sockets.TcpClient\n    try {\n        if (-not $Client.ConnectAsync($T[0], [int]$T[1]).Wait(5000)) { continue }\n        $Ssl = New-Object System.Net.Security.SslStream($Client.GetStream(), $false, { $true })\n        $Ssl.ReadTimeout = 10000\n        try { $Ssl.AuthenticateAsClient($T[2]) } catch { }\n        if ($Ssl.RemoteCertificate) {\n            $Cert = New-Object System.Security.Cryptography.X509Certificates.X509Certificate2($Ssl.RemoteCertificate)\n            $Hash = -join ([System.Security.Cryptography.SHA256]::Create().ComputeHash($Cert.RawData) | ForEach-Object { $_.ToString('x2') })\n            $End = ([DateTimeOffset]$Cert.NotAfter.ToUniversalTime()).ToUnixTimeSeconds()\n            'tls ' + $K + ' ' + $Hash + ' ' + $End\n        }\n    } catch {\n    } finally {\n        $Client.Dispose()\n    }\n}\n",
         );
         Query::new(s)
     }
