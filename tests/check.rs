@@ -388,6 +388,24 @@ const CASES: &[(&str, (&str, &str), &str, &str)] = &[
         "sites[0].mirrors[0]",
         "\"b\" is a linked site's standalone broker",
     ),
+    (
+        "tls without its key",
+        (
+            "role = \"central\"",
+            "role = \"central\"\ntls = { ca = \"ca.pem\", cert = \"c.pem\" }",
+        ),
+        "hosts[0].tls.key",
+        "TLS needs the certificate's private key: add key = \"PATH\"",
+    ),
+    (
+        "tls on some members only",
+        (
+            "role = \"central\"",
+            "role = \"central\"\ntls = { ca = \"ca.pem\", cert = \"c.pem\", key = \"c.key\" }",
+        ),
+        "hosts[1].tls",
+        "central has tls, so the cluster's nodes talk to each other over TLS, and a would not be able to",
+    ),
 ];
 
 #[test]
@@ -404,6 +422,38 @@ fn every_validation_error_names_its_key() {
             "case {what}: expected a problem at {key} mentioning {words:?}, got {found:#?}"
         );
     }
+}
+
+/// A link into a host whose plain listeners are closed needs a certificate at the
+/// end that connects: the shovel on b cannot check central's without one.
+#[test]
+fn a_link_to_a_tls_only_host_needs_tls_at_its_other_end() {
+    let text = BASE
+        .replacen(
+            "role = \"central\"",
+            "role = \"central\"\ntls = { ca = \"ca.pem\", cert = \"c.pem\", key = \"c.key\" }",
+            1,
+        )
+        .replacen(
+            "role = \"site\"",
+            "role = \"site\"\ntls = { ca = \"ca.pem\", cert = \"a.pem\", key = \"a.key\" }",
+            1,
+        )
+        .replacen(
+            "queue = \"site.b.data\"",
+            "queue = \"site.b.data\"\nlink = \"shovel\"\nlink_password = { env = \"X\" }",
+            1,
+        );
+    assert_eq!(
+        problems(&text),
+        vec!["sites[1].link: the shovel connects from b to central over TLS (its plain AMQP listener is closed), and b has no tls to check central's certificate with: give b tls, or keep_plain = true on central"]
+    );
+    let kept = text.replacen(
+        "key = \"c.key\" }",
+        "key = \"c.key\", keep_plain = true }",
+        1,
+    );
+    assert_eq!(problems(&kept), Vec::<String>::new());
 }
 
 /// A WinRM host listens on 5986 (HTTPS) unless it says HTTP, then on 5985.
