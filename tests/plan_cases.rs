@@ -880,3 +880,94 @@ fn members_roll_one_at_a_time_and_only_nodes_with_nothing_to_lose_go_together() 
         ]
     );
 }
+
+/// `replication = "quorum"` on a cluster whose site queues are classic is a
+/// migration per queue, its steps from where the cluster is now: from the start,
+/// and resumed where an interrupted run left the temporary queue; refused without
+/// the shovel plugin that moves the messages.
+#[test]
+fn mirrored_queues_are_migrated_to_quorum_from_wherever_a_run_stopped() {
+    let quorum = |plugins: &str| {
+        let plugins = plugins.to_string();
+        move |t: String| {
+            t.replace("replication = \"mirrored\"", "replication = \"quorum\"")
+                .replace(
+                    "plugins = [\"rabbitmq_management\", \"rabbitmq_mqtt\"]",
+                    &plugins,
+                )
+        }
+    };
+    let with_shovel = "plugins = [\"rabbitmq_management\", \"rabbitmq_mqtt\", \"rabbitmq_shovel\"]";
+    let c = case(quorum(with_shovel));
+    let classic = |site: &str| {
+        let mut q = classic_queue(
+            &format!("site.{site}.data"),
+            &format!("rabbit@{site}"),
+            &["rabbit@central"],
+            &["rabbit@central"],
+        );
+        q.messages = Some(20);
+        q
+    };
+    let start = ClusterFacts {
+        queues: vec![classic("site1"), classic("site2")],
+        ..Default::default()
+    };
+    let p = warren::plan::cluster::plan(
+        &c.inv,
+        warren::inventory::Broker::Cluster,
+        &Ok(start.clone()),
+    );
+    let text = format!("{p:?}");
+    let migrations: Vec<_> = p
+        .changes()
+        .iter()
+        .filter(|ch| ch.resource == warren::plan::cluster::Resource::Migration)
+        .map(|ch| (ch.name.clone(), ch.detail.clone()))
+        .collect();
+    assert_eq!(migrations.len(), 2, "{text}");
+    assert!(migrations[0].1.starts_with("classic -> quorum without losing a message: 1) quorum queue warren.migrate.site.site1.data bound to site.site1 in site.site1.data's place"), "{migrations:?}");
+    assert!(
+        migrations[0]
+            .1
+            .contains("site.site1.data's 20 message(s) shovelled into it"),
+        "{migrations:?}"
+    );
+    // Stopped after the old queue was deleted: the rest, marked as resumed.
+    let mut resumed = start.clone();
+    resumed.queues = vec![
+        serde_json::from_value(serde_json::json!({
+            "name": "warren.migrate.site.site1.data", "vhost": "/", "type": "quorum"
+        }))
+        .unwrap(),
+        classic("site2"),
+    ];
+    let p = warren::plan::cluster::plan(&c.inv, warren::inventory::Broker::Cluster, &Ok(resumed));
+    let site1 = p
+        .changes()
+        .iter()
+        .find(|ch| ch.name == "site.site1.data")
+        .unwrap_or_else(|| panic!("{p:?}"));
+    assert_eq!(site1.resource, warren::plan::cluster::Resource::Migration);
+    assert!(
+        site1.detail.contains(
+            "(resuming an interrupted run): 1) site.site1.data declared as a quorum queue"
+        ),
+        "{}",
+        site1.detail
+    );
+    // Without the shovel plugin: refused, saying what to add.
+    let c = case(quorum(
+        "plugins = [\"rabbitmq_management\", \"rabbitmq_mqtt\"]",
+    ));
+    let p = warren::plan::cluster::plan(&c.inv, warren::inventory::Broker::Cluster, &Ok(start));
+    let warren::plan::cluster::ClusterPlan::Known { blockers, .. } = &p else {
+        panic!("{p:?}")
+    };
+    assert!(
+        blockers
+            .iter()
+            .any(|b| b.contains("add \"rabbitmq_shovel\" to cluster.plugins")),
+        "{blockers:?}"
+    );
+}

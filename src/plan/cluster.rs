@@ -74,6 +74,29 @@ pub enum Op {
     /// Remove RabbitMQ's default `guest` user once the inventory's administrator
     /// exists (last: warren may be reading the cluster as guest until then).
     DeleteGuest,
+    /// Turn a site's classic mirrored queue into a quorum queue of the same name
+    /// without losing a message, from wherever an earlier run stopped: a temporary
+    /// quorum queue takes the exchange's messages, the old queue is drained into it
+    /// and deleted, the new queue is declared, takes the exchange's messages, and the
+    /// temporary queue is drained into it and deleted; then the mirror policy goes.
+    MigrateQueue {
+        def: QueueDef,
+        node: String,
+        members: Vec<String>,
+        exchange: String,
+        routing_key: String,
+        mirror_policy: String,
+    },
+}
+
+/// The temporary quorum queue of a migration: `warren.migrate.QUEUE`.
+pub fn migration_queue(queue: &str) -> String {
+    format!("warren.migrate.{queue}")
+}
+
+/// The dynamic shovel that drains a queue during a migration.
+pub fn migration_shovel(queue: &str) -> String {
+    format!("warren-migrate-{queue}")
 }
 
 /// The prefix of the temporary policy that moves a master (`apply`): one left
@@ -115,6 +138,7 @@ pub enum Resource {
     Members,
     Sync,
     Master,
+    Migration,
 }
 
 impl Resource {
@@ -132,6 +156,7 @@ impl Resource {
             Resource::Members => "quorum member",
             Resource::Sync => "sync",
             Resource::Master => "master",
+            Resource::Migration => "migration of queue",
         }
     }
 }
@@ -388,6 +413,7 @@ pub fn plan(inv: &Inventory, b: Broker, facts: &Result<ClusterFacts, Unreadable>
     let mut blockers = Vec::new();
     let mut notes = Vec::new();
     let mut unchanged = 0;
+    let mut migrations: Vec<ResourceChange> = Vec::new();
     for mut ch in all {
         let verdict: Option<(Action, String)> = match &ch.op {
             Op::PutVhost(v) => {
@@ -483,6 +509,12 @@ pub fn plan(inv: &Inventory, b: Broker, facts: &Result<ClusterFacts, Unreadable>
                 .iter()
                 .find(|x| x.name == def.name && &x.vhost == vhost)
             {
+                // A migration stopped between deleting the old queue and declaring
+                // the new one: it goes on from there.
+                None if has_queue(cf, vhost, &migration_queue(&def.name)) => {
+                    migrations.push(migration(inv, cf, def, node, members));
+                    None
+                }
                 None => Some((Action::Create, ch.detail.clone())),
                 Some(x) => {
                     let want_type = if members.is_empty() {
@@ -490,12 +522,17 @@ pub fn plan(inv: &Inventory, b: Broker, facts: &Result<ClusterFacts, Unreadable>
                     } else {
                         "quorum"
                     };
-                    if x.kind != want_type {
+                    if x.kind == "classic" && want_type == "quorum" {
+                        migrations.push(migration(inv, cf, def, node, members));
+                    } else if x.kind != want_type {
                         blockers.push(format!(
                             "queue {} is a {} queue, the inventory wants {want_type}; the type cannot change without deleting the queue and its {} messages: move them and delete it by hand, then rerun",
                             def.name, x.kind, x.messages.unwrap_or(0)
                         ));
                     } else if want_type == "quorum" {
+                        if has_queue(cf, vhost, &migration_queue(&def.name)) {
+                            migrations.push(migration(inv, cf, def, node, members));
+                        }
                         for m in members.iter().filter(|m| !x.members.contains(m)) {
                             changes.push(member_change(&def.name, m, true));
                         }
@@ -589,6 +626,7 @@ pub fn plan(inv: &Inventory, b: Broker, facts: &Result<ClusterFacts, Unreadable>
             | Op::DeletePolicy { .. }
             | Op::DeleteQueue { .. }
             | Op::DeleteExchange { .. }
+            | Op::MigrateQueue { .. }
             | Op::DeleteGuest => None,
         };
         match verdict {
@@ -600,6 +638,14 @@ pub fn plan(inv: &Inventory, b: Broker, facts: &Result<ClusterFacts, Unreadable>
             None => unchanged += 1,
         }
     }
+    if !migrations.is_empty() && !inv.cluster.plugins.iter().any(|p| p == "rabbitmq_shovel") {
+        blockers.push(format!(
+            "{} must become quorum queues, and warren moves their messages with a dynamic shovel: add \"rabbitmq_shovel\" to cluster.plugins in {} (enabling it restarts each node once, one at a time), then rerun",
+            migrations.iter().map(|m| m.name.as_str()).collect::<Vec<_>>().join(", "),
+            inv.path.display()
+        ));
+    }
+    changes.extend(migrations);
     // Member and sync changes were pushed as found; keep the fixed order of kinds.
     changes.sort_by_key(|c| order(&c.resource));
     // What an interrupted run of warren left goes first: it would undo the rest.
@@ -659,6 +705,7 @@ pub fn plan(inv: &Inventory, b: Broker, facts: &Result<ClusterFacts, Unreadable>
         &x.vhost == vhost
             && LINK_COMPONENTS.contains(&x.component.as_str())
             && x.name.starts_with("warren-")
+            && !x.name.starts_with(&migration_shovel(""))
             && !wanted
                 .iter()
                 .any(|(c, n)| *c == x.component && *n == x.name)
@@ -682,6 +729,42 @@ pub fn plan(inv: &Inventory, b: Broker, facts: &Result<ClusterFacts, Unreadable>
                 name: x.name.clone(),
             },
         });
+    }
+    // Mirror policies of warren's the inventory no longer wants (quorum queues need
+    // none), once no classic queue of the site is left for them to mirror.
+    let desired_policies: Vec<String> = desired(inv, b)
+        .iter()
+        .filter_map(|c| match &c.op {
+            Op::PutPolicy(p) => Some(p.name.clone()),
+            _ => None,
+        })
+        .collect();
+    for p in cf.policies.iter().filter(|p| {
+        &p.vhost == vhost
+            && p.name.starts_with(&definitions::policy_name(""))
+            && !desired_policies.contains(&p.name)
+    }) {
+        let host = &p.name[definitions::policy_name("").len()..];
+        let classic_left = inv
+            .sites
+            .iter()
+            .filter(|s| inv.hosts[s.host].name == host)
+            .any(|s| {
+                cf.queues
+                    .iter()
+                    .any(|q| q.name == s.queue && &q.vhost == vhost && q.kind == "classic")
+            });
+        if !classic_left {
+            leftovers.push(ResourceChange {
+                resource: Resource::Policy,
+                name: p.name.clone(),
+                action: Action::Delete,
+                detail: "warren's mirror policy, and the site's queue is no longer mirrored".into(),
+                op: Op::DeletePolicy {
+                    name: p.name.clone(),
+                },
+            });
+        }
     }
     // A leftover link goes before the queue it fills.
     leftovers.sort_by_key(|c| !matches!(c.resource, Resource::Shovel | Resource::Upstream));
@@ -736,6 +819,86 @@ fn member_change(queue: &str, node: &str, add: bool) -> ResourceChange {
     }
 }
 
+fn has_queue(cf: &ClusterFacts, vhost: &str, name: &str) -> bool {
+    cf.queues.iter().any(|q| q.name == name && q.vhost == vhost)
+}
+
+/// The migration of a site's queue to quorum, its steps described from where the
+/// cluster is now.
+fn migration(
+    inv: &Inventory,
+    cf: &ClusterFacts,
+    def: &QueueDef,
+    node: &str,
+    members: &[String],
+) -> ResourceChange {
+    let vhost = &inv.cluster.vhost;
+    let site = inv
+        .sites
+        .iter()
+        .find(|s| s.queue == def.name)
+        .expect("a site queue");
+    let q = &def.name;
+    let temp = migration_queue(q);
+    let x = &site.exchange;
+    let old = cf
+        .queues
+        .iter()
+        .find(|c| &c.name == q && &c.vhost == vhost && c.kind == "classic");
+    let mut steps = Vec::new();
+    if let Some(old) = old {
+        steps.push(format!(
+            "quorum queue {temp} bound to {x} in {q}'s place, then {q} unbound"
+        ));
+        steps.push(format!(
+            "{q}'s {} message(s) shovelled into it (on-confirm), {q} deleted once empty (its consumers are cancelled)",
+            old.messages.unwrap_or(0)
+        ));
+    }
+    let new_exists = cf
+        .queues
+        .iter()
+        .any(|c| &c.name == q && &c.vhost == vhost && c.kind == "quorum");
+    if !new_exists {
+        steps.push(format!(
+            "{q} declared as a quorum queue (leader on {node}, members {})",
+            members.join(", ")
+        ));
+    }
+    steps.push(format!(
+        "{q} bound to {x}, {temp} unbound, drained into {q} and deleted; policy {} removed",
+        definitions::policy_name(&inv.hosts[site.host].name)
+    ));
+    let detail = format!(
+        "classic -> quorum without losing a message{}: {}",
+        if old.is_some() {
+            ""
+        } else {
+            " (resuming an interrupted run)"
+        },
+        steps
+            .iter()
+            .enumerate()
+            .map(|(k, s)| format!("{}) {s}", k + 1))
+            .collect::<Vec<_>>()
+            .join("; ")
+    );
+    ResourceChange {
+        resource: Resource::Migration,
+        name: q.clone(),
+        action: Action::Update,
+        detail,
+        op: Op::MigrateQueue {
+            def: def.clone(),
+            node: node.to_string(),
+            members: members.to_vec(),
+            exchange: x.clone(),
+            routing_key: site.routing_key.clone(),
+            mirror_policy: definitions::policy_name(&inv.hosts[site.host].name),
+        },
+    }
+}
+
 fn order(r: &Resource) -> u8 {
     match r {
         Resource::Vhost => 0,
@@ -743,7 +906,7 @@ fn order(r: &Resource) -> u8 {
         Resource::Permission => 2,
         Resource::Policy => 3,
         Resource::Exchange => 4,
-        Resource::Queue => 5,
+        Resource::Queue | Resource::Migration => 5,
         Resource::Binding => 6,
         Resource::Shovel | Resource::Upstream => 7,
         Resource::Members => 8,

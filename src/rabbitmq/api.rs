@@ -126,6 +126,33 @@ pub fn delete(t: &mut dyn Transport, port: u16, creds: &Credentials, path: &str)
     Ok(())
 }
 
+/// Deletes a queue only if RabbitMQ finds it empty: `Ok(false)` when it holds a
+/// message (RabbitMQ answers 400), `Ok(true)` when it is gone (or was already).
+pub fn delete_if_empty(
+    t: &mut dyn Transport,
+    port: u16,
+    creds: &Credentials,
+    path: &str,
+) -> Result<bool> {
+    let r = request(
+        t,
+        port,
+        creds,
+        "DELETE",
+        &format!("{path}?if-empty=true"),
+        None,
+    )?;
+    match r.status {
+        s if (200..300).contains(&s) || s == 404 => Ok(true),
+        400 => Ok(false),
+        s => bail!(
+            "{}: DELETE {path} answered {s}: {}",
+            t.host(),
+            r.body.trim()
+        ),
+    }
+}
+
 /// RabbitMQ 3.10 at times repeats a key in a queue's JSON (`slave_nodes` while a
 /// mirror restarts); reading through a `Value` keeps the last one, as browsers do,
 /// instead of refusing the whole answer.
@@ -276,6 +303,12 @@ pub struct BindingInfo {
     pub destination: String,
     pub destination_type: String,
     pub routing_key: String,
+}
+
+/// A binding as `/api/bindings/VHOST/e/X/q/Q` lists it: its key for a DELETE.
+#[derive(Debug, Clone, Deserialize)]
+pub struct BindingKey {
+    pub properties_key: String,
 }
 
 #[derive(Debug, Clone, Deserialize)]
