@@ -62,8 +62,12 @@ struct Scripted {
     scripts: BTreeMap<String, String>,
 }
 
+/// A TLS host's private key, in PEM; like the cookie, it must appear nowhere but in
+/// the key file's own bytes.
+const KEY: &str = "-----BEGIN PRIVATE KEY-----\nUE9JU09OS0VZ\n-----END PRIVATE KEY-----\n";
+
 fn show(bytes: &[u8]) -> String {
-    if bytes == COOKIE.as_bytes() {
+    if bytes == COOKIE.as_bytes() || bytes == KEY.as_bytes() {
         return format!("(sensitive value, {} bytes)", bytes.len());
     }
     String::from_utf8_lossy(bytes).replace('\r', "\\r")
@@ -545,6 +549,10 @@ fn transcript_over(inv: &Inventory, states: Vec<HostState>, winrm: bool) -> Stri
         !out.contains(COOKIE),
         "the cookie's value is in the transcript"
     );
+    assert!(
+        !out.contains("UE9JU09OS0VZ"),
+        "the TLS key's value is in the transcript"
+    );
     out
 }
 
@@ -855,4 +863,36 @@ fn windows_listener_probes() {
         out.push_str(&format!("--- {what}\n{}\n", q.script()));
     }
     insta::assert_snapshot!("windows_listener_probes", out);
+}
+
+/// A Windows site with TLS, bootstrapped: its CA, certificate and TLS distribution
+/// options land beside its config, the key with the cookie's ACL (its value shown
+/// nowhere), the firewall opens the TLS ports only, and the service is reinstalled
+/// so that it reads the TLS distribution arguments.
+#[test]
+fn windows_tls_first_bootstrap() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut inv = inventory(dir.path(), &["win1"]);
+    let pem = "-----BEGIN CERTIFICATE-----\nQ0VSVA==\n-----END CERTIFICATE-----\n";
+    for f in ["ca.pem", "mgmt.pem", "win1.pem"] {
+        std::fs::write(dir.path().join(f), pem).unwrap();
+    }
+    for f in ["mgmt.key", "win1.key"] {
+        std::fs::write(dir.path().join(f), KEY).unwrap();
+    }
+    for h in inv.hosts.iter_mut() {
+        h.tls = Some(inventory::Tls {
+            ca: dir.path().join("ca.pem"),
+            cert: dir.path().join(format!("{}.pem", h.name)),
+            key: dir.path().join(format!("{}.key", h.name)),
+            keep_plain: false,
+        });
+    }
+    let r = render::render(&inv, None).unwrap().hosts;
+    let states = vec![converged(&inv, &r[0]), fresh(&inv, &r[1])];
+    let t = transcript(&inv, states);
+    assert!(t.contains(r"C:\ProgramData\RabbitMQ\tls-key.pem"), "{t}");
+    assert!(t.contains("warren-amqps"), "{t}");
+    assert!(!t.contains("'warren-amqp'"), "{t}");
+    insta::assert_snapshot!("windows_tls_first_bootstrap", t);
 }
