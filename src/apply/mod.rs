@@ -516,7 +516,11 @@ impl<'a> Ctx<'a> {
                         "restarted"
                     }
                 };
-                if hp.files.iter().any(|f| f.content.is_secret() && f.restarts) {
+                if hp
+                    .files
+                    .iter()
+                    .any(|f| f.effect == crate::render::Effect::StopWriteStart && f.restarts)
+                {
                     // The CLI must read the cookie warren wrote, or every later
                     // command on this host would fail to reach the node.
                     crate::platform::check_cookie_source(t)?;

@@ -154,7 +154,11 @@ pub fn run_reading_lock(
         } else {
             "the cluster's cookie"
         };
-        if let Some(cookie) = d.files.iter().find(|x| x.content.is_secret()) {
+        if let Some(cookie) = d
+            .files
+            .iter()
+            .find(|x| x.effect == crate::render::Effect::StopWriteStart)
+        {
             let want = crate::render::sha256_hex(cookie.content.bytes());
             let ok = matches!(f.files.get(&cookie.path), Some(facts::FileState::Hash { sha256, .. }) if *sha256 == want);
             c.add(
