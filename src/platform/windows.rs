@@ -417,13 +417,13 @@ impl Platform for Windows {
 
     fn probe_ports(&self, targets: &[(String, u16)]) -> Query {
         // Every connection at once, then 5 s for all of them.
-        let mut s = String::from("$Targets = @(\n");
-        for (k, (addr, port)) in targets.iter().enumerate() {
-            let sep = if k + 1 < targets.len() { "," } else { "" };
-            s.push_str(&format!("    @({}, {port}){sep}\n", ps_quote(addr)));
+        // A list, not an array literal: PowerShell flattens @(@(a, b)) into one.
+        let mut s = String::from("$Targets = New-Object System.Collections.ArrayList\n");
+        for (addr, port) in targets {
+            s.push_str(&format!("[void]$Targets.Add(@({}, {port}))\n", ps_quote(addr)));
         }
         s.push_str(
-            ")\n$Probes = foreach ($Target in $Targets) {\n    $Client = New-Object System.Net.Sockets.TcpClient\n    @{ Client = $Client; Task = $Client.ConnectAsync($Target[0], [int]$Target[1]) }\n}\n\
+            "$Probes = foreach ($Target in $Targets) {\n    $Client = New-Object System.Net.Sockets.TcpClient\n    @{ Client = $Client; Task = $Client.ConnectAsync($Target[0], [int]$Target[1]) }\n}\n\
              $Deadline = (Get-Date).AddSeconds(5)\n\
              for ($K = 0; $K -lt @($Probes).Count; $K++) {\n    $Left = [int][Math]::Max(0, ($Deadline - (Get-Date)).TotalMilliseconds)\n    try {\n        if (@($Probes)[$K].Task.Wait($Left)) { 'open ' + $K }\n    } catch {\n    }\n    @($Probes)[$K].Client.Dispose()\n}\n",
         );
