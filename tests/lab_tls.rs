@@ -3,7 +3,8 @@
 //! closed, the nodes and their CLI tools talk over TLS distribution, and the private
 //! keys are readable by RabbitMQ only. Checked from this machine with TLS clients of
 //! their own (openssl s_client, Python's ssl), and through rabbitmqctl on the hosts.
-//! A certificate about to expire fails verify; renewing it restarts that host only.
+//! site2 is a shovelled site whose shovel reaches central over AMQPS. A
+//! certificate about to expire fails verify; renewing it restarts that host only.
 
 mod common;
 
@@ -39,11 +40,16 @@ fn tls_listeners_and_distribution_with_a_renewal() {
         ],
     );
     for h in &hosts {
-        // site2's first certificate is about to expire: verify must say so.
-        let days = if h.name == "site2" { 10 } else { 365 };
+        // site1's first certificate is about to expire: verify must say so.
+        let days = if h.name == "site1" { 10 } else { 365 };
         certificate(&tls, h, days);
         add_tls(&dir, &h.name);
     }
+    edit_inventory(
+        &dir,
+        "queue = \"site.site2.data\"\n",
+        "queue = \"site.site2.data\"\nlink = \"shovel\"\nlink_password = { file = \"secrets/link-site2.password\" }\n",
+    );
     let plan = lab_warren_ok(&dir, &["plan"]);
     assert!(plan.contains("/etc/rabbitmq/tls-key.pem"), "{plan}");
     assert!(plan.contains("(sensitive value)"), "{plan}");
@@ -59,7 +65,7 @@ fn tls_listeners_and_distribution_with_a_renewal() {
     assert_eq!(failing.len(), 1, "{failing:?}");
     assert_eq!(
         (failing[0].0.as_str(), failing[0].1.as_str()),
-        ("certificates", "site2")
+        ("certificates", "site1")
     );
     assert!(failing[0].2.contains("expires in 9 days"), "{failing:?}");
     phases.done("bootstrap over TLS");
@@ -98,10 +104,26 @@ fn tls_listeners_and_distribution_with_a_renewal() {
         }
     }
     // The management API over HTTPS, through Python's TLS client.
-    for h in &hosts {
+    for (h, name) in hosts.iter().zip(["lab", "lab", "lab-site2"]) {
         let overview = https_get(&dir, &ca, h, "/api/overview");
-        assert_eq!(overview["cluster_name"], "lab", "{overview}");
+        assert_eq!(overview["cluster_name"], name, "{overview}");
     }
+    // site2's shovel runs, to central's AMQPS listener.
+    let shovels = https_get(&dir, &ca, &hosts[2], "/api/shovels");
+    assert_eq!(shovels[0]["state"], "running", "{shovels}");
+    let shovel = https_get(
+        &dir,
+        &ca,
+        &hosts[2],
+        "/api/parameters/shovel/%2F/warren-site2",
+    );
+    assert!(
+        shovel["value"]["dest-uri"]
+            .as_str()
+            .unwrap()
+            .starts_with("amqps://warren-link-site2:"),
+        "{shovel}"
+    );
 
     // The nodes speak TLS distribution, and over it they are one cluster; the CLI
     // tools (rabbitmqctl here) reach their node over TLS too.
@@ -113,7 +135,11 @@ fn tls_listeners_and_distribution_with_a_renewal() {
         );
         assert!(arg.contains("inet_tls"), "{}: {arg}", h.name);
     }
-    assert_all_see_all(&dir, &hosts);
+    assert_all_see_all(&dir, &hosts[..2]);
+    assert_eq!(
+        running_nodes(&dir, &hosts[2]),
+        vec!["rabbit@site2".to_string()]
+    );
     for h in &hosts {
         assert_eq!(
             ssh_ok(&dir, h, "stat -c '%a %U' /etc/rabbitmq/tls-key.pem"),
@@ -124,13 +150,13 @@ fn tls_listeners_and_distribution_with_a_renewal() {
     }
     phases.done("listeners and distribution checked");
 
-    // The renewal: a new certificate for site2 restarts site2 alone, and verify
-    // passes, the message path included.
+    // The renewal: a new certificate for site1 restarts site1 alone, and verify
+    // passes, the message paths included (site2's through its shovel over AMQPS).
     let pids = all_pids(&dir, &hosts);
-    certificate(&tls, &hosts[2], 365);
+    certificate(&tls, &hosts[1], 365);
     let plan = lab_warren_ok(&dir, &["plan"]);
     assert!(plan.contains("~ /etc/rabbitmq/tls-cert.pem"), "{plan}");
-    for other in ["central", "site1"] {
+    for other in ["central", "site2"] {
         assert!(
             plan.contains(&format!(
                 "{other} (rabbit@{other}, direct):\n  = no changes"
@@ -139,10 +165,10 @@ fn tls_listeners_and_distribution_with_a_renewal() {
         );
     }
     let out = apply_verified(&dir);
-    assert!(out.contains("restarted site2;"), "{out}");
+    assert!(out.contains("restarted site1;"), "{out}");
     let now = all_pids(&dir, &hosts);
-    assert_eq!(pids[..2], now[..2]);
-    assert_ne!(pids[2], now[2]);
+    assert_eq!((&pids[0], &pids[2]), (&now[0], &now[2]));
+    assert_ne!(pids[1], now[1]);
     let (code, out, _) = lab_warren(&dir, &["plan", "--exit-code"]);
     assert_eq!(code, 0, "{out}");
     phases.done("renewal");

@@ -420,7 +420,10 @@ impl Platform for Windows {
         // A list, not an array literal: PowerShell flattens @(@(a, b)) into one.
         let mut s = String::from("$Targets = New-Object System.Collections.ArrayList\n");
         for (addr, port) in targets {
-            s.push_str(&format!("[void]$Targets.Add(@({}, {port}))\n", ps_quote(addr)));
+            s.push_str(&format!(
+                "[void]$Targets.Add(@({}, {port}))\n",
+                ps_quote(addr)
+            ));
         }
         s.push_str(
             "$Probes = foreach ($Target in $Targets) {\n    $Client = New-Object System.Net.Sockets.TcpClient\n    @{ Client = $Client; Task = $Client.ConnectAsync($Target[0], [int]$Target[1]) }\n}\n\
