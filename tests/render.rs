@@ -267,6 +267,33 @@ fn golden_user_inventory_tls() {
         "{conf}"
     );
     insta::assert_snapshot!("user_tls", tree_text(&files));
+
+    // keep_plain = true keeps the plain listeners beside the TLS ones, management's
+    // on every address, and their firewall rules.
+    let kept = inv.replace(
+        "key = \"tls/win1.key\" }",
+        "key = \"tls/win1.key\", keep_plain = true }",
+    );
+    std::fs::write(dir.path().join("inventory.toml"), kept).unwrap();
+    let files = render(dir.path(), &[]);
+    let conf =
+        String::from_utf8(files["win1/C/ProgramData/RabbitMQ/rabbitmq.conf"].clone()).unwrap();
+    for line in [
+        "listeners.tcp.default = 5672",
+        "listeners.ssl.default = 5671",
+        "mqtt.listeners.tcp.default = 1883",
+        "mqtt.listeners.ssl.default = 8883",
+        "management.ssl.port = 15671",
+        "management.tcp.port = 15672",
+    ] {
+        assert!(conf.lines().any(|l| l == line), "{line} missing:\n{conf}");
+    }
+    assert!(!conf.contains("management.tcp.ip"), "{conf}");
+    let script = String::from_utf8(files["win1/bootstrap.ps1"].clone()).unwrap();
+    assert!(
+        script.contains("warren-amqp'") && script.contains("warren-amqps'"),
+        "{script}"
+    );
 }
 
 #[test]
