@@ -159,7 +159,13 @@ pub fn start(name: &str, netns: &str, dir: &Path, lab_dir: &Path) -> Result<u32>
     }
     let d = dir.display();
     let cgroup = format!("{NETNS_PREFIX}{name}");
-    let mut script = String::from("set -e\n");
+    // Unlike sshd and RabbitMQ, systemd-nspawn keeps whatever descriptors it
+    // inherits for its whole life: a lock the caller holds (a `flock` around a test)
+    // would be held until the lab goes down. Closed first, but stdin, stdout, stderr.
+    let mut script = String::from(
+        "for fd in /proc/$$/fd/*; do fd=${fd##*/}; if [ \"$fd\" -gt 2 ]; then eval \"exec $fd>&-\" 2>/dev/null; fi; done\n\
+         set -e\n",
+    );
     for root in cgroup_roots() {
         let c = root.join(&cgroup);
         script.push_str(&format!(
@@ -196,7 +202,8 @@ pub fn start(name: &str, netns: &str, dir: &Path, lab_dir: &Path) -> Result<u32>
             "--propagation",
             "private",
             "--",
-            "sh",
+            // bash: dash's redirections take single-digit descriptors only.
+            "bash",
             "-c",
             &script,
         ])
