@@ -2,7 +2,8 @@
 # Installs what `make demo` and `make test` need on a Debian/Ubuntu machine, and only
 # what is missing: RabbitMQ and OpenSSH (the lab's hosts run the real ones), iproute2,
 # util-linux and iptables (namespaces, veth, unshare, setpriv, a host cut off in a
-# test), sudo (a lab host reached as a user that is not root), the C toolchain and headers the ssh2 crate builds libssh2 with, Python's
+# test), sudo (a lab host reached as a user that is not root), systemd-container
+# (systemd-nspawn, for the lab's systemd host), the C toolchain and headers the ssh2 crate builds libssh2 with, Python's
 # venv and openssl for the WinRM tests, and Rust (rustup) when cargo is missing.
 # Uses sudo when not root.
 set -euo pipefail
@@ -19,6 +20,9 @@ have setpriv || need+=(util-linux)
 have iptables || need+=(iptables)
 # A lab host reached as a login user that is not root goes through sudo.
 have sudo || need+=(sudo)
+# `lab up --systemd` boots systemd in systemd-nspawn for its central host.
+have systemd-nspawn || need+=(systemd-container)
+[ -x /lib/systemd/systemd ] || need+=(systemd)
 have erl || need+=(erlang-base)
 have cc || need+=(gcc libc6-dev)
 have pkg-config || need+=(pkg-config)
@@ -51,7 +55,7 @@ if [ ${#need[@]} -gt 0 ]; then
     $sudo apt-get install -y -q --no-install-recommends $(printf '%s\n' "${need[@]}" | sort -u)
     if [ -n "$made_policy" ]; then $sudo rm -f "$policy"; fi
 else
-    echo "setup: rabbitmq-server, openssh, iproute2, util-linux, iptables and the C build tools are installed"
+    echo "setup: rabbitmq-server, openssh, iproute2, util-linux, iptables, systemd-container and the C build tools are installed"
 fi
 
 if ! command -v cargo >/dev/null 2>&1 && [ -x "$HOME/.cargo/bin/cargo" ]; then

@@ -116,6 +116,10 @@ pub enum LabAction {
         /// How many hosts: one central host and N-1 site hosts.
         #[arg(long, default_value_t = 5)]
         hosts: usize,
+        /// Boot systemd as the central host's init (in systemd-nspawn), RabbitMQ as
+        /// Debian's rabbitmq-server.service; the inventory says service = "systemd".
+        #[arg(long)]
+        systemd: bool,
     },
     /// Remove every trace of the lab: processes, namespaces, links, mounts, files.
     Down,

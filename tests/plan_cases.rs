@@ -353,6 +353,32 @@ fn a_stopped_node_is_started_and_its_membership_checked_then() {
         .contains("joins if it is not a member once started"));
 }
 
+/// A systemd node that is down while its drop-in changes (a start that failed on a
+/// broken drop-in, then fixed): systemd rereads the unit before the start, or it
+/// would start the unit as it was (lab_systemd runs this for real).
+#[test]
+fn a_stopped_systemd_node_with_a_new_drop_in_is_started_after_a_daemon_reload() {
+    let drop_in = "/etc/systemd/system/rabbitmq-server.service.d/warren.conf";
+    let c = case(|t| {
+        let at = t.rfind("service = \"direct\"").unwrap();
+        format!("{}service = \"systemd\"{}", &t[..at], &t[at + 18..])
+    });
+    let mut facts = converged(&c);
+    facts[2].node.pid = None;
+    facts[2].node.state = NodeState::Stopped;
+    facts[2].node.membership = None;
+    assert!(facts[2].files.remove(drop_in).is_some());
+    let p = plan_of(&c, facts, false);
+    assert_eq!(p.hosts[2].service, Service::Start);
+    assert!(p.hosts[2].daemon_reload());
+    assert!(!p.hosts[1].daemon_reload());
+    let text = plan::view::text(&p);
+    assert!(
+        text.contains("> start RabbitMQ (after systemctl daemon-reload): it is not running"),
+        "{text}"
+    );
+}
+
 /// An interrupted run can leave a node booting (warren was killed after starting it)
 /// or with its rabbit application stopped (killed inside a join): the plan finishes
 /// both, then checks the membership; a file change still means a restart.

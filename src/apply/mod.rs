@@ -487,13 +487,7 @@ impl<'a> Ctx<'a> {
                 );
             }
             Service::Start | Service::Restart { .. } => {
-                let daemon_reload = matches!(
-                    hp.service,
-                    Service::Restart {
-                        daemon_reload: true,
-                        ..
-                    }
-                );
+                let daemon_reload = hp.daemon_reload();
                 // Starts are capped over all hosts (see `platform::start_slot`); the
                 // seed, which every join waits for, never queues for a slot.
                 let _slot = (i != self.inv.central_index()).then(crate::platform::start_slot);

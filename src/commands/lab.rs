@@ -6,7 +6,7 @@ use anyhow::Result;
 pub fn run(action: LabAction) -> Result<Outcome> {
     let lab = crate::lab::Lab::here()?;
     match action {
-        LabAction::Up { hosts } => lab.up(hosts)?,
+        LabAction::Up { hosts, systemd } => lab.up(hosts, systemd)?,
         LabAction::Down => lab.down()?,
         LabAction::Status => lab.status()?,
     }

@@ -6,10 +6,12 @@
 //! freshly installed server: standalone, package defaults, its own random cookie.
 //!
 //! State lives in `./lab` (the hosts' folders, the SSH key, `inventory.toml`) and in
-//! `/run/warren-lab` (which folder the running lab belongs to). No systemd: lab hosts
-//! use the `direct` service manager.
+//! `/run/warren-lab` (which folder the running lab belongs to). Lab hosts use the
+//! `direct` service manager, except the central host of `lab up --systemd`, which
+//! boots systemd as its init (`nspawn.rs`) and runs RabbitMQ as its service.
 
 mod net;
+mod nspawn;
 mod sys;
 
 use anyhow::{bail, Context, Result};
@@ -37,6 +39,9 @@ pub struct LabHost {
     pub address: String,
     pub netns: String,
     pub link: String,
+    /// Boots systemd as its init, RabbitMQ as `rabbitmq-server.service`
+    /// (`lab up --systemd`, the central host only).
+    pub systemd: bool,
 }
 
 impl LabHost {
@@ -51,7 +56,40 @@ impl LabHost {
             netns: format!("{NETNS_PREFIX}{name}"),
             link: format!("{LINK_PREFIX}{name}"),
             name,
+            systemd: false,
         }
+    }
+}
+
+/// What a lab folder's mark records: its size, and whether its central host runs
+/// systemd.
+#[derive(Debug, Default, Clone, Copy, PartialEq)]
+struct Mark {
+    hosts: usize,
+    systemd: bool,
+}
+
+impl Mark {
+    fn read(dir: &Path) -> Mark {
+        let text = std::fs::read_to_string(dir.join(FOLDER_MARK)).unwrap_or_default();
+        let mut m = Mark::default();
+        for line in text.lines() {
+            match line.trim().split_once('=') {
+                Some(("hosts", n)) => m.hosts = n.parse().unwrap_or(0),
+                Some(("systemd", v)) => m.systemd = v == "central",
+                _ => {}
+            }
+        }
+        m
+    }
+
+    fn write(&self, dir: &Path) -> Result<()> {
+        let mut s = format!("hosts={}\n", self.hosts);
+        if self.systemd {
+            s.push_str("systemd=central\n");
+        }
+        std::fs::write(dir.join(FOLDER_MARK), s)?;
+        Ok(())
     }
 }
 
@@ -68,12 +106,15 @@ impl Lab {
         self.dir.join("hosts").join(&h.name)
     }
 
-    /// How many hosts the lab in this folder has (0 when there is none).
-    fn size(&self) -> usize {
-        std::fs::read_to_string(self.dir.join(FOLDER_MARK))
-            .ok()
-            .and_then(|s| s.trim().strip_prefix("hosts=").and_then(|n| n.parse().ok()))
-            .unwrap_or(0)
+    /// The lab's hosts, `size` of them, as the folder's mark describes them.
+    fn hosts(&self, size: usize) -> Vec<LabHost> {
+        let systemd = Mark::read(&self.dir).systemd;
+        (0..size)
+            .map(|i| LabHost {
+                systemd: systemd && i == 0,
+                ..LabHost::new(i)
+            })
+            .collect()
     }
 
     fn preflight() -> Result<()> {
@@ -103,8 +144,12 @@ impl Lab {
         Ok(())
     }
 
-    pub fn up(&self, wanted: usize) -> Result<()> {
+    /// Builds the lab, `wanted` hosts; with `systemd`, its central host boots systemd.
+    pub fn up(&self, wanted: usize, systemd: bool) -> Result<()> {
         Self::preflight()?;
+        if systemd {
+            nspawn::preflight()?;
+        }
         if wanted < 2 {
             bail!("--hosts {wanted}: a lab needs a central host and at least one site; use --hosts 2 or more");
         }
@@ -112,12 +157,24 @@ impl Lab {
             bail!("--hosts {wanted}: the lab's subnet and this machine hold at most 50 hosts; use fewer");
         }
         let ours = std::fs::read_to_string(MARKER).ok().map(PathBuf::from);
+        let mut mark = Mark::default();
         let existing = if ours.as_deref() == Some(self.dir.as_path()) {
-            self.size()
+            mark = Mark::read(&self.dir);
+            if systemd && !mark.systemd && mark.hosts > 0 {
+                bail!("lab up --systemd: the running lab's central host runs without systemd; run warren lab down, then warren lab up --systemd");
+            }
+            if !systemd && mark.systemd {
+                eprintln!(
+                    "lab: central runs systemd, as when the lab was built (lab up --systemd)"
+                );
+            }
+            mark.hosts
         } else {
             // Another folder's lab, or what a killed run or an earlier session left:
-            // namespaces, links and mounts outlive the processes that made them.
-            let removed = net::clear_all();
+            // namespaces, links and mounts outlive the processes that made them, and
+            // a container's cgroups outlive the container.
+            let mut removed = nspawn::clear_all();
+            removed.extend(net::clear_all());
             if !removed.is_empty() {
                 eprintln!(
                     "lab: cleared what an earlier lab left behind: {}",
@@ -140,6 +197,8 @@ impl Lab {
             0
         };
         let size = wanted.max(existing);
+        mark.hosts = size;
+        mark.systemd |= systemd;
         if wanted < existing {
             eprintln!("lab: it has {existing} hosts already; `lab up` never removes hosts (lab down, then up, to shrink)");
         }
@@ -147,11 +206,14 @@ impl Lab {
             .with_context(|| format!("cannot create {}", self.dir.display()))?;
         std::fs::write(MARKER, self.dir.to_string_lossy().as_bytes())
             .with_context(|| format!("cannot write {MARKER}"))?;
-        std::fs::write(self.dir.join(FOLDER_MARK), format!("hosts={size}\n"))?;
+        if mark.systemd {
+            nspawn::make_run_dir()?;
+        }
+        mark.write(&self.dir)?;
         self.client_key()?;
         net::ensure_bridge()?;
 
-        let hosts: Vec<LabHost> = (0..size).map(LabHost::new).collect();
+        let hosts = self.hosts(size);
         let mut started = Vec::new();
         for h in &hosts {
             if self.healthy(h) {
@@ -164,20 +226,37 @@ impl Lab {
         }
         self.write_known_hosts(&hosts)?;
         self.write_inventory(&hosts)?;
-        wait_for_rabbitmq(&started)?;
+        wait_for_rabbitmq(self, &started)?;
         println!(
             "lab: {} hosts up; inventory {}",
             hosts.len(),
             self.dir.join("inventory.toml").display()
         );
         for h in &hosts {
-            println!("  {:<10} {:<14} ssh root@{}", h.name, h.address, h.address);
+            let init = if h.systemd { "  (systemd)" } else { "" };
+            println!(
+                "  {:<10} {:<14} ssh root@{}{init}",
+                h.name, h.address, h.address
+            );
         }
         Ok(())
     }
 
-    /// A host is healthy when its namespace exists and its sshd runs inside it.
+    /// A host is healthy when its namespace exists and its sshd runs inside it; a
+    /// systemd host when its container's systemd runs in its namespace and its sshd
+    /// answers.
     fn healthy(&self, h: &LabHost) -> bool {
+        if h.systemd {
+            let init = nspawn::running(&self.host_dir(h)).and_then(nspawn::leader);
+            return match init {
+                Some(pid) => {
+                    net::netns_exists(&h.netns)
+                        && net::pids_in(&h.netns).contains(&pid)
+                        && port_open(&h.address, 22)
+                }
+                None => false,
+            };
+        }
         let pid = std::fs::read_to_string(self.host_dir(h).join("sshd.pid"))
             .ok()
             .and_then(|s| s.trim().parse::<u32>().ok());
@@ -213,6 +292,9 @@ impl Lab {
     /// Builds `h` from nothing: any remains of it are removed first, so a host whose
     /// processes were killed comes back as a freshly installed server.
     fn build_host(&self, h: &LabHost, all: &[LabHost]) -> Result<()> {
+        if let Some(pid) = nspawn::running(&self.host_dir(h)) {
+            nspawn::stop(pid);
+        }
         if net::netns_exists(&h.netns) {
             net::delete_namespace(&h.netns);
         }
@@ -286,7 +368,13 @@ impl Lab {
             name = h.name,
             addr = h.address,
             key = host_key.display(),
-            pid = dir.join("sshd.pid").display(),
+            // A systemd host's sshd writes its pid inside, where the lab folder is
+            // read-only (and the pid is its own PID namespace's).
+            pid = if h.systemd {
+                "/run/sshd.pid".to_string()
+            } else {
+                dir.join("sshd.pid").display().to_string()
+            },
             auth = self.dir.join("authorized_keys").display(),
         );
         std::fs::write(dir.join("sshd_config"), sshd_config)?;
@@ -294,6 +382,12 @@ impl Lab {
         std::fs::create_dir_all("/run/sshd")?;
 
         net::create_host_network(&h.netns, &h.link, &h.address)?;
+        if h.systemd {
+            nspawn::write_seed(&dir, &dir.join("sshd_config"))?;
+            nspawn::start(&h.name, &h.netns, &dir, &self.dir)
+                .with_context(|| format!("cannot start lab host {}", h.name))?;
+            return Ok(());
+        }
         let q = |p: &Path| shell_quote(&p.to_string_lossy());
         let script = format!(
             "set -e\n\
@@ -370,13 +464,16 @@ impl Lab {
 
     pub fn down(&self) -> Result<()> {
         Self::preflight()?;
-        let mut removed = net::clear_all();
         let mut folders: Vec<PathBuf> = std::fs::read_to_string(MARKER)
             .ok()
             .map(PathBuf::from)
             .into_iter()
             .collect();
         folders.push(self.dir.clone());
+        // The containers first: each shuts its systemd down in order, and leaves
+        // their namespaces to be deleted below.
+        let mut removed = nspawn::clear_all();
+        removed.extend(net::clear_all());
         for f in folders {
             if f.join(FOLDER_MARK).exists() {
                 std::fs::remove_dir_all(&f)
@@ -415,17 +512,24 @@ impl Lab {
             return Ok(());
         };
         let lab = Lab { dir };
-        let size = lab.size();
+        let size = Mark::read(&lab.dir).hosts;
         println!("lab: {} ({} hosts)", lab.dir.display(), size);
-        println!("  {:<10} {:<14} {:<8} rabbitmq", "host", "address", "sshd");
-        for h in (0..size).map(LabHost::new) {
+        println!(
+            "  {:<10} {:<14} {:<8} {:<8} rabbitmq",
+            "host", "address", "init", "sshd"
+        );
+        for h in lab.hosts(size) {
+            let init = if h.systemd { "systemd" } else { "none" };
             let sshd = if lab.healthy(&h) { "running" } else { "down" };
             let amqp = if port_open(&h.address, 5672) {
                 "answering on 5672"
             } else {
                 "not answering"
             };
-            println!("  {:<10} {:<14} {:<8} {}", h.name, h.address, sshd, amqp);
+            println!(
+                "  {:<10} {:<14} {:<8} {:<8} {}",
+                h.name, h.address, init, sshd, amqp
+            );
         }
         Ok(())
     }
@@ -472,10 +576,11 @@ fn host_entry(h: &LabHost, central: bool) -> String {
     let mut s = format!(
         "\n[[hosts]]\nname = \"{}\"\naddress = \"{}\"\nos = \"linux\"\ntransport = \"ssh\"\n\
          user = \"root\"\nkey = \"id_ed25519\"\nknown_hosts = \"known_hosts\"\n\
-         role = \"{}\"\nservice = \"direct\"\n",
+         role = \"{}\"\nservice = \"{}\"\n",
         h.name,
         h.address,
-        if central { "central" } else { "site" }
+        if central { "central" } else { "site" },
+        if h.systemd { "systemd" } else { "direct" }
     );
     if !central {
         s.push_str(&format!(
@@ -526,12 +631,23 @@ fn port_open(address: &str, port: u16) -> bool {
 }
 
 /// Waits until RabbitMQ answers on every host in `hosts` (its AMQP listener opens at
-/// the end of its boot).
-fn wait_for_rabbitmq(hosts: &[LabHost]) -> Result<()> {
+/// the end of its boot); on a systemd host, until its systemd has finished booting
+/// too (ssh.service and rabbitmq-server.service started), failing at once with the
+/// container's last console lines if systemd-nspawn exits.
+fn wait_for_rabbitmq(lab: &Lab, hosts: &[LabHost]) -> Result<()> {
     let deadline = Instant::now() + Duration::from_secs(180);
     let mut waiting: Vec<&LabHost> = hosts.iter().collect();
     while !waiting.is_empty() {
-        waiting.retain(|h| !port_open(&h.address, 5672));
+        for h in waiting.iter().filter(|h| h.systemd) {
+            let dir = lab.host_dir(h);
+            let pid = std::fs::read_to_string(dir.join(nspawn::PID_FILE))?;
+            nspawn::check_alive(pid.trim().parse()?, &dir, &h.name)?;
+        }
+        waiting.retain(|h| {
+            let booted =
+                !h.systemd || nspawn::running(&lab.host_dir(h)).is_some_and(nspawn::booted);
+            !(booted && port_open(&h.address, 5672))
+        });
         if waiting.is_empty() {
             break;
         }
@@ -582,5 +698,42 @@ mod tests {
             crate::inventory::Replication::Quorum
         );
         assert_eq!(extend_inventory(&grown, &six).unwrap(), grown);
+    }
+
+    #[test]
+    fn a_systemd_lab_says_so_in_its_mark_and_its_inventory() {
+        let dir = std::env::temp_dir().join(format!("warren-mark-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        // A mark written before `--systemd` existed still reads.
+        std::fs::write(dir.join(FOLDER_MARK), "hosts=5\n").unwrap();
+        assert_eq!(
+            Mark::read(&dir),
+            Mark {
+                hosts: 5,
+                systemd: false
+            }
+        );
+        let mark = Mark {
+            hosts: 2,
+            systemd: true,
+        };
+        mark.write(&dir).unwrap();
+        assert_eq!(Mark::read(&dir), mark);
+        let hosts = Lab { dir: dir.clone() }.hosts(2);
+        std::fs::remove_dir_all(&dir).unwrap();
+        assert!(hosts[0].systemd && !hosts[1].systemd);
+        let inv = crate::inventory::parse(
+            &lab_inventory(&hosts),
+            std::path::Path::new("inventory.toml"),
+        )
+        .unwrap();
+        assert_eq!(
+            inv.hosts[0].service,
+            crate::inventory::ServiceManager::Systemd
+        );
+        assert_eq!(
+            inv.hosts[1].service,
+            crate::inventory::ServiceManager::Direct
+        );
     }
 }

@@ -69,6 +69,17 @@ pub enum Service {
     StartApp,
 }
 
+impl HostPlan {
+    /// Whether systemd must reread the unit before RabbitMQ starts: a drop-in is
+    /// written, whether the node restarts or is down (a start without the reload
+    /// would run the unit as it was, and systemd only warns).
+    pub fn daemon_reload(&self) -> bool {
+        self.files
+            .iter()
+            .any(|c| c.effect == Effect::DaemonReloadRestart)
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct HostPlan {
     pub host: String,

@@ -56,7 +56,15 @@ pub fn text(p: &Plan) -> String {
                 );
             }
             Service::Start => {
-                let _ = writeln!(s, "  > start RabbitMQ: it is not running");
+                let _ = writeln!(
+                    s,
+                    "  > start RabbitMQ{}: it is not running",
+                    if h.daemon_reload() {
+                        " (after systemctl daemon-reload)"
+                    } else {
+                        ""
+                    }
+                );
             }
             Service::AwaitBoot => {
                 let _ = writeln!(

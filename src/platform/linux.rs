@@ -1,6 +1,7 @@
 //! Linux: POSIX sh scripts, run as they are when warren logs in as root and through
 //! `sudo -n sh -c` otherwise; files by SFTP, then `chown`, `chmod` and `mv`.
 
+use super::service::JOURNAL_MARK;
 use super::{Platform, Query, ScriptFile, Setting, Tool};
 use crate::inventory::{Host, Os, Paths, ServiceManager};
 use crate::transport::sh_quote;
@@ -243,10 +244,21 @@ impl Platform for Linux {
 
     fn start(&self, m: ServiceManager, daemon_reload: bool) -> String {
         match m {
-            ServiceManager::Systemd if daemon_reload => {
-                "systemctl daemon-reload && systemctl start rabbitmq-server".into()
-            }
-            ServiceManager::Systemd => "systemctl start rabbitmq-server".into(),
+            // systemctl says only that the start failed; the reason (a unit setting
+            // it refused, the node's exit) is in the unit's journal, whose last lines
+            // follow the mark on stderr.
+            ServiceManager::Systemd => format!(
+                "{}systemctl start rabbitmq-server && exit 0\n\
+                 c=$?\n\
+                 echo '{JOURNAL_MARK}' >&2\n\
+                 journalctl -u rabbitmq-server --no-pager --quiet --lines 10 >&2\n\
+                 exit $c",
+                if daemon_reload {
+                    "systemctl daemon-reload || exit $?\n"
+                } else {
+                    ""
+                }
+            ),
             // -detached daemonizes; its output must not hold the SSH channel open.
             _ => "rabbitmq-server -detached > /dev/null 2>&1 < /dev/null".into(),
         }

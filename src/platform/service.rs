@@ -26,11 +26,48 @@ pub fn stop(t: &mut dyn Transport, m: ServiceManager) -> Result<()> {
     Ok(())
 }
 
+/// Separates a failed start's own error from the service manager's log lines that
+/// follow it on stderr (systemd: the unit's journal).
+pub const JOURNAL_MARK: &str = "@@journal";
+
 /// Starts RabbitMQ and waits until it has finished booting.
 pub fn start(t: &mut dyn Transport, m: ServiceManager, daemon_reload: bool) -> Result<()> {
     let script = t.platform().start(m, daemon_reload);
-    must(t, &script, STOP_TIMEOUT, "starting RabbitMQ")?;
+    let out = t.run(&script, STOP_TIMEOUT)?;
+    if !out.ok() {
+        bail!("{}", start_failure(t.host(), &out));
+    }
     await_startup(t, START_TIMEOUT)
+}
+
+/// Why a start failed: the start command's reason and, where the platform printed
+/// them after `JOURNAL_MARK`, the service's last log lines.
+fn start_failure(host: &str, out: &crate::transport::Exec) -> String {
+    let Some((own, journal)) = out.stderr.split_once(JOURNAL_MARK) else {
+        return format!("{host}: starting RabbitMQ failed: {}", out.last_line());
+    };
+    // systemctl's last line only points at the journal, which follows.
+    let reason = own
+        .lines()
+        .map(str::trim)
+        .find(|l| !l.is_empty())
+        .unwrap_or("the start command failed");
+    let lines: Vec<&str> = journal
+        .lines()
+        .map(str::trim_end)
+        .filter(|l| !l.trim().is_empty())
+        .collect();
+    let mut msg = format!("{host}: starting RabbitMQ failed: {reason}");
+    if lines.is_empty() {
+        msg.push_str(" (its journal has no lines for it)");
+    } else {
+        msg.push_str("; the last lines of its journal (journalctl -u rabbitmq-server):");
+        for l in lines {
+            msg.push_str("\n  ");
+            msg.push_str(l);
+        }
+    }
+    msg
 }
 
 /// Reinstalls the RabbitMQ service (it reads its environment only then), starts it and
@@ -192,5 +229,43 @@ pub fn check_cookie_source(t: &mut dyn Probe) -> Result<()> {
             t.host(),
             out.last_line()
         ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::transport::Exec;
+
+    #[test]
+    fn a_failed_systemd_start_is_reported_with_the_units_journal() {
+        let out = Exec {
+            status: 1,
+            stdout: String::new(),
+            stderr: format!(
+                "Job for rabbitmq-server.service failed because the control process exited with error code.\n\
+                 See \"systemctl status rabbitmq-server.service\" and \"journalctl -xeu rabbitmq-server.service\" for details.\n\
+                 {JOURNAL_MARK}\n\
+                 Dec 04 18:06:10 central systemd[1]: rabbitmq-server.service: Failed to determine user credentials: No such process\n\
+                 Dec 04 18:06:10 central systemd[1]: Failed to start rabbitmq-server.service - RabbitMQ Messaging Server.\n"
+            ),
+        };
+        assert_eq!(
+            start_failure("central", &out),
+            "central: starting RabbitMQ failed: Job for rabbitmq-server.service failed because the control process exited with error code.; \
+             the last lines of its journal (journalctl -u rabbitmq-server):\n  \
+             Dec 04 18:06:10 central systemd[1]: rabbitmq-server.service: Failed to determine user credentials: No such process\n  \
+             Dec 04 18:06:10 central systemd[1]: Failed to start rabbitmq-server.service - RabbitMQ Messaging Server."
+        );
+        // Without the mark (no service manager), the start command's own reason.
+        let out = Exec {
+            status: 1,
+            stdout: String::new(),
+            stderr: "rabbitmq-server: not found\n".into(),
+        };
+        assert_eq!(
+            start_failure("site1", &out),
+            "site1: starting RabbitMQ failed: rabbitmq-server: not found"
+        );
     }
 }

@@ -155,6 +155,23 @@ pub fn fresh_lab(dir: &Path, n: usize) -> Vec<Host> {
     lab_hosts(n)
 }
 
+/// A fresh lab of `n` hosts whose central host boots systemd (`lab up --systemd`).
+pub fn fresh_systemd_lab(dir: &Path, n: usize) -> Vec<Host> {
+    warren_ok(dir, &["lab", "down"]);
+    warren_ok(dir, &["lab", "up", "--systemd", "--hosts", &n.to_string()]);
+    lab_hosts(n)
+}
+
+/// One property of rabbitmq-server.service as systemd on `host` reports it
+/// (`systemctl show -p NAME --value`).
+pub fn unit_property(dir: &Path, host: &Host, name: &str) -> String {
+    ssh_ok(
+        dir,
+        host,
+        &format!("systemctl show -p {name} --value rabbitmq-server"),
+    )
+}
+
 /// `rabbitmqctl ... --formatter json` on `host`, parsed.
 pub fn rabbitmqctl_json(dir: &Path, host: &Host, args: &str) -> serde_json::Value {
     let out = ssh_ok(

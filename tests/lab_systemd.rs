@@ -1,0 +1,265 @@
+//! `service = "systemd"` on a real systemd: the lab's central host boots systemd as
+//! its init (`lab up --systemd`) and runs Debian's rabbitmq-server.service, as our
+//! user's central server does; site1 stays a host without a service manager. Every
+//! result is read through the host itself (systemctl, journalctl, /proc, rabbitmqctl),
+//! not through warren: a bootstrap restarts the unit through systemd with warren's
+//! drop-in loaded; a rerun restarts nothing; a config change restarts the unit once; a
+//! start systemd refuses is reported with the unit's journal; the fix converges.
+
+mod common;
+
+use common::*;
+use std::path::Path;
+
+#[test]
+fn central_under_systemd_bootstrap_rerun_change_and_a_failed_start() {
+    let dir = workdir("lab_systemd");
+    let mut phases = Phases::new("lab_systemd");
+    let run_dir_before = Path::new("/run/systemd/nspawn").exists();
+    let hosts = fresh_systemd_lab(&dir, 2);
+    let (central, site) = (&hosts[0], &hosts[1]);
+    phases.done("lab up --systemd");
+
+    // The host as it booted: systemd is its init and runs sshd and RabbitMQ as units,
+    // with the unit's own settings only; site1 has no service manager.
+    assert_eq!(ssh_ok(&dir, central, "cat /proc/1/comm"), "systemd");
+    assert_eq!(ssh_ok(&dir, central, "hostname"), "central");
+    assert_eq!(
+        ssh_ok(&dir, central, "systemctl is-active ssh rabbitmq-server"),
+        "active\nactive"
+    );
+    assert_ne!(ssh_ok(&dir, site, "cat /proc/1/comm"), "systemd");
+    assert_eq!(
+        running_nodes(&dir, central),
+        vec!["rabbit@central".to_string()]
+    );
+    let fresh = main_pid(&dir, central);
+    assert_eq!(unit_property(&dir, central, "DropInPaths"), "");
+    // The masks are in the container's overlay, not in this machine's /etc.
+    assert_eq!(
+        ssh_ok(
+            &dir,
+            central,
+            "readlink /etc/systemd/system/console-getty.service"
+        ),
+        "/dev/null"
+    );
+    assert!(!Path::new("/etc/systemd/system/console-getty.service").exists());
+    let inventory = std::fs::read_to_string(dir.join("lab/inventory.toml")).unwrap();
+    assert!(
+        inventory.contains("name = \"central\"\naddress = \"10.231.77.10\"")
+            && inventory.contains("role = \"central\"\nservice = \"systemd\"")
+            && inventory.contains("role = \"site\"\nservice = \"direct\""),
+        "{inventory}"
+    );
+    let status = warren_ok(&dir, &["lab", "status"]);
+    assert!(
+        status
+            .lines()
+            .any(|l| l.contains("central") && l.contains("systemd") && l.contains("running")),
+        "{status}"
+    );
+
+    // Bootstrap: the drop-in is planned with the daemon-reload it needs, and central
+    // is restarted by systemd, which then runs it with warren's drop-in loaded.
+    let plan = lab_warren_ok(&dir, &["plan"]);
+    assert!(
+        plan.contains("+ /etc/systemd/system/rabbitmq-server.service.d/warren.conf"),
+        "{plan}"
+    );
+    assert!(plan.contains("daemon-reload"), "{plan}");
+    let journal_before = journal(&dir, central);
+    let out = apply_verified(&dir);
+    assert!(out.contains("joined site1"), "{out}");
+    let booted = main_pid(&dir, central);
+    assert_ne!(booted, fresh, "central was not restarted");
+    assert_restarted(&journal_before, &journal(&dir, central));
+    assert_eq!(
+        unit_property(&dir, central, "DropInPaths"),
+        "/etc/systemd/system/rabbitmq-server.service.d/warren.conf"
+    );
+    assert_eq!(unit_property(&dir, central, "NeedDaemonReload"), "no");
+    // What the drop-in sets, as systemd holds it for the unit (Debian's unit sets the
+    // same two values; the failed start below shows that a changed drop-in is what
+    // runs). systemd gives the node LimitNOFILE, or the most the container's init may
+    // give (a machine whose root lacks CAP_SYS_RESOURCE caps it below 65536).
+    assert_eq!(unit_property(&dir, central, "LimitNOFILE"), "65536");
+    assert_eq!(unit_property(&dir, central, "TimeoutStartUSec"), "10min");
+    // (soft, hard) limits of open files of a process on central.
+    let open_files = |pid: &str| -> (u64, u64) {
+        let limits = ssh_ok(&dir, central, &format!("cat /proc/{pid}/limits"));
+        let line = limits
+            .lines()
+            .find(|l| l.starts_with("Max open files"))
+            .unwrap_or_else(|| panic!("{limits}"));
+        let n: Vec<u64> = line
+            .split_whitespace()
+            .filter_map(|w| w.parse().ok())
+            .collect();
+        (n[0], n[1])
+    };
+    let most = 65536.min(open_files("1").1);
+    assert_eq!(open_files(&booted), (most, most));
+    // The environment systemd gives its service, in the node's own process.
+    let environ = ssh_ok(
+        &dir,
+        central,
+        &format!("tr '\\0' '\\n' < /proc/{booted}/environ"),
+    );
+    assert!(
+        environ.lines().any(|l| l.starts_with("INVOCATION_ID="))
+            && environ.lines().any(|l| l.starts_with("NOTIFY_SOCKET=")),
+        "{environ}"
+    );
+    assert_eq!(
+        ssh_ok(&dir, central, &format!("ps -o user= -p {booted}")),
+        "rabbitmq"
+    );
+    assert_all_see_all(&dir, &hosts);
+    assert_user_layout(&dir, &hosts);
+    phases.done("bootstrap");
+
+    // A rerun changes nothing and restarts nothing, not even through systemd.
+    let site_pid = rabbit_pid(&dir, site);
+    let journal_before = journal(&dir, central);
+    let (code, out, err) = lab_warren(&dir, &["plan", "--exit-code"]);
+    assert_eq!(code, 0, "{out}\n{err}");
+    assert_eq!(main_pid(&dir, central), booted);
+    assert_eq!(rabbit_pid(&dir, site), site_pid);
+    assert_eq!(journal(&dir, central), journal_before);
+    phases.done("rerun");
+
+    // A setting every node reads: central is restarted through systemctl, once.
+    edit_inventory(&dir, "net_ticktime = 20", "net_ticktime = 30");
+    let out = apply_verified(&dir);
+    assert!(out.contains("restarted central, site1"), "{out}");
+    let changed = main_pid(&dir, central);
+    assert_ne!(changed, booted);
+    assert_restarted(&journal_before, &journal(&dir, central));
+    assert_eq!(
+        ssh_ok(
+            &dir,
+            central,
+            "rabbitmqctl -q eval 'net_kernel:get_net_ticktime().'"
+        ),
+        "30"
+    );
+    assert_all_see_all(&dir, &hosts);
+    phases.done("net_ticktime changed");
+
+    // A start systemd refuses (a drop-in naming a user that does not exist, through a
+    // template override): warren's error carries the unit's journal, which says why.
+    let overrides = dir.join("lab/templates/linux");
+    std::fs::create_dir_all(&overrides).unwrap();
+    std::fs::write(
+        overrides.join("systemd-warren.conf.tera"),
+        "# {{ header }}\n[Service]\nLimitNOFILE=65536\nTimeoutStartSec=600\nUser=rabbitmq-nobody\n",
+    )
+    .unwrap();
+    let (code, out, err) = lab_warren(&dir, &["apply", "--yes"]);
+    assert_eq!(code, 1, "{out}\n{err}");
+    assert!(
+        err.contains("central: starting RabbitMQ failed")
+            && err.contains("journalctl -u rabbitmq-server")
+            && err.contains("Failed to determine user credentials"),
+        "{err}"
+    );
+    assert_ne!(
+        ssh(&dir, central, "systemctl is-active rabbitmq-server")
+            .status
+            .code(),
+        Some(0)
+    );
+    phases.done("a failed start");
+
+    // The override removed: the rerun brings central back under systemd, verified.
+    std::fs::remove_dir_all(dir.join("lab/templates")).unwrap();
+    apply_verified(&dir);
+    assert_eq!(
+        ssh_ok(&dir, central, "systemctl is-active rabbitmq-server"),
+        "active"
+    );
+    let back = main_pid(&dir, central);
+    assert_ne!(back, changed);
+    assert_all_see_all(&dir, &hosts);
+    let (code, out, err) = lab_warren(&dir, &["plan", "--exit-code"]);
+    assert_eq!(code, 0, "{out}\n{err}");
+    phases.done("fixed and converged");
+
+    down_leaves_no_container(&dir, run_dir_before);
+    phases.done("lab down");
+}
+
+/// The unit's main pid, checked to be the RabbitMQ node that runs: the pid RabbitMQ
+/// wrote at boot, and an Erlang VM.
+fn main_pid(dir: &Path, central: &Host) -> String {
+    let pid = unit_property(dir, central, "MainPID");
+    assert_ne!(pid, "0", "rabbitmq-server.service has no main process");
+    assert_eq!(rabbit_pid(dir, central), pid, "MainPID is not the node");
+    pid
+}
+
+/// What systemd logged about rabbitmq-server.service on `host`, its messages only.
+fn journal(dir: &Path, host: &Host) -> Vec<String> {
+    ssh_ok(dir, host, "journalctl -u rabbitmq-server --no-pager -o cat")
+        .lines()
+        .map(str::to_string)
+        .collect()
+}
+
+/// Between the two journals, systemd stopped the unit and then started it, once.
+fn assert_restarted(before: &[String], after: &[String]) {
+    assert!(after.starts_with(before), "{before:?}\n{after:?}");
+    let new = &after[before.len()..];
+    let at = |what: &str| {
+        let found: Vec<usize> = new
+            .iter()
+            .enumerate()
+            .filter(|(_, l)| l.starts_with(what))
+            .map(|(i, _)| i)
+            .collect();
+        assert_eq!(found.len(), 1, "{what} in {new:?}");
+        found[0]
+    };
+    let stopped = at("Stopped rabbitmq-server.service");
+    let started = at("Started rabbitmq-server.service");
+    assert!(stopped < started, "{new:?}");
+}
+
+/// `lab down`: the container, its cgroups and its mounts are gone, and so is
+/// /run/systemd/nspawn unless it was there before.
+fn down_leaves_no_container(dir: &Path, run_dir_before: bool) {
+    let lab = dir.join("lab");
+    warren_ok(dir, &["lab", "down"]);
+    assert_eq!(namespaces(), Vec::<String>::new());
+    assert!(!lab.exists());
+    assert!(!Path::new("/run/systemd/nspawn").exists() || run_dir_before);
+    for root in [
+        "/sys/fs/cgroup",
+        "/sys/fs/cgroup/systemd",
+        "/sys/fs/cgroup/unified",
+    ] {
+        for e in std::fs::read_dir(root).into_iter().flatten().flatten() {
+            let name = e.file_name().to_string_lossy().into_owned();
+            assert!(!name.starts_with("wrnlab-"), "cgroup {root}/{name} is left");
+        }
+    }
+    let lab_path = lab.to_string_lossy().into_owned();
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        let pid = entry.file_name().to_string_lossy().into_owned();
+        if !pid.chars().all(|c| c.is_ascii_digit()) {
+            continue;
+        }
+        let cmdline = std::fs::read(entry.path().join("cmdline")).unwrap_or_default();
+        let cmdline = String::from_utf8_lossy(&cmdline).replace('\0', " ");
+        assert!(
+            !cmdline.contains("/run/netns/wrnlab-") && !cmdline.contains(&lab_path),
+            "process {pid} is left: {cmdline}"
+        );
+        let mounts = std::fs::read_to_string(entry.path().join("mountinfo")).unwrap_or_default();
+        assert!(
+            !mounts.contains(&lab_path),
+            "process {pid} still sees a lab mount"
+        );
+    }
+}
