@@ -388,12 +388,22 @@ impl Lab {
                 .with_context(|| format!("cannot start lab host {}", h.name))?;
             return Ok(());
         }
+        // Root's shell files as a fresh Debian install has them, not this machine's:
+        // its root shell setup is no part of a server's and can stall every SSH
+        // command (pyenv's init rehashes under a lock file at each login, and a
+        // session killed meanwhile leaves the lock: every later login waits 60 s).
+        for (file, default) in [("bashrc", "dot.bashrc"), ("profile", "dot.profile")] {
+            let text = std::fs::read(Path::new("/usr/share/base-files").join(default))
+                .unwrap_or_default();
+            std::fs::write(dir.join(format!("root.{file}")), text)?;
+        }
         let q = |p: &Path| shell_quote(&p.to_string_lossy());
         let script = format!(
             "set -e\n\
              hostname {name}\n\
              mount --bind {d}/hostname /etc/hostname\n\
              mount --bind {d}/hosts /etc/hosts\n\
+             for f in bashrc profile; do if [ -e /root/.$f ]; then mount --bind {d}/root.$f /root/.$f; fi; done\n\
              mount --bind {d}/etc-rabbitmq /etc/rabbitmq\n\
              mount --bind {d}/var-lib-rabbitmq /var/lib/rabbitmq\n\
              mount --bind {d}/var-log-rabbitmq /var/log/rabbitmq\n\
