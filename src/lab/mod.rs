@@ -393,8 +393,8 @@ impl Lab {
         // command (pyenv's init rehashes under a lock file at each login, and a
         // session killed meanwhile leaves the lock: every later login waits 60 s).
         for (file, default) in [("bashrc", "dot.bashrc"), ("profile", "dot.profile")] {
-            let text = std::fs::read(Path::new("/usr/share/base-files").join(default))
-                .unwrap_or_default();
+            let text =
+                std::fs::read(Path::new("/usr/share/base-files").join(default)).unwrap_or_default();
             std::fs::write(dir.join(format!("root.{file}")), text)?;
         }
         let q = |p: &Path| shell_quote(&p.to_string_lossy());
