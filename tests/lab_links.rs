@@ -84,11 +84,10 @@ fn shovelled_and_federated_sites_carry_messages_through_restarts() {
     phases.done("links carry messages");
 
     // Central stops while both sites keep publishing: the shovelled site holds every
-    // message in its queue, and the federated site every message its exchange routed
-    // (to the federation's upstream queue), and they arrive once central is back,
-    // none lost. A federated site's exchange has been seen to route nothing while
-    // central was down (one run in three): the README says so, and this counts what
-    // the site accepted rather than assuming it.
+    // message in its queue, and the federated site every message its exchange routed,
+    // and they arrive once central is back, none lost. A clean stop of central
+    // removes the federation's queue from the site, whose exchange then routes
+    // nothing (the README says so): what the site accepted is counted, not assumed.
     stop_rabbit(&dir, central);
     publish_at(&dir, site1, "site.site1", 7);
     let accepted = publish_counting(&dir, site2, "site.site2", 7);
