@@ -997,3 +997,102 @@ fn mirrored_queues_are_migrated_to_quorum_from_wherever_a_run_stopped() {
         "{blockers:?}"
     );
 }
+
+/// A federation link keeps its queue and exchange on the site when it stops (so that
+/// they buffer through central's restarts): once the inventory links the site
+/// another way, the plan for the site's broker removes them, the exchange first, and
+/// the queue only when empty; one that still holds messages blocks, naming them.
+#[test]
+fn a_former_federation_links_queue_goes_once_empty() {
+    let c = case(|t| {
+        t.replacen(
+            "queue = \"site.site2.data\"\n",
+            "queue = \"site.site2.data\"\nlink = \"shovel\"\nlink_password = { env = \"WARREN_TEST_LINK\" }\n",
+            1,
+        )
+    });
+    let site = warren::inventory::Broker::Site(1);
+    let site_facts = |messages: u64| -> ClusterFacts {
+        let defs = warren::render::definitions::for_broker(&c.inv, site);
+        let mut queues: Vec<serde_json::Value> = defs
+            .queues
+            .iter()
+            .map(|q| serde_json::json!({"name": q.name, "vhost": q.vhost, "durable": true, "type": "classic", "node": "rabbit@site2"}))
+            .collect();
+        queues.push(serde_json::json!({"name": "federation: site.site2 -> lab", "vhost": "/", "durable": true, "type": "classic", "messages": messages}));
+        let mut exchanges = serde_json::to_value(&defs.exchanges).unwrap();
+        exchanges.as_array_mut().unwrap().push(serde_json::json!(
+            {"name": "federation: site.site2 -> lab B", "vhost": "/", "type": "x-federation-upstream", "durable": true}
+        ));
+        ClusterFacts {
+            vhosts: v(serde_json::json!([{"name": "/"}])),
+            users: v(serde_json::json!([
+                {"name": "warren-link-site2", "password_hash": hash("l"), "hashing_algorithm": "rabbit_password_hashing_sha256", "tags": []}
+            ])),
+            permissions: v(serde_json::to_value(&defs.permissions).unwrap()),
+            policies: v(serde_json::to_value(&defs.policies).unwrap()),
+            exchanges: v(exchanges),
+            queues: v(serde_json::Value::Array(queues)),
+            bindings: v(serde_json::to_value(&defs.bindings).unwrap()),
+            nodes: vec![],
+            parameters: vec![],
+        }
+    };
+    let left = |p: &ClusterPlan| -> Vec<(String, String)> {
+        p.changes()
+            .iter()
+            .filter(|c| c.name.starts_with("federation: "))
+            .map(|c| (c.action.symbol().to_string(), c.name.clone()))
+            .collect()
+    };
+    let empty = warren::plan::cluster::plan(&c.inv, site, &Ok(site_facts(0)));
+    assert_eq!(
+        left(&empty),
+        [
+            ("-".into(), "federation: site.site2 -> lab B".into()),
+            ("-".into(), "federation: site.site2 -> lab".into())
+        ],
+        "{empty:?}"
+    );
+    let ClusterPlan::Known { blockers, .. } = &empty else {
+        panic!("{empty:?}")
+    };
+    assert!(blockers.is_empty(), "{blockers:?}");
+    // The federation's link user on the site goes too (the shovel's is on central).
+    let user: Vec<_> = empty
+        .changes()
+        .iter()
+        .filter(|c| c.name == "warren-link-site2")
+        .map(|c| c.action.symbol())
+        .collect();
+    assert_eq!(user, ["-"], "{empty:?}");
+    let full = warren::plan::cluster::plan(&c.inv, site, &Ok(site_facts(3)));
+    let ClusterPlan::Known { blockers, .. } = &full else {
+        panic!("{full:?}")
+    };
+    assert_eq!(blockers.len(), 1, "{blockers:?}");
+    assert!(
+        blockers[0].starts_with("queue 'federation: site.site2 -> lab' on site2 holds 3 messages"),
+        "{}",
+        blockers[0]
+    );
+    assert!(!left(&full)
+        .iter()
+        .any(|(_, n)| n == "federation: site.site2 -> lab"));
+    // While the site is federated they are the link's own: left alone.
+    let fed = case(|t| {
+        t.replacen(
+            "queue = \"site.site2.data\"\n",
+            "queue = \"site.site2.data\"\nlink = \"federation\"\nlink_password = { env = \"WARREN_TEST_LINK\" }\n",
+            1,
+        )
+    });
+    let p = warren::plan::cluster::plan(&fed.inv, site, &Ok(site_facts(3)));
+    assert!(left(&p).is_empty(), "{p:?}");
+    assert!(
+        !p.changes()
+            .iter()
+            .any(|c| c.name == "warren-link-site2" && c.action.symbol() == "-"),
+        "{p:?}"
+    );
+}

@@ -176,7 +176,7 @@ pub fn link_state(inv: &Inventory, si: usize, p: &mut dyn Probe) -> Result<LinkS
                 name,
                 from: sh.name.clone(),
                 to: central.name.clone(),
-                port: central.ports.amqp,
+                port: crate::render::definitions::link_port(inv, inv.central_index(), site.host),
             })
         }
         _ => {
@@ -196,7 +196,7 @@ pub fn link_state(inv: &Inventory, si: usize, p: &mut dyn Probe) -> Result<LinkS
                 name,
                 from: central.name.clone(),
                 to: sh.name.clone(),
-                port: sh.ports.amqp,
+                port: crate::render::definitions::link_port(inv, site.host, site.host),
             })
         }
     }
@@ -958,7 +958,7 @@ impl<'a> Executor<'a> {
             }
             if Instant::now() > deadline {
                 bail!(
-                    "{} {} of site {host} is not running after {LINK_WAIT_SECS} s ({}); it is set up and RabbitMQ retries it every {} s: check that {} reaches {} on AMQP port {}, then rerun",
+                    "{} {} of site {host} is not running after {LINK_WAIT_SECS} s ({}); it is set up and RabbitMQ retries it every {} s: check that {} reaches {} on port {} (AMQP, or AMQPS to a TLS host), then rerun",
                     site.link,
                     state.name,
                     state.text,
@@ -1135,15 +1135,24 @@ impl<'a> Executor<'a> {
                 Op::MoveMaster { queue, to, .. } => {
                     self.move_master(ci, port, &creds, queue, to)?
                 }
-                Op::DeleteGuest => api::delete(t, port, &creds, "/api/users/guest")?,
+                Op::DeleteUser { name } => {
+                    api::delete(t, port, &creds, &format!("/api/users/{}", enc(name)))?
+                }
                 Op::DeletePolicy { name } => api::delete(
                     t,
                     port,
                     &creds,
                     &format!("/api/policies/{vh}/{}", enc(name)),
                 )?,
-                Op::DeleteQueue { name } => {
-                    api::delete(t, port, &creds, &format!("/api/queues/{vh}/{}", enc(name)))?
+                Op::DeleteQueue { name, if_empty } => {
+                    let path = format!("/api/queues/{vh}/{}", enc(name));
+                    if !*if_empty {
+                        api::delete(t, port, &creds, &path)?
+                    } else if !api::delete_if_empty(t, port, &creds, &path)? {
+                        bail!(
+                            "queue {name} took messages since the plan, so warren left it: rerun to see what to do with them"
+                        )
+                    }
                 }
                 Op::DeleteExchange { name } => api::delete(
                     t,

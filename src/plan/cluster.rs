@@ -4,7 +4,7 @@
 
 use super::Action;
 use crate::facts::{ClusterFacts, Unreadable};
-use crate::inventory::{Broker, Inventory, Replication};
+use crate::inventory::{Broker, Inventory, Link, Replication};
 use crate::render::definitions::{
     self, BindingDef, ExchangeDef, ParameterDef, PermissionDef, PolicyDef, QueueDef,
 };
@@ -63,17 +63,23 @@ pub enum Op {
     DeletePolicy {
         name: String,
     },
-    /// Remove a queue of warren's own (verify's, a drill's) a run left behind.
+    /// Remove a queue of warren's own a run or a former link left behind (verify's,
+    /// a drill's, a federation link's); `if_empty`: RabbitMQ refuses if it holds
+    /// messages.
     DeleteQueue {
         name: String,
+        if_empty: bool,
     },
-    /// Remove verify's exchange, left behind by an interrupted verify.
+    /// Remove an exchange of warren's own a run or a former link left behind.
     DeleteExchange {
         name: String,
     },
     /// Remove RabbitMQ's default `guest` user once the inventory's administrator
     /// exists (last: warren may be reading the cluster as guest until then).
-    DeleteGuest,
+    /// Remove a user: RabbitMQ's default `guest`, or a link user whose link is gone.
+    DeleteUser {
+        name: String,
+    },
     /// Turn a site's classic mirrored queue into a quorum queue of the same name
     /// without losing a message, from wherever an earlier run stopped: a temporary
     /// quorum queue takes the exchange's messages, the old queue is drained into it
@@ -627,7 +633,7 @@ pub fn plan(inv: &Inventory, b: Broker, facts: &Result<ClusterFacts, Unreadable>
             | Op::DeleteQueue { .. }
             | Op::DeleteExchange { .. }
             | Op::MigrateQueue { .. }
-            | Op::DeleteGuest => None,
+            | Op::DeleteUser { .. } => None,
         };
         match verdict {
             Some((action, detail)) => {
@@ -678,6 +684,7 @@ pub fn plan(inv: &Inventory, b: Broker, facts: &Result<ClusterFacts, Unreadable>
                 detail: format!("left by {by}"),
                 op: Op::DeleteQueue {
                     name: q.name.clone(),
+                    if_empty: false,
                 },
             });
         }
@@ -697,6 +704,57 @@ pub fn plan(inv: &Inventory, b: Broker, facts: &Result<ClusterFacts, Unreadable>
                 name: e.name.clone(),
             },
         });
+    }
+    // What a former federation link of this site left on its broker: warren's
+    // upstreams keep their queue and exchange here when the link stops
+    // (`resource-cleanup-mode` "never", so that they buffer through central's
+    // restarts), so they outlive a link the inventory no longer wants. The queue
+    // goes only once empty: what it holds was never carried to central.
+    if let Broker::Site(si) = b {
+        let site = &inv.sites[si];
+        let prefix = format!("federation: {} -> ", site.exchange);
+        if site.link != Link::Federation {
+            // The exchange first: it feeds the queue.
+            for e in cf
+                .exchanges
+                .iter()
+                .filter(|e| &e.vhost == vhost && e.name.starts_with(&prefix))
+            {
+                leftovers.push(ResourceChange {
+                    resource: Resource::Exchange,
+                    name: e.name.clone(),
+                    action: Action::Delete,
+                    detail:
+                        "the upstream exchange of a federation link the inventory no longer has"
+                            .into(),
+                    op: Op::DeleteExchange {
+                        name: e.name.clone(),
+                    },
+                });
+            }
+            for q in cf
+                .queues
+                .iter()
+                .filter(|q| &q.vhost == vhost && q.name.starts_with(&prefix))
+            {
+                match q.messages.unwrap_or(0) {
+                    0 => leftovers.push(ResourceChange {
+                        resource: Resource::Queue,
+                        name: q.name.clone(),
+                        action: Action::Delete,
+                        detail: "the upstream queue of a federation link the inventory no longer has, empty".into(),
+                        op: Op::DeleteQueue {
+                            name: q.name.clone(),
+                            if_empty: true,
+                        },
+                    }),
+                    n => blockers.push(format!(
+                        "queue '{}' on {} holds {n} messages a former federation link never carried to central, and warren would delete it: consume or move them (e.g. a shovel into '{}'), or delete the queue to drop them, then rerun",
+                        q.name, inv.hosts[site.host].name, site.queue
+                    )),
+                }
+            }
+        }
     }
     // Links of warren's the inventory no longer wants on this broker, and those an
     // interrupted verify left: a shovel left running would keep moving messages.
@@ -766,6 +824,23 @@ pub fn plan(inv: &Inventory, b: Broker, facts: &Result<ClusterFacts, Unreadable>
             });
         }
     }
+    // Federation policies of warren's whose site is no longer federated: left, each
+    // would federate the exchange again from an upstream that is gone.
+    for p in cf.policies.iter().filter(|p| {
+        &p.vhost == vhost
+            && p.name.starts_with(&definitions::federation_policy_name(""))
+            && !desired_policies.contains(&p.name)
+    }) {
+        leftovers.push(ResourceChange {
+            resource: Resource::Policy,
+            name: p.name.clone(),
+            action: Action::Delete,
+            detail: "warren's, and the inventory no longer federates this site".into(),
+            op: Op::DeletePolicy {
+                name: p.name.clone(),
+            },
+        });
+    }
     // A leftover link goes before the queue it fills.
     leftovers.sort_by_key(|c| !matches!(c.resource, Resource::Shovel | Resource::Upstream));
     changes.splice(0..0, leftovers);
@@ -779,7 +854,31 @@ pub fn plan(inv: &Inventory, b: Broker, facts: &Result<ClusterFacts, Unreadable>
             name: "guest".into(),
             action: Action::Delete,
             detail: "RabbitMQ's default user, not in the inventory: the inventory's administrator replaces it".into(),
-            op: Op::DeleteGuest,
+            op: Op::DeleteUser {
+                name: "guest".into(),
+            },
+        });
+    }
+    // Link users of warren's this broker no longer needs (a site linked another way,
+    // or no longer linked): each holds a password and permissions nothing uses.
+    let link_users: Vec<String> = definitions::for_broker(inv, b)
+        .link_users
+        .into_iter()
+        .map(|(name, _)| name)
+        .collect();
+    for u in cf.users.iter().filter(|u| {
+        u.name.starts_with(&crate::inventory::link_user(""))
+            && !link_users.contains(&u.name)
+            && !inv.users_on(b).any(|x| x.name == u.name)
+    }) {
+        changes.push(ResourceChange {
+            resource: Resource::User,
+            name: u.name.clone(),
+            action: Action::Delete,
+            detail: "warren's link user, and no link of the inventory logs in as it here".into(),
+            op: Op::DeleteUser {
+                name: u.name.clone(),
+            },
         });
     }
     ClusterPlan::Known {

@@ -161,15 +161,15 @@ pub fn parse<T: DeserializeOwned>(body: &str) -> Result<T> {
     Ok(serde_json::from_value(v)?)
 }
 
-/// PUT, POST or DELETE; any 2xx is success.
-pub fn send(
+/// A request with a JSON body whose answer must be a 2xx.
+fn request_2xx(
     t: &mut dyn Transport,
     port: u16,
     creds: &Credentials,
     method: &str,
     path: &str,
     body: &Value,
-) -> Result<()> {
+) -> Result<HttpResponse> {
     let text = body.to_string();
     let r = request(t, port, creds, method, path, Some(&text))?;
     if !(200..300).contains(&r.status) {
@@ -180,7 +180,19 @@ pub fn send(
             r.body.trim()
         );
     }
-    Ok(())
+    Ok(r)
+}
+
+/// PUT, POST or DELETE; any 2xx is success.
+pub fn send(
+    t: &mut dyn Transport,
+    port: u16,
+    creds: &Credentials,
+    method: &str,
+    path: &str,
+    body: &Value,
+) -> Result<()> {
+    request_2xx(t, port, creds, method, path, body).map(drop)
 }
 
 /// A POST whose answer matters (a publish, a get): its JSON on any 2xx.
@@ -192,16 +204,7 @@ pub fn call(
     path: &str,
     body: &Value,
 ) -> Result<Value> {
-    let text = body.to_string();
-    let r = request(t, port, creds, method, path, Some(&text))?;
-    if !(200..300).contains(&r.status) {
-        bail!(
-            "{}: {method} {path} answered {}: {}",
-            t.host(),
-            r.status,
-            r.body.trim()
-        );
-    }
+    let r = request_2xx(t, port, creds, method, path, body)?;
     parse(&r.body).with_context(|| format!("{}: {method} {path}: unexpected answer", t.host()))
 }
 

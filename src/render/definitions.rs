@@ -173,6 +173,31 @@ pub const LINK_RECONNECT_DELAY: u64 = 5;
 /// password is masked (`ParameterDef::with_password`). To a TLS host, when the end
 /// that connects has its own certificate: AMQPS, the peer's certificate checked
 /// against that end's CA for the peer's name, and that end's certificate presented.
+/// A shovel's or upstream's value: `keys`, then what every link of warren's has (it
+/// acknowledges a message once the other end confirmed it, and reconnects).
+fn link_value<const N: usize>(keys: [(&str, Value); N]) -> Map<String, Value> {
+    let mut value: Map<String, Value> = keys.into_iter().map(|(k, v)| (k.into(), v)).collect();
+    value.insert("ack-mode".into(), json!("on-confirm"));
+    value.insert("reconnect-delay".into(), json!(LINK_RECONNECT_DELAY));
+    value
+}
+
+/// The port a link of the site on host `site` connects to on host `to`: AMQPS when
+/// `to` listens with TLS and the connecting end has certificate files (as
+/// `link_uri` builds it), plain AMQP otherwise.
+pub fn link_port(inv: &Inventory, to: usize, site: usize) -> u16 {
+    let from = if to == site {
+        inv.central_index()
+    } else {
+        site
+    };
+    let h = &inv.hosts[to];
+    match (h.tls.as_ref(), crate::render::tls_paths(&inv.hosts[from])) {
+        (Some(_), Some(_)) => h.ports.amqps,
+        _ => h.ports.amqp,
+    }
+}
+
 fn link_uri(inv: &Inventory, to: usize, site: usize) -> String {
     let h = &inv.hosts[to];
     let from = if to == site {
@@ -342,10 +367,13 @@ pub fn for_broker(inv: &Inventory, b: Broker) -> Definitions {
                 d.exchanges.push(exchange(s));
                 d.queues.push(queue(s, Map::new()));
                 d.bindings.push(binding(s));
-                let mut value = Map::new();
-                value.insert("uri".into(), json!(link_uri(inv, s.host, s.host)));
-                value.insert("ack-mode".into(), json!("on-confirm"));
-                value.insert("reconnect-delay".into(), json!(LINK_RECONNECT_DELAY));
+                let mut value = link_value([("uri", json!(link_uri(inv, s.host, s.host)))]);
+                // A link that stops cleanly (central's node stopping) deletes its
+                // queue and exchange on the site by default, and with them whatever
+                // the queue held; the site's exchange then routes nothing until the
+                // link is back. Kept, they buffer the site's messages through
+                // central's restarts; warren removes them itself when the link goes.
+                value.insert("resource-cleanup-mode".into(), json!("never"));
                 d.parameters.push(ParameterDef {
                     component: "federation-upstream",
                     vhost: vhost.clone(),
@@ -370,16 +398,15 @@ pub fn for_broker(inv: &Inventory, b: Broker) -> Definitions {
                 d.exchanges.push(exchange(s));
                 d.queues.push(queue(s, Map::new()));
                 d.bindings.push(binding(s));
-                let mut value = Map::new();
-                value.insert("src-uri".into(), json!(local_uri(inv)));
-                value.insert("src-queue".into(), json!(s.queue));
-                value.insert(
-                    "dest-uri".into(),
-                    json!(link_uri(inv, inv.central_index(), s.host)),
-                );
-                value.insert("dest-queue".into(), json!(s.queue));
-                value.insert("ack-mode".into(), json!("on-confirm"));
-                value.insert("reconnect-delay".into(), json!(LINK_RECONNECT_DELAY));
+                let value = link_value([
+                    ("src-uri", json!(local_uri(inv))),
+                    ("src-queue", json!(s.queue)),
+                    (
+                        "dest-uri",
+                        json!(link_uri(inv, inv.central_index(), s.host)),
+                    ),
+                    ("dest-queue", json!(s.queue)),
+                ]);
                 d.parameters.push(ParameterDef {
                     component: "shovel",
                     vhost: vhost.clone(),
@@ -520,6 +547,16 @@ link_password = { env = "L" }
         assert_eq!(
             upstream.value["uri"],
             "amqp://warren-link-b:********@10.0.0.12:5672/%2F"
+        );
+        // The port apply names when a link does not run is the one the URI holds.
+        assert_eq!(link_port(&inv, 0, 1), 5671);
+        assert_eq!(link_port(&inv, 2, 2), 5672);
+        // central's upstream has a certificate of its own, b listens plain
+        // (and a federation link from central to `a` would speak AMQPS).
+        assert_eq!(link_port(&inv, 1, 1), 5671);
+        assert_eq!(
+            upstream.value["resource-cleanup-mode"], "never",
+            "the site keeps the link's queue through central's restarts"
         );
     }
 
