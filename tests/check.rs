@@ -406,6 +406,51 @@ const CASES: &[(&str, (&str, &str), &str, &str)] = &[
         "hosts[1].tls",
         "central has tls, so the cluster's nodes talk to each other over TLS, and a would not be able to",
     ),
+    (
+        "balancer on an unknown host",
+        (
+            "[[sites]]\nhost = \"a\"",
+            "[load_balancer]\nhost = \"lb\"\n\n[[sites]]\nhost = \"a\"",
+        ),
+        "load_balancer.host",
+        "no host is named \"lb\"; name a Linux host of [[hosts]] (central, b)",
+    ),
+    (
+        "balancer on a Windows host",
+        (
+            "[[sites]]\nhost = \"a\"",
+            "[load_balancer]\nhost = \"a\"\n\n[[sites]]\nhost = \"a\"",
+        ),
+        "load_balancer.host",
+        "a is a Windows host, and warren runs HAProxy from Debian's package on Linux",
+    ),
+    (
+        "balancer port taken by RabbitMQ on its host",
+        (
+            "[[sites]]\nhost = \"a\"",
+            "[load_balancer]\nhost = \"central\"\nports = { amqp = 5672 }\n\n[[sites]]\nhost = \"a\"",
+        ),
+        "load_balancer.ports.amqp",
+        "port 5672 is RabbitMQ's amqp port on central, where HAProxy runs; choose another",
+    ),
+    (
+        "two balancer frontends on one port",
+        (
+            "[[sites]]\nhost = \"a\"",
+            "[load_balancer]\nhost = \"b\"\nports = { amqp = 7000, mqtt = 7000 }\n\n[[sites]]\nhost = \"a\"",
+        ),
+        "load_balancer.ports.mqtt",
+        "port 7000 is also the balancer's amqp port",
+    ),
+    (
+        "unknown balancer key",
+        (
+            "[[sites]]\nhost = \"a\"",
+            "[load_balancer]\nhost = \"b\"\nmode = \"http\"\n\n[[sites]]\nhost = \"a\"",
+        ),
+        "load_balancer.mode",
+        "unknown key",
+    ),
 ];
 
 #[test]

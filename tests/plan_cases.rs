@@ -126,6 +126,7 @@ fn plan_from(
         hosts,
         cluster,
         links: Default::default(),
+        balancer: None,
     };
     plan::plan(
         &c.inv,
@@ -239,6 +240,7 @@ fn a_cookie_change_on_every_member_is_refused_as_disruptive() {
             hosts: facts,
             cluster: Err(Unreadable("not read in this case".into())),
             links: Default::default(),
+            balancer: None,
         },
         Options {
             allow_disruptive: true,
@@ -1094,5 +1096,64 @@ fn a_former_federation_links_queue_goes_once_empty() {
             .iter()
             .any(|c| c.name == "warren-link-site2" && c.action.symbol() == "-"),
         "{p:?}"
+    );
+}
+
+/// HAProxy on the `[load_balancer]` host: refused where it is not installed, started
+/// where it does not run, reloaded when haproxy.cfg changes (and nothing restarts
+/// RabbitMQ for it), left alone otherwise.
+#[test]
+fn the_balancer_is_started_reloaded_or_refused_where_haproxy_is_missing() {
+    use warren::balancer::{Action, BalancerFacts};
+    let c = case(|t| format!("{t}\n[load_balancer]\nhost = \"central\"\n"));
+    let with = |hosts: Vec<HostFacts>, version: Option<&str>, running: bool| {
+        plan::plan(
+            &c.inv,
+            &c.rendered.hosts,
+            &Facts {
+                hosts,
+                cluster: Err(Unreadable("not read in this case".into())),
+                links: Default::default(),
+                balancer: Some(Ok(BalancerFacts {
+                    version: version.map(str::to_string),
+                    running,
+                })),
+            },
+            Options::default(),
+        )
+    };
+    let p = with(converged(&c), Some("2.6.12"), true);
+    assert_eq!(p.balancer.as_ref().unwrap().action, Action::Leave);
+    assert!(
+        p.hosts.iter().all(|h| !h.changes()),
+        "{}",
+        plan::view::text(&p)
+    );
+
+    let p = with(converged(&c), Some("2.6.12"), false);
+    assert_eq!(p.balancer.as_ref().unwrap().action, Action::Start);
+
+    let mut hosts = converged(&c);
+    hosts[0].files.remove("/etc/haproxy/haproxy.cfg");
+    let p = with(hosts, Some("2.6.12"), true);
+    assert_eq!(p.balancer.as_ref().unwrap().action, Action::Reload);
+    assert_eq!(p.restarts(), 0);
+    let text = plan::view::text(&p);
+    assert!(text.contains("+ /etc/haproxy/haproxy.cfg  (HAProxy reads it: reloaded once the cluster is done; RabbitMQ is not restarted)"), "{text}");
+    assert!(
+        text.contains("load balancer (HAProxy on central):\n  ~ haproxy.cfg changed: reload"),
+        "{text}"
+    );
+
+    let p = with(converged(&c), None, false);
+    assert!(p.balancer.is_none());
+    assert_eq!(p.blockers.len(), 1, "{:?}", p.blockers);
+    assert!(
+        p.blockers[0]
+            .message
+            .starts_with("HAProxy is not installed, and ")
+            && p.blockers[0].message.ends_with("names this host in [load_balancer]: install Debian's package (apt-get install haproxy), then rerun"),
+        "{}",
+        p.blockers[0].message
     );
 }

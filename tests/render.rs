@@ -599,3 +599,43 @@ fn password_hashes_are_salted_at_random() {
     assert_eq!(a.len(), b.len());
     assert!(a.iter().zip(&b).all(|(x, y)| x != y), "{a:?} {b:?}");
 }
+
+/// `[load_balancer]` on the central host adds HAProxy's configuration there and
+/// changes no other file: each frontend lists every cluster member, and a linked
+/// site's broker (another broker) is in none.
+#[test]
+fn golden_user_inventory_balancer() {
+    let plain = render(workspace(&user_inventory()).path(), &[]);
+    let inv = format!("{}\n[load_balancer]\nhost = \"mgmt\"\n", user_inventory());
+    let dir = workspace(&inv);
+    let mut files = render(dir.path(), &[]);
+    assert_secrets_contained(&files);
+    let cfg = files
+        .remove("mgmt/etc/haproxy/haproxy.cfg")
+        .expect("haproxy.cfg rendered on the balancer's host");
+    assert_eq!(files, plain, "only haproxy.cfg differs");
+    let cfg = String::from_utf8(cfg).unwrap();
+    insta::assert_snapshot!("user_balancer_haproxy_cfg", cfg);
+    // HAProxy itself (Debian's, which scripts/setup.sh installs) accepts it.
+    let file = dir.path().join("haproxy.cfg");
+    std::fs::write(&file, &cfg).unwrap();
+    let check = Command::new("haproxy")
+        .args(["-c", "-f", file.to_str().unwrap()])
+        .output()
+        .expect("haproxy runs (scripts/setup.sh installs it)");
+    assert!(
+        check.status.success(),
+        "{}",
+        String::from_utf8_lossy(&check.stderr)
+    );
+
+    // win4 shovelled: out of every backend.
+    let linked = inv.replace(
+        "queue = \"site.win4.data\"\n",
+        "queue = \"site.win4.data\"\nlink = \"shovel\"\nlink_password = { env = \"WARREN_ADMIN_PASSWORD\" }\n",
+    );
+    let files = render(workspace(&linked).path(), &[]);
+    let cfg = String::from_utf8(files["mgmt/etc/haproxy/haproxy.cfg"].clone()).unwrap();
+    assert!(cfg.contains("server win3 "), "{cfg}");
+    assert!(!cfg.contains("server win4 "), "{cfg}");
+}

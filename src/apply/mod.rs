@@ -243,6 +243,20 @@ pub fn execute(
             l.host
         ));
     }
+    if let Some(b) = plan
+        .balancer
+        .as_ref()
+        .filter(|b| b.action != crate::balancer::Action::Leave)
+    {
+        pending.push(format!(
+            "{}: {} HAProxy, last",
+            b.host,
+            match b.action {
+                crate::balancer::Action::Start => "start",
+                _ => "reload",
+            }
+        ));
+    }
     // Every host's line says what it waits for until its wave comes.
     for (n, w) in plan.waves.iter().enumerate() {
         for &i in &w.hosts {
@@ -349,6 +363,7 @@ pub fn execute(
         crate::interrupt::checkpoint()?;
         ex.cluster()?;
         ex.links()?;
+        ex.balancer(plan)?;
         progress.idle(&inv.central().name, "done");
         ex.timing(
             "cluster resources and sync".into(),
@@ -937,6 +952,21 @@ impl<'a> Executor<'a> {
         for b in brokers {
             let Broker::Site(si) = b else { continue };
             self.await_link(si)?;
+        }
+        Ok(())
+    }
+
+    /// HAProxy, last: started or reloaded once every node has joined, so that no
+    /// client meets a node still on its way into the cluster.
+    fn balancer(&mut self, plan: &Plan) -> Result<()> {
+        let (Some(bp), Some(lb)) = (&plan.balancer, &self.inv.load_balancer) else {
+            return Ok(());
+        };
+        crate::interrupt::checkpoint()?;
+        let i = lb.host;
+        let m = plan.hosts[i].manager;
+        if let Some(what) = crate::balancer::apply(self.inv, &mut *self.conns[i], m, bp)? {
+            self.did(&bp.host, what);
         }
         Ok(())
     }

@@ -515,6 +515,7 @@ fn transcript_over(inv: &Inventory, states: Vec<HostState>, winrm: bool) -> Stri
         hosts,
         cluster: Err(Unreadable("not read in a transcript".into())),
         links: Default::default(),
+        balancer: None,
     };
     let plan = crate::plan::plan(inv, &rendered.hosts, &facts, Default::default());
     log.lock().unwrap().facts_phase = false;

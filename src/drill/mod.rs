@@ -234,6 +234,8 @@ impl Drill<'_> {
             ),
         );
 
+        self.through_balancer(report, &ccred, false)?;
+
         // The site host returns; its copy must catch up.
         self.progress.host(&h.name, "starting RabbitMQ");
         let t_start = Instant::now();
@@ -255,6 +257,7 @@ impl Drill<'_> {
             },
         )?;
         report.resynced_after = t_start.elapsed().as_secs_f64();
+        self.through_balancer(report, &ccred, true)?;
         let n = self.read_all(ci, cport, &ccred)?;
         self.did(
             report,
@@ -290,6 +293,117 @@ impl Drill<'_> {
         let progress = self.progress;
         let done = Executor::new(inv, self.conns, progress).restore_placement(&real)?;
         report.done.extend(done);
+        Ok(())
+    }
+
+    /// With a `[load_balancer]`: waits (up to `WAIT`) until HAProxy's checks have
+    /// taken the site's node out (`back`: put it back), then connects through every
+    /// frontend as a client would, and fails unless each connection is answered, by
+    /// the other nodes only while the site is down.
+    fn through_balancer(
+        &mut self,
+        report: &mut Report,
+        cred: &Credentials,
+        back: bool,
+    ) -> Result<()> {
+        let Some(lb) = self.inv.load_balancer.clone() else {
+            return Ok(());
+        };
+        let h = self.host().clone();
+        let lb_name = self.inv.hosts[lb.host].name.clone();
+        let members: Vec<String> = self
+            .inv
+            .hosts
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| self.inv.is_member(*i))
+            .map(|(_, x)| x.node_name())
+            .collect();
+        let t0 = Instant::now();
+        let backends = crate::balancer::backends(self.inv).len();
+        self.progress.host(
+            &lb_name,
+            &format!(
+                "waiting: HAProxy's checks {} {}",
+                if back { "putting back" } else { "taking out" },
+                h.name
+            ),
+        );
+        loop {
+            let rows = crate::balancer::stats(self.inv, &mut *self.conns[lb.host])
+                .map_err(|e| anyhow::anyhow!(e))?;
+            let up = rows
+                .iter()
+                .filter(|(_, s, st)| s == &h.name && st.starts_with("UP"))
+                .count();
+            if (back && up == backends) || (!back && up == 0) {
+                break;
+            }
+            if t0.elapsed() > WAIT {
+                bail!(
+                    "HAProxy on {lb_name} did not {} {} within {} s",
+                    if back { "put back" } else { "take out" },
+                    h.name,
+                    WAIT.as_secs()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(300));
+        }
+        let took = t0.elapsed().as_secs_f64();
+        let tls_only = self
+            .inv
+            .hosts
+            .iter()
+            .any(|x| x.tls.as_ref().is_some_and(|t| !t.keep_plain));
+        let mut line = format!(
+            "HAProxy {} {} within {took:.1} s",
+            if back { "put back" } else { "took out" },
+            h.name
+        );
+        if !tls_only {
+            let has_management = self
+                .inv
+                .cluster
+                .plugins
+                .iter()
+                .any(|p| p == "rabbitmq_management");
+            let seen = crate::balancer::through(
+                self.inv,
+                &mut *self.conns[lb.host],
+                has_management.then_some(cred),
+                2 * members.len(),
+            );
+            let node = h.node_name();
+            if let Some((nodes, tried)) = &seen.management {
+                let want: std::collections::BTreeSet<String> = members
+                    .iter()
+                    .filter(|m| back || **m != node)
+                    .cloned()
+                    .collect();
+                if nodes != &want {
+                    bail!(
+                        "through the balancer on {lb_name}, {tried} management requests were answered by {} rather than {}",
+                        nodes.iter().cloned().collect::<Vec<_>>().join(", "),
+                        want.iter().cloned().collect::<Vec<_>>().join(", ")
+                    );
+                }
+                line.push_str(&format!(
+                    "; through it, management answered from {}",
+                    nodes.iter().cloned().collect::<Vec<_>>().join(", ")
+                ));
+            }
+            for (label, port, ok, tried) in &seen.connections {
+                if ok != tried {
+                    bail!(
+                        "through the balancer on {lb_name}, {ok} of {tried} {label} connections (port {port}) were answered while {} was {}",
+                        h.name,
+                        if back { "back" } else { "down" }
+                    );
+                }
+                line.push_str(&format!(", {ok} of {tried} {label} connections answered"));
+            }
+        }
+        self.did(report, &lb_name, line);
         Ok(())
     }
 

@@ -111,6 +111,9 @@ pub struct Facts {
     pub cluster: std::result::Result<ClusterFacts, Unreadable>,
     /// Each linked site's standalone broker, by index into `Inventory::sites`.
     pub links: BTreeMap<usize, std::result::Result<ClusterFacts, Unreadable>>,
+    /// HAProxy on the `[load_balancer]` host; `None` without one. An error says why
+    /// it could not be read.
+    pub balancer: Option<std::result::Result<crate::balancer::BalancerFacts, String>>,
 }
 
 impl Facts {
@@ -681,10 +684,15 @@ pub fn gather(
             }
         }
     }
+    let balancer = inv.load_balancer.as_ref().and_then(|lb| {
+        crate::balancer::read(inv, &hosts[lb.host], &mut *conns[lb.host])
+            .map(|r| r.map_err(|e| format!("{e:#}")))
+    });
     Ok(Facts {
         hosts,
         cluster,
         links,
+        balancer,
     })
 }
 

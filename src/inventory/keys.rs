@@ -4,7 +4,9 @@
 
 use super::Problem;
 
-const TOP: &[&str] = &["cluster", "hosts", "sites", "users"];
+const TOP: &[&str] = &["cluster", "hosts", "sites", "users", "load_balancer"];
+const BALANCER: &[&str] = &["host", "ports"];
+const BALANCER_PORTS: &[&str] = &["amqp", "mqtt", "management", "stats"];
 const CLUSTER: &[&str] = &[
     "name",
     "cookie",
@@ -102,6 +104,17 @@ pub fn strip_unknown(value: &mut toml::Value, text: &str) -> Vec<Problem> {
         }
         if let Some(x) = c.get_mut("ports") {
             at(x, "cluster.ports", PORTS, "ports");
+        }
+    }
+    if let Some(b) = top.get_mut("load_balancer") {
+        at(b, "load_balancer", BALANCER, "[load_balancer]");
+        if let Some(x) = b.get_mut("ports") {
+            at(
+                x,
+                "load_balancer.ports",
+                BALANCER_PORTS,
+                "load_balancer.ports",
+            );
         }
     }
     let mut each = |name: &str, f: &mut dyn FnMut(&mut toml::Value, String)| {

@@ -16,6 +16,38 @@ pub struct Inventory {
     pub hosts: Vec<Host>,
     pub sites: Vec<Site>,
     pub users: Vec<User>,
+    /// HAProxy in front of the cluster's nodes (`[load_balancer]`).
+    pub load_balancer: Option<LoadBalancer>,
+}
+
+/// HAProxy on a Linux host of the inventory, spreading client connections over the
+/// cluster's nodes.
+#[derive(Debug, Clone)]
+pub struct LoadBalancer {
+    /// Index into `Inventory::hosts`.
+    pub host: usize,
+    pub ports: BalancerPorts,
+}
+
+/// Where HAProxy listens: one frontend per client protocol, and its statistics page
+/// on the host's loopback only.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BalancerPorts {
+    pub amqp: u16,
+    pub mqtt: u16,
+    pub management: u16,
+    pub stats: u16,
+}
+
+impl BalancerPorts {
+    /// RabbitMQ's own ports plus one: the balancer usually shares a host with a node,
+    /// which holds 5672, 1883 and 15672.
+    pub const DEFAULT: BalancerPorts = BalancerPorts {
+        amqp: 5673,
+        mqtt: 1884,
+        management: 15673,
+        stats: 8404,
+    };
 }
 
 #[derive(Debug, Clone)]

@@ -15,6 +15,27 @@ pub struct RawInventory {
     pub sites: Vec<RawSite>,
     #[serde(default)]
     pub users: Vec<RawUser>,
+    #[serde(default)]
+    pub load_balancer: Option<RawLoadBalancer>,
+}
+
+/// `[load_balancer]`: HAProxy on one Linux host of the inventory.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawLoadBalancer {
+    pub host: String,
+    #[serde(default)]
+    pub ports: RawBalancerPorts,
+}
+
+/// The ports HAProxy listens on; every field optional.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawBalancerPorts {
+    pub amqp: Option<u16>,
+    pub mqtt: Option<u16>,
+    pub management: Option<u16>,
+    pub stats: Option<u16>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -82,6 +82,10 @@ pub fn validate(raw: RawInventory, path: &Path, dir: &Path) -> Result<Inventory,
     hosts_together(&mut p, &raw.hosts, &hosts, &cluster);
     let sites = sites(&mut p, &raw.sites, &hosts, cluster.replication, dir);
     let users = users(&mut p, &raw.users, &cluster.vhost, dir, &hosts);
+    let load_balancer = raw
+        .load_balancer
+        .as_ref()
+        .and_then(|b| load_balancer(&mut p, b, &hosts));
     if p.0.is_empty() {
         let inv = Inventory {
             path: path.to_path_buf(),
@@ -90,6 +94,7 @@ pub fn validate(raw: RawInventory, path: &Path, dir: &Path) -> Result<Inventory,
             hosts,
             sites,
             users,
+            load_balancer,
         };
         site_users_isolated(&mut p, &inv);
         tls_together(&mut p, &inv);
@@ -529,6 +534,87 @@ fn ports(p: &mut Problems, key: &str, cluster: &RawPorts, host: &RawPorts) -> Po
         }
     }
     ports
+}
+
+/// `[load_balancer]`: a Linux host of the inventory, and ports of its own on it (the
+/// host usually runs a RabbitMQ node too).
+fn load_balancer(p: &mut Problems, b: &RawLoadBalancer, hosts: &[Host]) -> Option<LoadBalancer> {
+    let Some(host) = hosts.iter().position(|h| h.name == b.host) else {
+        p.add(
+            "load_balancer.host",
+            format!(
+                "no host is named \"{}\"; name a Linux host of [[hosts]] ({})",
+                b.host,
+                hosts
+                    .iter()
+                    .filter(|h| h.os == Os::Linux)
+                    .map(|h| h.name.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+        );
+        return None;
+    };
+    let h = &hosts[host];
+    if h.os != Os::Linux {
+        p.add(
+            "load_balancer.host",
+            format!(
+                "{} is a Windows host, and warren runs HAProxy from Debian's package on Linux; name a Linux host",
+                h.name
+            ),
+        );
+    }
+    let d = BalancerPorts::DEFAULT;
+    let r = &b.ports;
+    let ports = BalancerPorts {
+        amqp: r.amqp.unwrap_or(d.amqp),
+        mqtt: r.mqtt.unwrap_or(d.mqtt),
+        management: r.management.unwrap_or(d.management),
+        stats: r.stats.unwrap_or(d.stats),
+    };
+    let named = [
+        ("amqp", ports.amqp),
+        ("mqtt", ports.mqtt),
+        ("management", ports.management),
+        ("stats", ports.stats),
+    ];
+    let rabbit = [
+        ("amqp", h.ports.amqp),
+        ("management", h.ports.management),
+        ("mqtt", h.ports.mqtt),
+        ("dist", h.ports.dist),
+        ("amqps", h.ports.amqps),
+        ("management_tls", h.ports.management_tls),
+        ("mqtts", h.ports.mqtts),
+        ("epmd", 4369),
+    ];
+    for (i, (a, pa)) in named.iter().enumerate() {
+        let key = format!("load_balancer.ports.{a}");
+        if *pa == 0 {
+            p.add(key, "port 0 is no port; choose another");
+            continue;
+        }
+        if let Some((r, _)) = rabbit.iter().find(|(_, pr)| pr == pa) {
+            p.add(
+                key,
+                format!(
+                    "port {pa} is RabbitMQ's {r} port on {}, where HAProxy runs; choose another",
+                    h.name
+                ),
+            );
+            continue;
+        }
+        if let Some((b, _)) = named[i + 1..].iter().find(|(_, pb)| pb == pa) {
+            p.add(
+                format!("load_balancer.ports.{b}"),
+                format!(
+                    "port {pa} is also the balancer's {a} port; give each frontend its own port"
+                ),
+            );
+        }
+    }
+    Some(LoadBalancer { host, ports })
 }
 
 fn hosts_together(p: &mut Problems, raw: &[RawHost], hosts: &[Host], cluster: &Cluster) {

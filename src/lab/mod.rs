@@ -1,6 +1,6 @@
 //! `warren lab`: real hosts on one Linux machine, so warren always has something real
 //! to run against. Each host is a network namespace on one bridge, with its own
-//! hostname (UTS namespace), its own /etc/hosts, /etc/hostname, /etc/rabbitmq,
+//! hostname (UTS namespace), its own /etc/hosts, /etc/hostname, /etc/rabbitmq, /etc/haproxy,
 //! /var/lib/rabbitmq and /var/log/rabbitmq (bind mounts in a private mount namespace),
 //! an sshd that accepts only the lab's key, and Debian's rabbitmq-server started as on a
 //! freshly installed server: standalone, package defaults, its own random cookie.
@@ -316,6 +316,19 @@ impl Lab {
                 )?;
             }
         }
+        // HAProxy's package files, as on a host where it was just installed; warren
+        // writes haproxy.cfg only on the balancer's host.
+        std::fs::create_dir_all(dir.join("etc-haproxy"))?;
+        if let Ok(entries) = std::fs::read_dir("/etc/haproxy") {
+            for entry in entries.flatten() {
+                if entry.file_type().is_ok_and(|t| t.is_file()) {
+                    std::fs::copy(
+                        entry.path(),
+                        dir.join("etc-haproxy").join(entry.file_name()),
+                    )?;
+                }
+            }
+        }
         // The management plugin from the first start, as most operators enable it
         // right after installing: a fresh node then answers warren's fact reading
         // through its API (guest, from localhost), with no Erlang VM started for it.
@@ -407,6 +420,7 @@ impl Lab {
              mount --bind {d}/etc-rabbitmq /etc/rabbitmq\n\
              mount --bind {d}/var-lib-rabbitmq /var/lib/rabbitmq\n\
              mount --bind {d}/var-log-rabbitmq /var/log/rabbitmq\n\
+             if [ -d /etc/haproxy ]; then mount --bind {d}/etc-haproxy /etc/haproxy; fi\n\
              /usr/sbin/sshd -f {d}/sshd_config\n\
              cd /\n\
              rabbitmq-server -detached\n",

@@ -212,6 +212,8 @@ pub struct Plan {
     pub blockers: Vec<Blocker>,
     /// What an operator should know before applying, that does not stop it.
     pub warnings: Vec<String>,
+    /// HAProxy on the `[load_balancer]` host, started or reloaded last.
+    pub balancer: Option<crate::balancer::BalancerPlan>,
 }
 
 /// The plan for a linked site's standalone broker.
@@ -230,6 +232,10 @@ impl Plan {
             || !self.departures.is_empty()
             || self.cluster.has_changes()
             || self.links.iter().any(|l| l.plan.has_changes())
+            || self
+                .balancer
+                .as_ref()
+                .is_some_and(|b| b.action != crate::balancer::Action::Leave)
     }
     pub fn restarts(&self) -> usize {
         self.hosts
@@ -300,6 +306,7 @@ pub fn plan(inv: &Inventory, desired: &[HostRender], facts: &Facts, opts: Option
         host_warnings(h, f, &mut warnings, &mut blockers);
     }
     let waves = waves(inv, facts, &hosts, &joins);
+    let balancer = crate::balancer::plan(inv, &hosts, facts.balancer.as_ref(), &mut blockers);
     Plan {
         cluster_name: inv.cluster.name.clone(),
         hosts,
@@ -310,6 +317,7 @@ pub fn plan(inv: &Inventory, desired: &[HostRender], facts: &Facts, opts: Option
         links,
         blockers,
         warnings,
+        balancer,
     }
 }
 
@@ -740,6 +748,11 @@ fn file_change(rf: &RenderedFile, current: &FileState) -> Option<FileChange> {
     };
     let (restarts, why) = match rf.effect {
         Effect::None => (false, "read when used; no restart".to_string()),
+        Effect::ReloadBalancer => (
+            false,
+            "HAProxy reads it: reloaded once the cluster is done; RabbitMQ is not restarted"
+                .to_string(),
+        ),
         _ if same_content => (false, "owner or mode only; no restart".to_string()),
         Effect::Restart | Effect::DaemonReloadRestart | Effect::ReinstallService
             if !same_content && only_node_list_changed(current, &content) =>

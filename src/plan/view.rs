@@ -164,6 +164,15 @@ pub fn text(p: &Plan) -> String {
         );
         broker_section(&mut s, &l.plan);
     }
+    if let Some(b) = &p.balancer {
+        let _ = writeln!(s, "load balancer (HAProxy on {}):", b.host);
+        let mark = match b.action {
+            crate::balancer::Action::Leave => "=",
+            crate::balancer::Action::Start => "+",
+            crate::balancer::Action::Reload => "~",
+        };
+        let _ = writeln!(s, "  {mark} {}", b.why);
+    }
     for b in &p.blockers {
         let _ = writeln!(s, "x {}: {}", b.host, b.message);
     }

@@ -8,6 +8,8 @@ use crate::transport::sh_quote;
 
 /// Where a login user that is not root puts its uploads first (`mktemp -d`).
 const PRIVATE_FOLDER_PREFIX: &str = "/tmp/warren-upload.";
+/// The pid file of an HAProxy warren runs itself, where no service manager does.
+const BALANCER_PID: &str = "/run/haproxy-warren.pid";
 
 pub struct Linux {
     /// Commands go through `sudo -n` when the login user is not root.
@@ -266,6 +268,84 @@ impl Platform for Linux {
 
     fn reinstall(&self) -> Option<String> {
         None
+    }
+
+    fn balancer_read(&self, m: ServiceManager) -> Option<Query> {
+        let running = match m {
+            ServiceManager::Systemd => "systemctl is-active --quiet haproxy && echo running".to_string(),
+            _ => format!(
+                "p=$(head -n1 {BALANCER_PID} 2>/dev/null) && [ \"$(cat /proc/$p/comm 2>/dev/null)\" = haproxy ] && echo running"
+            ),
+        };
+        Some(Query::new(format!(
+            "if command -v haproxy >/dev/null 2>&1; then echo \"haproxy $(haproxy -v 2>/dev/null | head -n1 | cut -d' ' -f3)\"; else echo 'haproxy missing'; fi\n\
+             {running}\n\
+             exit 0"
+        )))
+    }
+
+    fn balancer_reload(&self, m: ServiceManager) -> Option<String> {
+        let check = format!(
+            "out=$(haproxy -c -f {cfg} 2>&1) || {{ printf '%s\\n' \"$out\" | grep -v '^$' | tail -n 5 >&2; exit 1; }}\n",
+            cfg = crate::balancer::CONFIG
+        );
+        let run = match m {
+            // Debian's unit reloads by signalling its master process, which keeps
+            // established connections on the old workers until they close.
+            ServiceManager::Systemd => format!(
+                "systemctl enable --quiet haproxy 2>/dev/null\n\
+                 systemctl reload-or-restart haproxy && exit 0\n\
+                 c=$?\n\
+                 echo '{JOURNAL_MARK}' >&2\n\
+                 journalctl -u haproxy --no-pager --quiet --lines 10 >&2\n\
+                 exit $c"
+            ),
+            // No service manager: HAProxy as a daemon of its own; a reload starts a
+            // new process that takes over the listeners, and `-sf` lets the old one
+            // finish its connections and leave.
+            _ => format!(
+                "p=$(head -n1 {BALANCER_PID} 2>/dev/null)\n\
+                 old=\"\"\n\
+                 if [ -n \"$p\" ] && [ \"$(cat /proc/$p/comm 2>/dev/null)\" = haproxy ]; then old=\"-sf $p\"; fi\n\
+                 haproxy -D -f {cfg} -p {BALANCER_PID} $old </dev/null >/tmp/warren-haproxy.out 2>&1 && exit 0\n\
+                 c=$?\n\
+                 grep -v '^$' /tmp/warren-haproxy.out | tail -n 5 >&2\n\
+                 exit $c",
+                cfg = crate::balancer::CONFIG
+            ),
+        };
+        Some(format!("{check}{run}"))
+    }
+
+    fn balancer_probe(
+        &self,
+        frontends: &[(u16, super::BalancerProtocol)],
+        n: usize,
+    ) -> Option<Query> {
+        // bash's /dev/tcp, every connection at once; od prints what came back.
+        let mut script = String::new();
+        let mut k = 0;
+        for (port, proto) in frontends {
+            let hello = match proto {
+                super::BalancerProtocol::Amqp => "AMQP\\0\\0\\11\\1",
+                // CONNECT: MQTT 3.1.1, clean session, keep-alive 60 s, client id
+                // "warren-verify", no credentials (RabbitMQ answers with a CONNACK).
+                super::BalancerProtocol::Mqtt => {
+                    "\\20\\31\\0\\4MQTT\\4\\2\\0\\74\\0\\15warren-verify"
+                }
+            };
+            for _ in 0..n {
+                let probe = sh_quote(&format!(
+                    "exec 3<>/dev/tcp/127.0.0.1/{port} && printf '{hello}' >&3 && timeout 5 head -c 4 <&3 | od -An -tx1 | tr -d ' \\n'"
+                ));
+                script.push_str(&format!(
+                    "(r=$(timeout 10 bash -c {probe} 2>/dev/null); echo \"{k} $r\") &\n"
+                ));
+                k += 1;
+            }
+        }
+        script.push_str("wait\n");
+        Some(Query::new(script))
     }
 
     fn cli(&self, tool: Tool, args: &[&str]) -> String {

@@ -286,6 +286,31 @@ pub trait Platform: Send + Sync {
     fn apply_setting(&self, s: &Setting) -> String;
     /// The cookie file the CLI tools read when warren runs them.
     fn cli_cookie(&self) -> String;
+    /// HAProxy on this host: prints `haproxy VERSION` (or `haproxy missing`) and,
+    /// when it runs, `running`. `None` where warren runs no balancer (Windows: the
+    /// inventory refuses one there).
+    fn balancer_read(&self, _m: ServiceManager) -> Option<Query> {
+        None
+    }
+    /// Checks the written HAProxy configuration, then starts HAProxy or has it reread
+    /// the file (established connections stay with the old process until they end).
+    fn balancer_reload(&self, _m: ServiceManager) -> Option<String> {
+        None
+    }
+    /// Opens `n` connections to each local frontend (port, protocol) of the balancer
+    /// and prints `K HEX` per answer, K the connection's index over all frontends and
+    /// HEX the first bytes the server sent back: an AMQP frontend is sent AMQP
+    /// 0-9-1's protocol header, an MQTT one a CONNECT without credentials.
+    fn balancer_probe(&self, _frontends: &[(u16, BalancerProtocol)], _n: usize) -> Option<Query> {
+        None
+    }
+}
+
+/// What a balancer frontend speaks, for `Platform::balancer_probe`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BalancerProtocol {
+    Amqp,
+    Mqtt,
 }
 
 /// The platform of `h`.

@@ -29,6 +29,9 @@ pub enum Effect {
     /// Reinstall the Windows service (stop, remove, install, start): it reads its
     /// environment file only when installed.
     ReinstallService,
+    /// HAProxy's configuration: HAProxy is reloaded once the cluster is done
+    /// (`crate::balancer`); RabbitMQ is not touched.
+    ReloadBalancer,
 }
 
 /// Whether warren owns the whole file or one marked block inside it.
@@ -483,7 +486,50 @@ fn linux_files(
     if inv.cluster.hosts_file {
         files.push(hosts_block(inv, t, &ctx, "/etc/hosts", false)?);
     }
+    if let Some(lb) = inv
+        .load_balancer
+        .as_ref()
+        .filter(|lb| inv.hosts[lb.host].name == host.name)
+    {
+        let mut ctx = ctx.clone();
+        let backends: Vec<BackendCtx> = crate::balancer::backends(inv)
+            .into_iter()
+            .map(|(name, servers)| BackendCtx {
+                name,
+                port: match name {
+                    "amqp" => lb.ports.amqp,
+                    "mqtt" => lb.ports.mqtt,
+                    _ => lb.ports.management,
+                },
+                servers,
+            })
+            .collect();
+        ctx.insert("backends", &backends);
+        ctx.insert("stats_port", &lb.ports.stats);
+        files.push(text_file(
+            t,
+            &ctx,
+            FileSpec {
+                path: crate::balancer::CONFIG.into(),
+                template: "linux/haproxy.cfg.tera",
+                owner: Some("root"),
+                mode: Some(0o644),
+                effect: Effect::ReloadBalancer,
+            },
+            false,
+        )?);
+    }
     Ok(files)
+}
+
+/// One HAProxy frontend and the cluster's nodes behind it.
+#[derive(Serialize)]
+struct BackendCtx {
+    /// "amqp", "mqtt" or "management".
+    name: &'static str,
+    /// The port HAProxy listens on.
+    port: u16,
+    servers: Vec<crate::balancer::Server>,
 }
 
 /// Who may read a Windows cookie file: the service (LocalSystem), Administrators, and

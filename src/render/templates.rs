@@ -37,6 +37,10 @@ pub const DEFAULTS: &[(&str, &str)] = &[
         include_str!("../../templates/linux/systemd-warren.conf.tera"),
     ),
     (
+        "linux/haproxy.cfg.tera",
+        include_str!("../../templates/linux/haproxy.cfg.tera"),
+    ),
+    (
         "windows/rabbitmq-env-conf.bat.tera",
         include_str!("../../templates/windows/rabbitmq-env-conf.bat.tera"),
     ),

@@ -13,6 +13,7 @@ use serde_json::json;
 use std::collections::BTreeSet;
 use std::time::Duration;
 
+mod balancer;
 mod links;
 
 #[derive(Debug, Clone, Serialize)]
@@ -320,6 +321,7 @@ pub fn run_reading_lock(
     listeners(&mut c, inv, &mut conns);
     path(&mut c, inv, &mut conns, &creds);
     links::check(&mut c, inv, &host_facts, &mut conns);
+    balancer::check(&mut c, inv, &host_facts, &mut conns, &creds);
     (c.0, holder)
 }
 

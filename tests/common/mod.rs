@@ -249,13 +249,25 @@ pub fn management(
     path: &str,
     body: Option<&serde_json::Value>,
 ) -> (u16, String) {
+    management_at(dir, host, 15672, method, path, body)
+}
+
+/// `management` to another port of the host (a load balancer's frontend).
+pub fn management_at(
+    dir: &Path,
+    host: &Host,
+    port: u16,
+    method: &str,
+    path: &str,
+    body: Option<&serde_json::Value>,
+) -> (u16, String) {
     use base64::Engine;
     use std::io::{Read, Write};
     let password = std::fs::read_to_string(dir.join("lab/secrets/admin.password")).unwrap();
     let auth =
         base64::engine::general_purpose::STANDARD.encode(format!("admin:{}", password.trim()));
     let body = body.map(|b| b.to_string()).unwrap_or_default();
-    let mut s = std::net::TcpStream::connect((host.address.as_str(), 15672)).unwrap();
+    let mut s = std::net::TcpStream::connect((host.address.as_str(), port)).unwrap();
     s.set_read_timeout(Some(std::time::Duration::from_secs(60)))
         .unwrap();
     write!(
