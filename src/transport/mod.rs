@@ -80,6 +80,23 @@ fn strip_ansi(s: &str) -> String {
     out
 }
 
+/// An HTTP/1.1 chunked body, decoded (RFC 9112 section 7.1; chunk extensions and
+/// trailers are dropped); `None` when it is not one.
+pub fn dechunk(mut body: &[u8]) -> Option<Vec<u8>> {
+    let mut out = Vec::new();
+    loop {
+        let line_end = body.windows(2).position(|w| w == b"\r\n")?;
+        let size_text = std::str::from_utf8(&body[..line_end]).ok()?;
+        let size = usize::from_str_radix(size_text.split(';').next()?.trim(), 16).ok()?;
+        body = &body[line_end + 2..];
+        if size == 0 {
+            return Some(out);
+        }
+        out.extend_from_slice(body.get(..size)?);
+        body = body.get(size + 2..)?;
+    }
+}
+
 /// An HTTP response from a port on the host (the management API).
 #[derive(Debug, Clone)]
 pub struct HttpResponse {
@@ -183,6 +200,16 @@ pub fn sh_quote(s: &str) -> String {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn dechunks_an_http_body() {
+        assert_eq!(
+            super::dechunk(b"5\r\nhello\r\n7;ext=1\r\n, world\r\n0\r\n\r\n").as_deref(),
+            Some(&b"hello, world"[..])
+        );
+        assert_eq!(super::dechunk(b"zz\r\nhello"), None);
+        assert_eq!(super::dechunk(b"5\r\nhel"), None);
+    }
     use super::*;
 
     fn failed(stderr: &str) -> Exec {

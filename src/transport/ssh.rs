@@ -325,9 +325,24 @@ impl Connection for Ssh {
                 ))
             }
         };
+        // Some servers answer an HTTP/1.0 request in HTTP/1.1 chunks all the same
+        // (HAProxy's statistics page does).
+        let chunked = resp.headers.iter().any(|h| {
+            h.name.eq_ignore_ascii_case("transfer-encoding")
+                && String::from_utf8_lossy(h.value)
+                    .to_ascii_lowercase()
+                    .contains("chunked")
+        });
+        let body = &raw[head_len..];
+        let body = match chunked {
+            true => super::dechunk(body).ok_or_else(|| {
+                self.io_err(&what, "a chunked answer that does not parse".to_string())
+            })?,
+            false => body.to_vec(),
+        };
         Ok(HttpResponse {
             status: resp.code.unwrap_or(0),
-            body: String::from_utf8_lossy(&raw[head_len..]).into_owned(),
+            body: String::from_utf8_lossy(&body).into_owned(),
         })
     }
 }
