@@ -44,6 +44,11 @@ pub enum Command {
         /// Print how long each phase took.
         #[arg(long)]
         timings: bool,
+        /// Also compare the live cluster's definitions with this backup (written by
+        /// `warren backup`): what it lacks, has in addition or has changed since.
+        /// With --exit-code, a difference exits 2 too.
+        #[arg(long, value_name = "FILE")]
+        backup: Option<PathBuf>,
     },
     /// Bootstrap or converge the cluster: plan, confirm, push, restart what changed, join, declare, verify.
     Apply {
@@ -86,6 +91,13 @@ pub enum Command {
         /// Print JSON instead of a table.
         #[arg(long)]
         json: bool,
+    },
+    /// Export the cluster's definitions (RabbitMQ's password hashes, link passwords
+    /// masked) to DIR/definitions-YYYYMMDD-HHMMSS.json (UTC), mode 0600.
+    Backup {
+        /// Where to write (created, mode 0700, when missing).
+        #[arg(long, default_value = "backups")]
+        out: PathBuf,
     },
     /// Rehearse a site failure on a queue of warren's own: publish, stop the site's
     /// RabbitMQ, read every message from its copy, start it again, wait for the resync.

@@ -768,3 +768,32 @@ fn a_secret_written_inline_is_refused_with_the_fix() {
         );
     }
 }
+
+/// `plan --backup FILE` refuses a file it cannot compare before contacting any host,
+/// naming the file and what to give instead.
+#[test]
+fn a_backup_that_cannot_be_compared_is_refused_naming_the_file() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("inventory.toml"), BASE).unwrap();
+    std::fs::write(dir.path().join("notes.json"), "{\"name\": \"x\"}").unwrap();
+    std::fs::write(dir.path().join("cut.json"), "{\"queues\": [").unwrap();
+    for (file, words) in [
+        ("gone.json", "--backup gone.json: cannot read it ("),
+        (
+            "notes.json",
+            "--backup notes.json: not RabbitMQ definitions (it has none of the lists users, vhosts, queues, exchanges)",
+        ),
+        ("cut.json", "--backup cut.json: not JSON ("),
+    ] {
+        let out = warren(dir.path(), &["plan", "--backup", file]);
+        assert_eq!(out.status.code(), Some(1));
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(err.lines().count(), 1, "{err}");
+        assert!(
+            err.starts_with(&format!("error: {words}"))
+                && err.trim_end().ends_with("; name a file `warren backup` wrote"),
+            "{err}"
+        );
+        assert!(out.stdout.is_empty());
+    }
+}

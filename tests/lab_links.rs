@@ -132,6 +132,40 @@ fn shovelled_and_federated_sites_carry_messages_through_restarts() {
     assert_eq!(queue_messages(&dir, central, "site.site2.data"), 15);
     phases.done("rerun, verify, status");
 
+    // A backup of the cluster holds central's federation upstream, whose URI carries
+    // site2's link password in clear in RabbitMQ: in the file, the password is masked
+    // and the rest of the URI is RabbitMQ's.
+    let password = std::fs::read_to_string(dir.join("lab/secrets/link-site2.password")).unwrap();
+    let live_uri = upstream["value"]["uri"].as_str().unwrap().to_string();
+    let clear = format!(":{}@", password.trim());
+    assert!(live_uri.contains(&clear), "{live_uri}");
+    let file = lab_warren_ok(&dir, &["backup", "--out", "saved"]);
+    let text = std::fs::read_to_string(dir.join(file.trim())).unwrap();
+    for (i, secret) in lab_secrets(&dir).iter().enumerate() {
+        assert!(
+            !text.contains(secret.as_str()),
+            "secret {i} is in the backup"
+        );
+    }
+    let defs: serde_json::Value = serde_json::from_str(&text).unwrap();
+    let saved = defs["parameters"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["component"] == "federation-upstream" && p["name"] == "warren-site2")
+        .unwrap_or_else(|| panic!("no upstream in {defs}"));
+    assert_eq!(
+        saved["value"]["uri"].as_str().unwrap(),
+        live_uri.replace(&clear, ":********@")
+    );
+    let (code, out, err) = lab_warren(&dir, &["plan", "--backup", file.trim(), "--exit-code"]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(
+        out.contains("Backup: the cluster holds exactly the backup's definitions."),
+        "{out}"
+    );
+    phases.done("backup with a link password masked");
+
     // A shovel changed by hand is drift: the plan puts it back.
     let mut value = shovel["value"].clone();
     value["reconnect-delay"] = serde_json::json!(60);

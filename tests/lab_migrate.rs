@@ -154,6 +154,134 @@ fn mirrored_to_quorum_while_publishing_killed_and_resumed() {
     let (code, out, _) = lab_warren(&dir, &["plan", "--exit-code"]);
     assert_eq!(code, 0, "{out}");
     phases.done("messages counted");
+
+    backup_a_deleted_queue_planned_and_restored(&dir, &hosts);
+    phases.done("backup taken, queues deleted, plan --backup, restored");
+}
+
+/// The definitions backup after a mistake: a queue of the backend's own beside the
+/// site queues; `warren backup` writes a private file holding what RabbitMQ lists,
+/// the users' hashes and no password; a site queue and the backend's queue deleted by
+/// hand; `plan --backup` shows both missing; `apply` declares the site queue again
+/// on its site's node and the backup, imported through the management API, brings
+/// back the backend's; then the cluster holds exactly the backup's definitions.
+fn backup_a_deleted_queue_planned_and_restored(dir: &Path, hosts: &[Host]) {
+    use std::os::unix::fs::PermissionsExt;
+    let central = &hosts[0];
+    let (status, body) = management(
+        dir,
+        central,
+        "PUT",
+        "/api/queues/%2F/backend.audit",
+        Some(&serde_json::json!({"durable": true, "arguments": {"x-queue-type": "quorum"}})),
+    );
+    assert!(status == 201 || status == 204, "{status} {body}");
+
+    let out = lab_warren_ok(dir, &["backup"]);
+    let file = out.trim();
+    let name = file
+        .strip_prefix("backups/")
+        .unwrap_or_else(|| panic!("{out}"));
+    let stamp: Vec<char> = name.chars().collect();
+    assert!(
+        name.starts_with("definitions-")
+            && name.ends_with(".json")
+            && name.len() == "definitions-YYYYMMDD-HHMMSS.json".len()
+            && stamp[12..20].iter().all(char::is_ascii_digit)
+            && stamp[20] == '-'
+            && stamp[21..27].iter().all(char::is_ascii_digit),
+        "{name}"
+    );
+    let path = dir.join(file);
+    let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode(&path), 0o600);
+    assert_eq!(mode(&dir.join("backups")), 0o700);
+    let text = std::fs::read_to_string(&path).unwrap();
+    for (i, secret) in lab_secrets(dir).iter().enumerate() {
+        assert!(
+            !text.contains(secret.as_str()),
+            "secret {i} is in the backup"
+        );
+    }
+    let defs: serde_json::Value = serde_json::from_str(&text).unwrap();
+    // What RabbitMQ itself lists: every queue, and every user with its hash.
+    let names = |v: &serde_json::Value, key: &str| -> Vec<String> {
+        let mut n: Vec<String> = v
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|x| x[key].as_str().unwrap().to_string())
+            .collect();
+        n.sort();
+        n
+    };
+    let listed = rabbitmqctl_json(dir, central, "list_queues name");
+    assert_eq!(names(&defs["queues"], "name"), names(&listed, "name"));
+    assert_eq!(
+        names(&defs["queues"], "name"),
+        ["backend.audit", "site.site1.data", "site.site2.data"]
+    );
+    let users = rabbitmqctl_json(dir, central, "list_users");
+    assert_eq!(names(&defs["users"], "name"), names(&users, "user"));
+    for u in defs["users"].as_array().unwrap() {
+        assert_eq!(
+            u["hashing_algorithm"], "rabbit_password_hashing_sha256",
+            "{u}"
+        );
+        assert!(u["password_hash"].as_str().unwrap().len() >= 40, "{u}");
+    }
+
+    // The mistake.
+    for q in ["site.site1.data", "backend.audit"] {
+        ssh_ok(dir, central, &format!("rabbitmqctl -q delete_queue {q}"));
+    }
+    let (code, plan, err) = lab_warren(dir, &["plan", "--backup", file, "--exit-code"]);
+    assert_eq!(code, 2, "{plan}\n{err}");
+    let line = |start: &str| -> String {
+        plan.lines()
+            .find(|l| l.starts_with(start))
+            .unwrap_or_else(|| panic!("no {start:?} in:\n{plan}"))
+            .to_string()
+    };
+    assert!(
+        line("  - queue site.site1.data: missing now, in the backup: type \"quorum\"")
+            .ends_with("(the inventory's: apply puts it back)"),
+        "{plan}"
+    );
+    assert!(
+        !line("  - queue backend.audit: missing now, in the backup: type \"quorum\"")
+            .contains("the inventory's"),
+        "{plan}"
+    );
+    line("  - binding site.site1 -> site.site1.data: missing now");
+    line("  note: to restore, `warren apply` first");
+    assert!(
+        plan.contains("Backup: 3 missing, 0 added, 0 changed"),
+        "{plan}"
+    );
+
+    // The restore the plan describes: apply, then the backup imported.
+    apply_verified(dir);
+    let (status, body) = management(dir, central, "POST", "/api/definitions", Some(&defs));
+    assert!(status == 200 || status == 204, "{status} {body}");
+    let queues = rabbitmqctl_json(dir, central, "list_queues name type leader");
+    let leader = |q: &str| {
+        queues
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|x| x["name"] == q)
+            .unwrap_or_else(|| panic!("no {q}: {queues}"))["leader"]
+            .clone()
+    };
+    assert_eq!(leader("site.site1.data"), "rabbit@site1");
+    leader("backend.audit");
+    let (code, plan, err) = lab_warren(dir, &["plan", "--backup", file, "--exit-code"]);
+    assert_eq!(code, 0, "{plan}\n{err}");
+    assert!(
+        plan.contains("Backup: the cluster holds exactly the backup's definitions."),
+        "{plan}"
+    );
 }
 
 /// `apply --yes`, killed (SIGKILL) once it says it drains site1's queue.

@@ -20,7 +20,7 @@ pub struct Flags {
 
 pub fn run(path: &Path, flags: Flags) -> Result<Outcome> {
     if flags.dry_run {
-        return super::plan::run(path, false, flags.timings);
+        return super::plan::run(path, false, flags.timings, None);
     }
     let opts = crate::plan::Options {
         force: flags.force,

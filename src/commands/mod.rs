@@ -1,6 +1,7 @@
 //! One file per command; `run` dispatches.
 
 mod apply;
+mod backup;
 mod check;
 mod drill;
 mod lab;
@@ -16,7 +17,12 @@ pub fn run(cli: Cli) -> Result<Outcome> {
     match cli.command {
         Command::Check => check::run(&cli.inventory),
         Command::Render { out, host } => render::run(&cli.inventory, &out, host.as_deref()),
-        Command::Plan { exit_code, timings } => plan::run(&cli.inventory, exit_code, timings),
+        Command::Plan {
+            exit_code,
+            timings,
+            backup,
+        } => plan::run(&cli.inventory, exit_code, timings, backup.as_deref()),
+        Command::Backup { out } => backup::run(&cli.inventory, &out),
         Command::Apply {
             yes,
             dry_run,

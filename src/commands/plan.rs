@@ -173,14 +173,53 @@ pub fn print_timings(timings: &[(String, f64)]) {
     eprintln!("  {:<40} {total:>7.2} s", "total");
 }
 
-pub fn run(path: &Path, exit_code: bool, timings: bool) -> Result<Outcome> {
-    let p = prepare(path, false)?;
+pub fn run(path: &Path, exit_code: bool, timings: bool, backup: Option<&Path>) -> Result<Outcome> {
+    // A backup that cannot be compared is refused before any host is contacted.
+    let saved = backup.map(read_backup).transpose()?;
+    let mut p = prepare(path, false)?;
     print!("{}", plan::view::text(&p.plan));
+    let mut differs = false;
+    if let (Some(file), Some(saved)) = (backup, saved) {
+        let t0 = Instant::now();
+        let ci = p.inv.central_index();
+        let central = p.inv.hosts[ci].name.clone();
+        let probe: &mut dyn crate::platform::Probe = &mut *p.conns[ci];
+        let live = crate::facts::node_api(probe, &p.inv, ci)
+            .and_then(|(port, c)| super::backup::live(probe, port, &c))
+            .map_err(|e| {
+                anyhow::anyhow!(
+                    "{e:#}\ncannot compare with {}: the cluster's definitions are read through {central}'s management API; when it answers, rerun",
+                    file.display()
+                )
+            })?;
+        let c = plan::backup::compare(&p.inv, &file.display().to_string(), &saved, &live);
+        println!();
+        print!("{}", plan::view::backup_text(&c));
+        differs = c.differs();
+        p.timings
+            .push(("backup compared".to_string(), t0.elapsed().as_secs_f64()));
+    }
     if timings {
         print_timings(&p.timings);
     }
-    if exit_code && p.plan.has_changes() {
+    if exit_code && (p.plan.has_changes() || differs) {
         return Ok(Outcome::Changes);
     }
     Ok(Outcome::Success)
+}
+
+/// A backup file's definitions (masked), or why it cannot be compared, naming it.
+fn read_backup(file: &Path) -> Result<serde_json::Value> {
+    let text = std::fs::read_to_string(file).map_err(|e| {
+        anyhow::anyhow!(
+            "--backup {}: cannot read it ({e}); name a file `warren backup` wrote",
+            file.display()
+        )
+    })?;
+    plan::backup::parse(&text).map_err(|why| {
+        anyhow::anyhow!(
+            "--backup {}: {why}; name a file `warren backup` wrote",
+            file.display()
+        )
+    })
 }

@@ -1,6 +1,7 @@
 //! The plan: desired state (the render) minus actual state (the facts), as ordered
 //! steps with reasons. `plan()` does no I/O; the executor runs exactly these steps.
 
+pub mod backup;
 pub mod cluster;
 pub mod departure;
 pub mod view;

@@ -300,3 +300,84 @@ pub fn summary(p: &Plan) -> String {
     }
     s
 }
+
+/// The live cluster against a backup (`plan --backup FILE`): what it lacks (`-`), has
+/// in addition (`+`) or has changed (`~`), each changed property as `backup -> now`,
+/// and how to restore. Nothing here is done by `apply`.
+pub fn backup_text(c: &super::backup::Comparison) -> String {
+    use super::backup::Change;
+    let mut s = String::new();
+    let mut about = vec![c.file.clone()];
+    if let Some(t) = &c.taken {
+        about.push(format!("taken {t}"));
+    }
+    if let Some(v) = &c.version {
+        about.push(format!("RabbitMQ {v}"));
+    }
+    let _ = writeln!(
+        s,
+        "the cluster now against backup {} (a change reads backup -> now):",
+        about.join(", ")
+    );
+    if !c.differs() {
+        let _ = writeln!(s, "  = no differences ({} definitions the same)", c.same);
+    }
+    for d in &c.differences {
+        let what = match d.change {
+            Change::Missing => "missing now, in the backup",
+            Change::Added => "not in the backup, added since",
+            Change::Changed => "changed since the backup",
+        };
+        let _ = writeln!(
+            s,
+            "  {} {} {}: {what}{}{}",
+            d.change.symbol(),
+            d.kind.label(),
+            d.name,
+            if d.detail.is_empty() {
+                String::new()
+            } else {
+                format!(": {}", d.detail)
+            },
+            if d.inventory && d.change != Change::Added {
+                "  (the inventory's: apply puts it back)"
+            } else {
+                ""
+            }
+        );
+    }
+    if c.count(Change::Missing) + c.count(Change::Changed) > 0 {
+        let _ = writeln!(
+            s,
+            "  note: to restore, `warren apply` first: it puts back what the inventory declares, each site queue through its own site's node; then import the backup for the rest, from here: `curl -u ADMIN -H 'content-type: application/json' --data-binary @{} {}/api/definitions`, or on a cluster node: `rabbitmqctl import_definitions FILE`; then `warren apply` again",
+            c.file, c.api
+        );
+        let _ = writeln!(
+            s,
+            "  note: an import adds and updates, never deletes; it declares queues through the node it runs on, and sets the backup's shovels and federation upstreams with their password masked (the second apply puts warren's links' back; give a link of your own its URI again)"
+        );
+    }
+    if c.count(Change::Added) > 0 {
+        let _ = writeln!(
+            s,
+            "  note: an import does not remove what was added since: delete it by hand if it was the mistake"
+        );
+    }
+    let _ = writeln!(s);
+    let _ = writeln!(
+        s,
+        "{}",
+        if c.differs() {
+            format!(
+                "Backup: {} missing, {} added, {} changed, {} the same.",
+                c.count(Change::Missing),
+                c.count(Change::Added),
+                c.count(Change::Changed),
+                c.same
+            )
+        } else {
+            "Backup: the cluster holds exactly the backup's definitions.".to_string()
+        }
+    );
+    s
+}
