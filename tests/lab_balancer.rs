@@ -29,8 +29,8 @@ fn clients_reach_the_cluster_through_haproxy_while_a_node_stops() {
         plan.contains("load balancer (HAProxy on central):\n  + not running: start it"),
         "{plan}"
     );
-    let out = apply_verified(&dir);
-    assert!(out.contains("central: started HAProxy"), "{out}");
+    let err = apply_verified_progress(&dir);
+    assert!(err.contains("central: started HAProxy"), "{err}");
     phases.done("bootstrap with the balancer");
 
     // HAProxy accepts the file warren wrote, and runs as the package's user.
@@ -104,8 +104,8 @@ fn clients_reach_the_cluster_through_haproxy_while_a_node_stops() {
     assert!(plan.contains("~ /etc/haproxy/haproxy.cfg"), "{plan}");
     assert!(plan.contains("~ haproxy.cfg changed: reload"), "{plan}");
     assert!(plan.contains("0 restart(s)"), "{plan}");
-    let out = apply_verified(&dir);
-    assert!(out.contains("central: reloaded HAProxy"), "{out}");
+    let err = apply_verified_progress(&dir);
+    assert!(err.contains("central: reloaded HAProxy"), "{err}");
     assert_eq!(pids, all_pids(&dir, &hosts));
     assert_eq!(nodes_via(&dir, central, 15674, 6), all_nodes(&hosts));
     assert!(
@@ -130,6 +130,15 @@ fn clients_reach_the_cluster_through_haproxy_while_a_node_stops() {
     );
     assert!(out.contains("of 6 AMQP connections answered"), "{out}");
     phases.done("drill through the balancer");
+}
+
+/// `apply --yes`, verified; returns its progress lines (stderr), where each step
+/// done is named.
+fn apply_verified_progress(dir: &Path) -> String {
+    let (code, out, err) = lab_warren(dir, &["apply", "--yes"]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("Verified: all"), "{out}");
+    err
 }
 
 fn append_inventory(dir: &Path, text: &str) {
