@@ -12,6 +12,7 @@ const CLUSTER: &[&str] = &[
     "partition_handling",
     "net_ticktime",
     "plugins",
+    "prometheus",
     "join",
     "config_format",
     "hosts_file",
@@ -26,6 +27,8 @@ const PORTS: &[&str] = &[
     "amqps",
     "management_tls",
     "mqtts",
+    "prometheus",
+    "prometheus_tls",
 ];
 const SECRET: &[&str] = &["file", "env"];
 const HOST: &[&str] = &[
