@@ -73,10 +73,11 @@ if ! command -v cargo >/dev/null 2>&1; then
         | sh -s -- -y --profile minimal --component rustfmt --component clippy
     export PATH="$HOME/.cargo/bin:$PATH"
 fi
-# The WinRM tests' Python packages, pinned, in a venv of their own under target/
-# (never the system's Python: Debian refuses pip there).
+# The tests' Python packages (the WinRM tests', and pika for an AMQP consumer in the
+# lab), pinned, in a venv of their own under target/ (never the system's Python:
+# Debian refuses pip there).
 venv=target/winrm-venv
-if ! "$venv/bin/python3" -c 'import winrm, spnego, cryptography' >/dev/null 2>&1; then
+if ! "$venv/bin/python3" -c 'import winrm, spnego, cryptography, pika' >/dev/null 2>&1; then
     echo "setup: installing tests/winrm/requirements.txt into $venv"
     python3 -m venv "$venv"
     "$venv/bin/python3" -m pip install -q --disable-pip-version-check -r tests/winrm/requirements.txt

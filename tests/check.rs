@@ -281,6 +281,24 @@ const CASES: &[(&str, (&str, &str), &str, &str)] = &[
         "also the amqp port",
     ),
     (
+        "the metrics port taken by another listener",
+        (
+            "os = \"linux\"\nrole = \"site\"",
+            "os = \"linux\"\nrole = \"site\"\nports = { prometheus = 1883 }",
+        ),
+        "hosts[2].ports.prometheus",
+        "port 1883 is also the mqtt port; give each listener its own port",
+    ),
+    (
+        "metrics turned off while the plugin is listed",
+        (
+            "cookie = { file = \"cookie\" }",
+            "cookie = { file = \"cookie\" }\nprometheus = false\nplugins = [\"rabbitmq_management\", \"rabbitmq_prometheus\"]",
+        ),
+        "cluster.plugins[1]",
+        "\"rabbitmq_prometheus\" is listed while cluster.prometheus = false turns metrics off; remove one of the two",
+    ),
+    (
         "unknown path key",
         (
             "os = \"linux\"\nrole = \"site\"",

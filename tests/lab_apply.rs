@@ -517,17 +517,6 @@ fn named<'a>(list: &'a serde_json::Value, name: &str) -> &'a serde_json::Value {
         .unwrap_or_else(|| panic!("no {name} in {list:#}"))
 }
 
-fn wait_for(what: &str, limit: std::time::Duration, mut done: impl FnMut() -> bool) {
-    let deadline = std::time::Instant::now() + limit;
-    while !done() {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "{what}: not within {limit:?}"
-        );
-        std::thread::sleep(std::time::Duration::from_secs(1));
-    }
-}
-
 fn has_failure(fails: &[(String, String, String)], name: &str, host: &str, text: &str) -> bool {
     fails
         .iter()

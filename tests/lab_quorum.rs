@@ -2,7 +2,9 @@
 //! peer discovery from the config file, and the classic Erlang-terms rabbitmq.config.
 //! Placement is read back from RabbitMQ: each leader on its site's node, a member on
 //! the central node and a third on the next site. A plugin added restarts every node,
-//! one at a time. The lab's own life around it: `lab up` after a run whose processes
+//! one at a time. Metrics: every node's Prometheus endpoint scraped as the rendered
+//! scrape configuration says, and `status`'s numbers, against RabbitMQ's own. The
+//! lab's own life around it: `lab up` after a run whose processes
 //! were all killed builds a working lab, and `lab down` leaves nothing behind.
 
 mod common;
@@ -147,6 +149,8 @@ fn quorum_queues_by_peer_discovery_with_erlang_terms_config() {
     assert!(!listing.contains("warren.drill"), "{listing}");
     lab_warren_ok(&dir, &["verify"]);
     phases.done("drill");
+    metrics_as_an_operator_reads_them(&dir, &hosts);
+    phases.done("metrics and status numbers");
     down_leaves_nothing(&dir);
     phases.done("lab down");
 }
@@ -223,4 +227,294 @@ fn down_leaves_nothing(dir: &Path) {
     }
     let again = warren_ok(dir, &["lab", "down"]);
     assert!(again.contains("nothing to remove"), "{again}");
+}
+
+/// The metrics an operator watches, read from RabbitMQ itself: each node's
+/// Prometheus endpoint, scraped from this machine at the targets and paths of the
+/// rendered scrape configuration (parsed by yaml-rust2, the samples by
+/// prometheus-parse), and `status --json`'s queue numbers and alarms against
+/// `rabbitmqctl` and the management API.
+fn metrics_as_an_operator_reads_them(dir: &Path, hosts: &[Host]) {
+    use std::time::Duration;
+    let queue = "site.site1.data";
+    publish(
+        dir,
+        &hosts[1],
+        queue,
+        &(0..7).map(|i| format!("metric {i}")).collect::<Vec<_>>(),
+    );
+    // What RabbitMQ itself counts, asked on the leader's node.
+    let counts = |h: &Host| -> (u64, u64) {
+        let v = rabbitmqctl_json(
+            dir,
+            h,
+            "list_queues name messages_ready messages_unacknowledged",
+        );
+        let q = v
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|q| q["name"] == queue)
+            .unwrap_or_else(|| panic!("no {queue}: {v}"))
+            .clone();
+        (
+            q["messages_ready"].as_u64().unwrap(),
+            q["messages_unacknowledged"].as_u64().unwrap(),
+        )
+    };
+    // The queue held nothing before; a quorum queue's counts, rabbitmqctl's too, are
+    // its leader's figures of its last tick.
+    wait_for(
+        "7 messages ready by rabbitmqctl",
+        Duration::from_secs(60),
+        || counts(&hosts[1]) == (7, 0),
+    );
+    // A consumer (pika, from this machine) takes 3 and holds them unacknowledged.
+    let consumer = HeldConsumer::start(dir, &hosts[1], queue, 3);
+    wait_for(
+        "4 ready and 3 unacked by rabbitmqctl",
+        Duration::from_secs(60),
+        || counts(&hosts[1]) == (4, 3),
+    );
+    let (ready, unacked) = counts(&hosts[1]);
+
+    warren_ok(
+        dir,
+        &["-i", "lab/inventory.toml", "render", "--out", "metrics-out"],
+    );
+    let text = std::fs::read_to_string(dir.join("metrics-out/cluster/prometheus.yml")).unwrap();
+    let config = yaml_rust2::YamlLoader::load_from_str(&text).unwrap();
+    let jobs = config[0]["scrape_configs"].as_vec().unwrap();
+    assert_eq!(jobs.len(), 2, "{text}");
+    for job in jobs {
+        let path = job["metrics_path"].as_str().unwrap();
+        let mut query = Vec::new();
+        if let Some(params) = job["params"].as_hash() {
+            for (k, vs) in params {
+                for v in vs.as_vec().unwrap() {
+                    let v = v.as_str().unwrap().replace('/', "%2F");
+                    query.push(format!("{}={v}", k.as_str().unwrap()));
+                }
+            }
+        }
+        let url = match query.is_empty() {
+            true => path.to_string(),
+            false => format!("{path}?{}", query.join("&")),
+        };
+        let targets = job["static_configs"].as_vec().unwrap();
+        assert_eq!(targets.len(), hosts.len(), "{text}");
+        for t in targets {
+            let target = t["targets"][0].as_str().unwrap();
+            let host = t["labels"]["host"].as_str().unwrap();
+            let (address, port) = target.rsplit_once(':').unwrap();
+            let h = hosts.iter().find(|h| h.name == host).unwrap();
+            assert_eq!(address, h.address);
+            let port: u16 = port.parse().unwrap();
+            if path == "/metrics" {
+                let s = scrape(address, port, &url);
+                let node = format!("rabbit@{host}");
+                assert_eq!(
+                    sample(
+                        &s,
+                        "rabbitmq_identity_info",
+                        &[("rabbitmq_node", &node), ("rabbitmq_cluster", "lab")]
+                    ),
+                    Some(1.0),
+                    "{target}"
+                );
+                for alarm in [
+                    "rabbitmq_alarms_memory_used_watermark",
+                    "rabbitmq_alarms_free_disk_space_watermark",
+                ] {
+                    assert_eq!(sample(&s, alarm, &[]), Some(0.0), "{target} {alarm}");
+                }
+            } else if host == "site1" {
+                // The leader's node reports the queue's numbers; they settle within
+                // the statistics interval.
+                wait_for(
+                    "the queue's numbers in /metrics/detailed",
+                    Duration::from_secs(60),
+                    || {
+                        let s = scrape(address, port, &url);
+                        let l = [("vhost", "/"), ("queue", queue)];
+                        sample(&s, "rabbitmq_detailed_queue_messages_ready", &l)
+                            == Some(ready as f64)
+                            && sample(&s, "rabbitmq_detailed_queue_messages_unacked", &l)
+                                == Some(unacked as f64)
+                    },
+                );
+            }
+        }
+    }
+
+    // status --json: the queue's numbers as RabbitMQ counts them, its counters and
+    // the nodes' limits as the management API reports them.
+    let status = || -> serde_json::Value {
+        serde_json::from_str(&lab_warren_ok(dir, &["status", "--json"])).unwrap()
+    };
+    let site_queue = |s: &serde_json::Value| {
+        s["queues"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|q| q["name"] == queue)
+            .unwrap()
+            .clone()
+    };
+    wait_for(
+        "status's ready and unacknowledged counts",
+        Duration::from_secs(60),
+        || {
+            let q = site_queue(&status());
+            q["messages_ready"] == ready
+                && q["messages_unacknowledged"] == unacked
+                && q["consumers"] == 1
+        },
+    );
+    let s = status();
+    let (_, api) = management(
+        dir,
+        &hosts[0],
+        "GET",
+        &format!("/api/queues/%2F/{queue}"),
+        None,
+    );
+    let api: serde_json::Value = serde_json::from_str(&api).unwrap();
+    let q = site_queue(&s);
+    for (ours, theirs) in [("published", "publish"), ("delivered", "deliver_get")] {
+        assert_eq!(
+            q[ours].as_u64(),
+            Some(api["message_stats"][theirs].as_u64().unwrap_or(0)),
+            "{ours}: {q} {api}"
+        );
+    }
+    consumer.release();
+    assert!(q["publish_rate"].as_f64().is_some(), "{q}");
+    assert!(q["deliver_rate"].as_f64().is_some(), "{q}");
+    let (_, nodes) = management(dir, &hosts[0], "GET", "/api/nodes", None);
+    let nodes: serde_json::Value = serde_json::from_str(&nodes).unwrap();
+    for n in nodes.as_array().unwrap() {
+        let ours = s["nodes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|x| x["name"] == n["name"])
+            .unwrap();
+        for key in [
+            "mem_limit",
+            "disk_free_limit",
+            "mem_alarm",
+            "disk_free_alarm",
+        ] {
+            assert_eq!(ours[key], n[key], "{key} of {}", n["name"]);
+        }
+        assert!(ours["mem_used"].as_u64().unwrap() > 0, "{ours}");
+    }
+
+    // A memory alarm raised for real on site2 (its watermark below what it uses):
+    // status names it, and so does the node's own endpoint; then put back.
+    ssh_ok(
+        dir,
+        &hosts[2],
+        "rabbitmqctl -q set_vm_memory_high_watermark 0.0001",
+    );
+    wait_for(
+        "site2's memory alarm in status",
+        Duration::from_secs(60),
+        || {
+            let s = status();
+            let n = s["nodes"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|n| n["name"] == "rabbit@site2")
+                .unwrap()
+                .clone();
+            n["mem_alarm"] == true && n["alarms"] == serde_json::json!(["memory"])
+        },
+    );
+    let m = scrape(&hosts[2].address, 15692, "/metrics");
+    assert_eq!(
+        sample(&m, "rabbitmq_alarms_memory_used_watermark", &[]),
+        Some(1.0)
+    );
+    let text = lab_warren_ok(dir, &["status"]);
+    let line = text
+        .lines()
+        .find(|l| l.starts_with("rabbit@site2"))
+        .unwrap();
+    assert!(line.ends_with("memory"), "{text}");
+    ssh_ok(
+        dir,
+        &hosts[2],
+        "rabbitmqctl -q set_vm_memory_high_watermark 0.4",
+    );
+    wait_for(
+        "site2's memory alarm cleared",
+        Duration::from_secs(60),
+        || {
+            status()["nodes"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .all(|n| n["mem_alarm"] == false)
+        },
+    );
+}
+
+/// An AMQP consumer on a lab host's node, run by pika (the tests' Python venv) from
+/// this machine: it takes `n` messages with a prefetch of `n` and holds them
+/// unacknowledged until released, when they go back to the queue.
+struct HeldConsumer(std::process::Child);
+
+impl HeldConsumer {
+    const SCRIPT: &'static str = r#"
+import sys, pika
+host, password, queue, n = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
+c = pika.BlockingConnection(pika.ConnectionParameters(
+    host, credentials=pika.PlainCredentials("admin", password), heartbeat=0))
+ch = c.channel()
+ch.basic_qos(prefetch_count=n)
+got = []
+ch.basic_consume(queue, lambda ch, m, p, b: got.append(m.delivery_tag), auto_ack=False)
+while len(got) < n:
+    c.process_data_events(time_limit=1)
+print("held", len(got), flush=True)
+sys.stdin.read()
+c.close()
+"#;
+
+    fn start(dir: &Path, host: &Host, queue: &str, n: usize) -> HeldConsumer {
+        use std::io::BufRead;
+        let python = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/winrm-venv/bin/python3");
+        assert!(
+            python.exists(),
+            "{} is missing: run `make setup`",
+            python.display()
+        );
+        let password = std::fs::read_to_string(dir.join("lab/secrets/admin.password")).unwrap();
+        let mut child = Command::new(python)
+            .args(["-c", Self::SCRIPT, &host.address, password.trim(), queue])
+            .arg(n.to_string())
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut line = String::new();
+        std::io::BufReader::new(child.stdout.as_mut().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        assert_eq!(
+            line.trim(),
+            format!("held {n}"),
+            "the consumer did not start"
+        );
+        HeldConsumer(child)
+    }
+
+    /// Closes its stdin: it closes its connection, RabbitMQ requeues what it held.
+    fn release(mut self) {
+        drop(self.0.stdin.take());
+        assert!(self.0.wait().unwrap().success());
+    }
 }

@@ -414,7 +414,7 @@ fn a_template_beside_the_inventory_overrides_the_builtin_one() {
             let text = String::from_utf8_lossy(bytes);
             assert_eq!(
                 text,
-                format!("%% site-specific: {host}\n[rabbitmq_management,rabbitmq_mqtt,rabbitmq_shovel].\n")
+                format!("%% site-specific: {host}\n[rabbitmq_management,rabbitmq_mqtt,rabbitmq_prometheus,rabbitmq_shovel].\n")
             );
         } else {
             assert_eq!(
@@ -638,4 +638,90 @@ fn golden_user_inventory_balancer() {
     let cfg = String::from_utf8(files["mgmt/etc/haproxy/haproxy.cfg"].clone()).unwrap();
     assert!(cfg.contains("server win3 "), "{cfg}");
     assert!(!cfg.contains("server win4 "), "{cfg}");
+}
+
+/// The scrape configuration read back with an independent YAML parser (yaml-rust2):
+/// a job of node totals and a job of per-queue numbers per broker, every member of the
+/// cluster in the cluster's jobs with its host and role, each linked site's broker in
+/// jobs of its own.
+#[test]
+fn the_scrape_configuration_lists_every_broker_node() {
+    use yaml_rust2::YamlLoader;
+    let inv = user_inventory().replace(
+        "queue = \"site.win4.data\"\n",
+        "queue = \"site.win4.data\"\nlink = \"shovel\"\nlink_password = { env = \"WARREN_ADMIN_PASSWORD\" }\n",
+    );
+    let dir = workspace(&inv);
+    let files = render(dir.path(), &[]);
+    let text = String::from_utf8(files["cluster/prometheus.yml"].clone()).unwrap();
+    let docs = YamlLoader::load_from_str(&text).unwrap_or_else(|e| panic!("{e}\n{text}"));
+    assert_eq!(docs.len(), 1, "{text}");
+    let jobs = docs[0]["scrape_configs"].as_vec().expect("scrape_configs");
+    let mut seen = Vec::new();
+    for job in jobs {
+        let name = job["job_name"].as_str().unwrap();
+        let path = job["metrics_path"].as_str().unwrap();
+        assert_eq!(job["scheme"].as_str(), Some("http"), "{name}");
+        if name.ends_with("-queues") {
+            assert_eq!(path, "/metrics/detailed", "{name}");
+            let family: Vec<&str> = job["params"]["family"]
+                .as_vec()
+                .unwrap()
+                .iter()
+                .map(|v| v.as_str().unwrap())
+                .collect();
+            assert_eq!(family, ["queue_coarse_metrics", "queue_consumer_count"]);
+            assert_eq!(job["params"]["vhost"][0].as_str(), Some("/"));
+        } else {
+            assert_eq!(path, "/metrics", "{name}");
+        }
+        for sc in job["static_configs"].as_vec().unwrap() {
+            let targets = sc["targets"].as_vec().unwrap();
+            assert_eq!(targets.len(), 1);
+            let l = &sc["labels"];
+            seen.push(format!(
+                "{name} {} {} {} {} {}",
+                targets[0].as_str().unwrap(),
+                l["cluster"].as_str().unwrap(),
+                l["host"].as_str().unwrap(),
+                l["role"].as_str().unwrap(),
+                l["link"].as_str().unwrap(),
+            ));
+        }
+    }
+    let mut want = Vec::new();
+    for job in ["rabbitmq-plant", "rabbitmq-plant-queues"] {
+        want.push(format!("{job} 192.0.2.10:15692 plant mgmt central cluster"));
+        for i in 1..=3 {
+            want.push(format!(
+                "{job} 192.0.2.1{i}:15692 plant win{i} site cluster"
+            ));
+        }
+    }
+    for job in ["rabbitmq-plant-win4", "rabbitmq-plant-win4-queues"] {
+        want.push(format!(
+            "{job} 192.0.2.14:15692 plant-win4 win4 site shovel"
+        ));
+    }
+    assert_eq!(seen, want);
+}
+
+/// `prometheus = false`: no plugin, no listener, no firewall rule, no scrape
+/// configuration; the other files as before.
+#[test]
+fn prometheus_false_turns_metrics_off() {
+    let inv = user_inventory().replace("[cluster]\n", "[cluster]\nprometheus = false\n");
+    let dir = workspace(&inv);
+    let files = render(dir.path(), &[]);
+    assert!(!files.contains_key("cluster/prometheus.yml"));
+    for (path, bytes) in &files {
+        let t = String::from_utf8_lossy(bytes);
+        assert!(!t.contains("prometheus"), "{path}: {t}");
+    }
+    let on = render(workspace(&user_inventory()).path(), &[]);
+    assert!(on.contains_key("cluster/prometheus.yml"));
+    assert!(
+        String::from_utf8_lossy(&on["win1/C/ProgramData/RabbitMQ/enabled_plugins"])
+            .contains("rabbitmq_prometheus")
+    );
 }

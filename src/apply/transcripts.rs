@@ -583,7 +583,7 @@ fn windows_no_op() {
     let t = transcript(&inv, states);
     assert!(
         t.contains(
-            "win1 (rabbit@win1, windows):\n  = no changes (13 up to date, RabbitMQ running)"
+            "win1 (rabbit@win1, windows):\n  = no changes (14 up to date, RabbitMQ running)"
         ),
         "{t}"
     );

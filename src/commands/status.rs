@@ -45,6 +45,13 @@ pub struct NodeStatus {
     pub node_type: String,
     pub uptime_s: Option<u64>,
     pub alarms: Vec<String>,
+    pub mem_alarm: bool,
+    pub disk_free_alarm: bool,
+    /// Bytes; `None` where the node's statistics lack them (a node that is down).
+    pub mem_used: Option<u64>,
+    pub mem_limit: Option<u64>,
+    pub disk_free: Option<u64>,
+    pub disk_free_limit: Option<u64>,
 }
 
 #[derive(Serialize)]
@@ -56,7 +63,16 @@ pub struct QueueStatus {
     pub master: Option<String>,
     pub mirrors: Vec<Mirror>,
     pub messages: u64,
+    pub messages_ready: u64,
+    pub messages_unacknowledged: u64,
     pub consumers: u64,
+    /// Messages published into the queue and delivered from it (to consumers and
+    /// `basic.get`), per second over the management plugin's last sample (5 s).
+    pub publish_rate: f64,
+    pub deliver_rate: f64,
+    /// The same as counts since the queue's statistics began (its master's start).
+    pub published: u64,
+    pub delivered: u64,
 }
 
 #[derive(Serialize)]
@@ -120,6 +136,12 @@ pub fn read(inv: &Inventory) -> Result<Status> {
                 .filter(|(on, _)| *on)
                 .map(|(_, what)| what.to_string())
                 .collect(),
+            mem_alarm: n.mem_alarm,
+            disk_free_alarm: n.disk_free_alarm,
+            mem_used: n.mem_used,
+            mem_limit: n.mem_limit,
+            disk_free: n.disk_free,
+            disk_free_limit: n.disk_free_limit,
         })
         .collect();
     ns.sort_by(|a, b| a.name.cmp(&b.name));
@@ -150,6 +172,7 @@ pub fn read(inv: &Inventory) -> Result<Status> {
                     })
                     .collect()
             };
+            let stats = q.message_stats.clone().unwrap_or_default();
             QueueStatus {
                 name: q.name.clone(),
                 site,
@@ -157,7 +180,13 @@ pub fn read(inv: &Inventory) -> Result<Status> {
                 master: q.master().map(str::to_string),
                 mirrors,
                 messages: q.messages.unwrap_or(0),
+                messages_ready: q.messages_ready.unwrap_or(0),
+                messages_unacknowledged: q.messages_unacknowledged.unwrap_or(0),
                 consumers: q.consumers.unwrap_or(0),
+                publish_rate: stats.publish_details.rate,
+                deliver_rate: stats.deliver_get_details.rate,
+                published: stats.publish,
+                delivered: stats.deliver_get,
             }
         })
         .collect();
@@ -231,12 +260,12 @@ pub fn run(path: &Path, json: bool) -> Result<Outcome> {
     }
     println!("cluster {} (read through {})", s.cluster, s.via);
     println!(
-        "{:<22} {:<10} {:<8} {:<5} {:>9}  alarms",
-        "node", "host", "state", "type", "uptime"
+        "{:<22} {:<10} {:<8} {:<5} {:>9} {:>13} {:>13}  alarms",
+        "node", "host", "state", "type", "uptime", "memory/limit", "disk/limit"
     );
     for n in &s.nodes {
         println!(
-            "{:<22} {:<10} {} {:<5} {:>9}  {}",
+            "{:<22} {:<10} {} {:<5} {:>9} {} {}  {}",
             n.name,
             n.host.as_deref().unwrap_or("-"),
             paint(
@@ -247,6 +276,14 @@ pub fn run(path: &Path, json: bool) -> Result<Outcome> {
             n.uptime_s
                 .map(|u| format!("{u}s"))
                 .unwrap_or_else(|| "-".into()),
+            paint(
+                &format!("{:>13}", of_limit(n.mem_used, n.mem_limit)),
+                !n.mem_alarm
+            ),
+            paint(
+                &format!("{:>13}", of_limit(n.disk_free, n.disk_free_limit)),
+                !n.disk_free_alarm
+            ),
             if n.alarms.is_empty() {
                 "none".to_string()
             } else {
@@ -256,8 +293,17 @@ pub fn run(path: &Path, json: bool) -> Result<Outcome> {
     }
     println!();
     println!(
-        "{:<24} {:<8} {:<7} {:<16} {:>8} {:>9}  copies",
-        "queue", "site", "type", "master", "messages", "consumers"
+        "{:<24} {:<8} {:<7} {:<16} {:>8} {:>7} {:>7} {:>9} {:>9} {:>9}  copies",
+        "queue",
+        "site",
+        "type",
+        "master",
+        "messages",
+        "ready",
+        "unacked",
+        "publish/s",
+        "deliver/s",
+        "consumers"
     );
     for q in &s.queues {
         let copies: Vec<String> = q
@@ -278,12 +324,16 @@ pub fn run(path: &Path, json: bool) -> Result<Outcome> {
             _ => false,
         };
         println!(
-            "{:<24} {:<8} {:<7} {} {:>8} {:>9}  {}",
+            "{:<24} {:<8} {:<7} {} {:>8} {:>7} {:>7} {:>9.1} {:>9.1} {:>9}  {}",
             q.name,
             q.site.as_deref().unwrap_or("-"),
             q.kind,
             paint(&format!("{:<16}", q.master.as_deref().unwrap_or("-")), home),
             q.messages,
+            q.messages_ready,
+            q.messages_unacknowledged,
+            q.publish_rate,
+            q.deliver_rate,
             q.consumers,
             if copies.is_empty() {
                 "none".to_string()
@@ -312,4 +362,41 @@ pub fn run(path: &Path, json: bool) -> Result<Outcome> {
         }
     }
     Ok(Outcome::Success)
+}
+
+/// "USED/LIMIT" in binary units, as an operator compares them at a glance.
+fn of_limit(used: Option<u64>, limit: Option<u64>) -> String {
+    match (used, limit) {
+        (Some(u), Some(l)) => format!("{}/{}", human_bytes(u), human_bytes(l)),
+        _ => "-".into(),
+    }
+}
+
+fn human_bytes(b: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "K", "M", "G", "T"];
+    let mut v = b as f64;
+    let mut unit = 0;
+    while v >= 1024.0 && unit < UNITS.len() - 1 {
+        v /= 1024.0;
+        unit += 1;
+    }
+    if unit == 0 || v >= 10.0 {
+        format!("{v:.0}{}", UNITS[unit])
+    } else {
+        format!("{v:.1}{}", UNITS[unit])
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes_read_at_a_glance() {
+        assert_eq!(human_bytes(512), "512B");
+        assert_eq!(human_bytes(130 * 1024 * 1024), "130M");
+        assert_eq!(human_bytes(1717986918), "1.6G");
+        assert_eq!(of_limit(Some(50 << 20), Some(50 << 20)), "50M/50M");
+        assert_eq!(of_limit(None, Some(1)), "-");
+    }
 }

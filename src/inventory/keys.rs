@@ -14,6 +14,7 @@ const CLUSTER: &[&str] = &[
     "partition_handling",
     "net_ticktime",
     "plugins",
+    "prometheus",
     "join",
     "config_format",
     "hosts_file",
@@ -28,6 +29,8 @@ const PORTS: &[&str] = &[
     "amqps",
     "management_tls",
     "mqtts",
+    "prometheus",
+    "prometheus_tls",
 ];
 const SECRET: &[&str] = &["file", "env"];
 const HOST: &[&str] = &[

@@ -59,7 +59,12 @@ pub struct Cluster {
     /// Erlang's `net_ticktime` in seconds: how long a silent peer counts as up. `None`
     /// leaves Erlang's default (60 s).
     pub net_ticktime: Option<u32>,
+    /// Every plugin every node runs; `rabbitmq_prometheus` among them unless
+    /// `prometheus = false`.
     pub plugins: Vec<String>,
+    /// Whether the nodes serve Prometheus metrics (the `rabbitmq_prometheus` plugin,
+    /// its firewall rule, the rendered scrape configuration).
+    pub prometheus: bool,
     pub join: JoinMethod,
     pub config_format: ConfigFormat,
     /// Whether warren writes every cluster host into each host's hosts file.
@@ -151,6 +156,9 @@ pub struct Ports {
     pub amqps: u16,
     pub management_tls: u16,
     pub mqtts: u16,
+    /// The metrics endpoint of `rabbitmq_prometheus`: plain, and with TLS.
+    pub prometheus: u16,
+    pub prometheus_tls: u16,
 }
 
 impl Ports {
@@ -162,6 +170,8 @@ impl Ports {
         amqps: 5671,
         management_tls: 15671,
         mqtts: 8883,
+        prometheus: 15692,
+        prometheus_tls: 15691,
     };
 }
 
@@ -330,6 +340,9 @@ pub enum Broker {
     Site(usize),
 }
 
+/// The plugin that serves a node's metrics to Prometheus.
+pub const PROMETHEUS_PLUGIN: &str = "rabbitmq_prometheus";
+
 /// The user a shovel or federation link of the site on `host` logs in as.
 pub fn link_user(host: &str) -> String {
     format!("warren-link-{host}")
@@ -403,6 +416,11 @@ impl Inventory {
             add("rabbitmq_federation_management");
         }
         out
+    }
+
+    /// Whether host `i` serves Prometheus metrics.
+    pub fn serves_metrics(&self, i: usize) -> bool {
+        self.plugins_of(i).iter().any(|p| p == PROMETHEUS_PLUGIN)
     }
 
     /// The cluster first, then every linked site's broker.

@@ -53,6 +53,8 @@ pub struct RawCluster {
     #[serde(default)]
     pub plugins: Option<Vec<String>>,
     #[serde(default)]
+    pub prometheus: Option<bool>,
+    #[serde(default)]
     pub join: Option<String>,
     #[serde(default)]
     pub config_format: Option<String>,
@@ -75,6 +77,8 @@ pub struct RawPorts {
     pub amqps: Option<u16>,
     pub management_tls: Option<u16>,
     pub mqtts: Option<u16>,
+    pub prometheus: Option<u16>,
+    pub prometheus_tls: Option<u16>,
 }
 
 /// Where a secret comes from: a file or an environment variable, never the value.

@@ -183,6 +183,17 @@ fn cluster(p: &mut Problems, c: &RawCluster, dir: &Path) -> ClusterParts {
             list.clone()
         }
     };
+    let prometheus = c.prometheus.unwrap_or(true);
+    let mut plugins = plugins;
+    let listed = plugins.iter().position(|x| x == PROMETHEUS_PLUGIN);
+    match (prometheus, listed) {
+        (true, None) => plugins.push(PROMETHEUS_PLUGIN.to_string()),
+        (false, Some(i)) => p.add(
+            format!("cluster.plugins[{i}]"),
+            format!("\"{PROMETHEUS_PLUGIN}\" is listed while cluster.prometheus = false turns metrics off; remove one of the two"),
+        ),
+        _ => {}
+    }
     let vhost = c.vhost.clone().unwrap_or_else(|| "/".into());
     if vhost.is_empty() || vhost.len() > 255 || vhost.chars().any(char::is_control) {
         p.add(
@@ -198,6 +209,7 @@ fn cluster(p: &mut Problems, c: &RawCluster, dir: &Path) -> ClusterParts {
             partition_handling,
             net_ticktime: c.net_ticktime,
             plugins,
+            prometheus,
             join,
             config_format,
             hosts_file: c.hosts_file.unwrap_or(false),
@@ -507,6 +519,14 @@ fn ports(p: &mut Problems, key: &str, cluster: &RawPorts, host: &RawPorts) -> Po
             .or(cluster.management_tls)
             .unwrap_or(d.management_tls),
         mqtts: host.mqtts.or(cluster.mqtts).unwrap_or(d.mqtts),
+        prometheus: host
+            .prometheus
+            .or(cluster.prometheus)
+            .unwrap_or(d.prometheus),
+        prometheus_tls: host
+            .prometheus_tls
+            .or(cluster.prometheus_tls)
+            .unwrap_or(d.prometheus_tls),
     };
     let named = [
         ("amqp", ports.amqp),
@@ -516,6 +536,8 @@ fn ports(p: &mut Problems, key: &str, cluster: &RawPorts, host: &RawPorts) -> Po
         ("amqps", ports.amqps),
         ("management_tls", ports.management_tls),
         ("mqtts", ports.mqtts),
+        ("prometheus", ports.prometheus),
+        ("prometheus_tls", ports.prometheus_tls),
     ];
     for (i, (a, pa)) in named.iter().enumerate() {
         if *pa == 0 || *pa == 4369 {
@@ -587,6 +609,8 @@ fn load_balancer(p: &mut Problems, b: &RawLoadBalancer, hosts: &[Host]) -> Optio
         ("amqps", h.ports.amqps),
         ("management_tls", h.ports.management_tls),
         ("mqtts", h.ports.mqtts),
+        ("prometheus", h.ports.prometheus),
+        ("prometheus_tls", h.ports.prometheus_tls),
         ("epmd", 4369),
     ];
     for (i, (a, pa)) in named.iter().enumerate() {

@@ -236,6 +236,17 @@ pub struct NodeInfo {
     pub mem_alarm: bool,
     #[serde(default)]
     pub disk_free_alarm: bool,
+    /// Bytes of memory the node uses, and the high watermark that raises its alarm.
+    #[serde(default)]
+    pub mem_used: Option<u64>,
+    #[serde(default)]
+    pub mem_limit: Option<u64>,
+    /// Free disk bytes where the node keeps its data, and the limit below which its
+    /// alarm blocks publishers.
+    #[serde(default)]
+    pub disk_free: Option<u64>,
+    #[serde(default)]
+    pub disk_free_limit: Option<u64>,
     /// The OTP applications the node runs, plugins among them.
     #[serde(default)]
     pub applications: Vec<Application>,
@@ -275,7 +286,35 @@ pub struct QueueInfo {
     #[serde(default)]
     pub messages: Option<u64>,
     #[serde(default)]
+    pub messages_ready: Option<u64>,
+    #[serde(default)]
+    pub messages_unacknowledged: Option<u64>,
+    #[serde(default)]
     pub consumers: Option<u64>,
+    /// Absent until a message has gone through the queue.
+    #[serde(default)]
+    pub message_stats: Option<MessageStats>,
+}
+
+/// A queue's message counters since its statistics began, with their rates.
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct MessageStats {
+    #[serde(default)]
+    pub publish: u64,
+    #[serde(default)]
+    pub publish_details: Rate,
+    /// Deliveries to consumers and `basic.get`s, acknowledged or not.
+    #[serde(default)]
+    pub deliver_get: u64,
+    #[serde(default)]
+    pub deliver_get_details: Rate,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct Rate {
+    /// Per second, over the management plugin's last sample interval.
+    #[serde(default)]
+    pub rate: f64,
 }
 
 impl QueueInfo {

@@ -291,7 +291,7 @@ fn context(inv: &Inventory, host: &Host, config_file: &str) -> tera::Context {
         .collect();
     ctx.insert("members", &members);
     ctx.insert("config_file", config_file);
-    let firewall: Vec<FirewallRule> = firewall_rules(host)
+    let firewall: Vec<FirewallRule> = firewall_rules(host, inv.serves_metrics(hi))
         .into_iter()
         .map(|(n, ports)| FirewallRule {
             name: n.to_string(),
@@ -569,7 +569,12 @@ fn windows_render(
         value: base.to_string(),
         reinstall: true,
     }];
-    for (name, ports) in firewall_rules(host) {
+    let metrics = inv
+        .hosts
+        .iter()
+        .position(|h| h.name == host.name)
+        .is_some_and(|i| inv.serves_metrics(i));
+    for (name, ports) in firewall_rules(host, metrics) {
         settings.push(Setting {
             key: format!("firewall:{name}"),
             value: format!("TCP {ports} Inbound Allow True"),
@@ -632,7 +637,8 @@ pub fn sha256_hex(b: &[u8]) -> String {
 }
 
 /// The inbound rules a Windows host needs for the cluster: (rule name, ports).
-pub fn firewall_rules(host: &Host) -> Vec<(&'static str, String)> {
+/// `metrics`: the host serves Prometheus metrics.
+pub fn firewall_rules(host: &Host, metrics: bool) -> Vec<(&'static str, String)> {
     let p = host.ports;
     let mut rules = vec![
         ("warren-epmd", "4369".to_string()),
@@ -652,6 +658,12 @@ pub fn firewall_rules(host: &Host) -> Vec<(&'static str, String)> {
             ("warren-management-tls", p.management_tls.to_string()),
             ("warren-mqtts", p.mqtts.to_string()),
         ]);
+    }
+    if metrics && host.tls.as_ref().is_none_or(|t| t.keep_plain) {
+        rules.push(("warren-prometheus", p.prometheus.to_string()));
+    }
+    if metrics && host.tls.is_some() {
+        rules.push(("warren-prometheus-tls", p.prometheus_tls.to_string()));
     }
     rules
 }
@@ -794,6 +806,9 @@ fn tls_files(
 pub struct Rendered {
     pub hosts: Vec<HostRender>,
     pub definitions: String,
+    /// The Prometheus scrape configuration of every broker's nodes; `None` when no
+    /// host serves metrics.
+    pub prometheus: Option<String>,
     /// Templates taken from the inventory's `templates/` folder, as (name, file).
     pub overridden: Vec<(String, PathBuf)>,
 }
@@ -829,11 +844,134 @@ pub fn render(inv: &Inventory, only: Option<&str>) -> Result<Rendered> {
         }
     }
     let definitions = definitions::render(inv)?;
+    let prometheus = scrape_config(inv, &t)?;
     Ok(Rendered {
         hosts,
         definitions,
+        prometheus,
         overridden: t.overridden,
     })
+}
+
+#[derive(Serialize)]
+struct ScrapeJob {
+    name: String,
+    path: &'static str,
+    params: Vec<ScrapeParam>,
+    scheme: &'static str,
+    ca_file: Option<String>,
+    targets: Vec<ScrapeTarget>,
+}
+
+#[derive(Serialize)]
+struct ScrapeParam {
+    name: &'static str,
+    values: Vec<String>,
+}
+
+#[derive(Serialize, Clone)]
+struct ScrapeTarget {
+    target: String,
+    cluster: String,
+    host: String,
+    role: &'static str,
+    link: &'static str,
+}
+
+/// The Prometheus scrape jobs of every broker warren manages (the cluster's nodes,
+/// each linked site's own): its nodes' totals, and its per-queue numbers. A broker's
+/// nodes share TLS or not (validation refuses a mix in one cluster), so one scheme
+/// serves each job.
+fn scrape_config(inv: &Inventory, t: &Templates) -> Result<Option<String>> {
+    let mut jobs = Vec::new();
+    for b in inv.brokers() {
+        let members: Vec<usize> = match b {
+            crate::inventory::Broker::Cluster => inv
+                .central_first()
+                .into_iter()
+                .filter(|&i| inv.is_member(i))
+                .collect(),
+            crate::inventory::Broker::Site(s) => vec![inv.sites[s].host],
+        };
+        let members: Vec<usize> = members
+            .into_iter()
+            .filter(|&i| inv.serves_metrics(i))
+            .collect();
+        let Some(&first) = members.first() else {
+            continue;
+        };
+        let cluster = match b {
+            crate::inventory::Broker::Cluster => inv.cluster.name.clone(),
+            crate::inventory::Broker::Site(_) => {
+                format!("{}-{}", inv.cluster.name, inv.hosts[first].name)
+            }
+        };
+        let tls = inv.hosts[first].tls.as_ref();
+        let targets: Vec<ScrapeTarget> = members
+            .iter()
+            .map(|&i| {
+                let h = &inv.hosts[i];
+                let port = match h.tls {
+                    Some(_) => h.ports.prometheus_tls,
+                    None => h.ports.prometheus,
+                };
+                let address = match h.address.contains(':') {
+                    true => format!("[{}]:{port}", h.address),
+                    false => format!("{}:{port}", h.address),
+                };
+                ScrapeTarget {
+                    target: address,
+                    cluster: cluster.clone(),
+                    host: h.name.clone(),
+                    role: h.role.as_str(),
+                    link: inv.site_of(h).map(|s| s.link.as_str()).unwrap_or("cluster"),
+                }
+            })
+            .collect();
+        let ca_file = tls.map(|t| {
+            t.ca.strip_prefix(&inv.dir)
+                .unwrap_or(&t.ca)
+                .to_string_lossy()
+                .into_owned()
+        });
+        let scheme = if tls.is_some() { "https" } else { "http" };
+        jobs.push(ScrapeJob {
+            name: format!("rabbitmq-{cluster}"),
+            path: "/metrics",
+            params: Vec::new(),
+            scheme,
+            ca_file: ca_file.clone(),
+            targets: targets.clone(),
+        });
+        // The per-queue families only: /metrics/detailed without `family` returns
+        // nothing, and /metrics/per-object would return every object's every metric.
+        jobs.push(ScrapeJob {
+            name: format!("rabbitmq-{cluster}-queues"),
+            path: "/metrics/detailed",
+            params: vec![
+                ScrapeParam {
+                    name: "family",
+                    values: vec!["queue_coarse_metrics".into(), "queue_consumer_count".into()],
+                },
+                ScrapeParam {
+                    name: "vhost",
+                    values: vec![inv.cluster.vhost.clone()],
+                },
+            ],
+            scheme,
+            ca_file,
+            targets,
+        });
+    }
+    if jobs.is_empty() {
+        return Ok(None);
+    }
+    let mut ctx = tera::Context::new();
+    ctx.insert("header", HEADER);
+    ctx.insert("cluster", &inv.cluster.name);
+    ctx.insert("vhost", &inv.cluster.vhost);
+    ctx.insert("jobs", &jobs);
+    Ok(Some(t.render("common/prometheus.yml.tera", &ctx)?))
 }
 
 /// The cookie of a linked site's standalone broker: its own, derived from the
@@ -850,7 +988,8 @@ pub fn linked_cookie(cluster: &Secret<String>, host: &str) -> Secret<String> {
     Secret::new(hex[..32].to_string())
 }
 
-/// Writes a render under `out`: `out/HOST/...` per host and `out/cluster/definitions.json`.
+/// Writes a render under `out`: `out/HOST/...` per host, `out/cluster/definitions.json`
+/// and `out/cluster/prometheus.yml`.
 /// Folders of hosts being written are emptied first, so a file that is no longer
 /// rendered does not linger; nothing else under `out` is touched.
 pub fn write_tree(out: &Path, r: &Rendered, with_cluster: bool) -> Result<Vec<PathBuf>> {
@@ -877,6 +1016,11 @@ pub fn write_tree(out: &Path, r: &Rendered, with_cluster: bool) -> Result<Vec<Pa
         let p = out.join("cluster").join("definitions.json");
         write_local(&p, r.definitions.as_bytes(), true)?;
         written.push(p);
+        if let Some(scrape) = &r.prometheus {
+            let p = out.join("cluster").join("prometheus.yml");
+            write_local(&p, scrape.as_bytes(), false)?;
+            written.push(p);
+        }
     }
     Ok(written)
 }

@@ -29,6 +29,10 @@ pub const DEFAULTS: &[(&str, &str)] = &[
         include_str!("../../templates/common/inter_node_tls.config.tera"),
     ),
     (
+        "common/prometheus.yml.tera",
+        include_str!("../../templates/common/prometheus.yml.tera"),
+    ),
+    (
         "linux/rabbitmq-env.conf.tera",
         include_str!("../../templates/linux/rabbitmq-env.conf.tera"),
     ),

@@ -3,7 +3,7 @@
 //! fix, a hint. Everything is read from the hosts and from RabbitMQ itself.
 
 use crate::facts::{self, ClusterFacts, HostFacts};
-use crate::inventory::{Inventory, Replication};
+use crate::inventory::{Inventory, Replication, PROMETHEUS_PLUGIN};
 use crate::plan::cluster::{self as cplan, ClusterPlan, Resource};
 use crate::platform::{Probe, Transport};
 use crate::rabbitmq::api::{self, enc, Credentials};
@@ -607,7 +607,7 @@ fn join(v: &[&String]) -> String {
     v.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(", ")
 }
 
-/// From the central host, every node's AMQP, management and MQTT ports answer: the
+/// From the central host, every node's AMQP, management, MQTT and metrics ports answer: the
 /// TLS ones on a host with `tls`, the plain ones unless it closed them (then they
 /// must not answer). A shovelled site may sit behind a firewall the central host
 /// cannot cross (its shovel connects out): its link checks speak for it.
@@ -634,6 +634,9 @@ fn listeners(c: &mut Checks, inv: &Inventory, conns: &mut [Option<Box<dyn Transp
         }
         if has("rabbitmq_mqtt") {
             ports.push(("mqtt", h.ports.mqtt, plain));
+        }
+        if has(PROMETHEUS_PLUGIN) {
+            ports.push(("prometheus", h.ports.prometheus, plain));
         }
         if h.tls.is_some() {
             ports.extend(tls_ports(inv, h).into_iter().map(|(w, p)| (w, p, true)));
@@ -706,7 +709,7 @@ fn shovelled(inv: &Inventory, i: usize) -> bool {
         .any(|s| s.host == i && s.link == crate::inventory::Link::Shovel)
 }
 
-/// The TLS listeners of a host with `tls`: AMQPS, HTTPS, MQTTS (for the plugins the
+/// The TLS listeners of a host with `tls`: AMQPS, HTTPS, MQTTS, metrics (for the plugins the
 /// cluster runs) and its node's distribution.
 fn tls_ports<'a>(inv: &Inventory, h: &crate::inventory::Host) -> Vec<(&'a str, u16)> {
     let has = |p: &str| inv.cluster.plugins.iter().any(|x| x == p);
@@ -716,6 +719,9 @@ fn tls_ports<'a>(inv: &Inventory, h: &crate::inventory::Host) -> Vec<(&'a str, u
     }
     if has("rabbitmq_mqtt") {
         v.push(("mqtts", h.ports.mqtts));
+    }
+    if has(PROMETHEUS_PLUGIN) {
+        v.push(("prometheus (https)", h.ports.prometheus_tls));
     }
     v.push(("distribution", h.ports.dist));
     v

@@ -262,21 +262,30 @@ pub fn management_at(
     body: Option<&serde_json::Value>,
 ) -> (u16, String) {
     use base64::Engine;
-    use std::io::{Read, Write};
     let password = std::fs::read_to_string(dir.join("lab/secrets/admin.password")).unwrap();
     let auth =
         base64::engine::general_purpose::STANDARD.encode(format!("admin:{}", password.trim()));
     let body = body.map(|b| b.to_string()).unwrap_or_default();
-    let mut s = std::net::TcpStream::connect((host.address.as_str(), port)).unwrap();
+    http(
+        &host.address,
+        port,
+        &format!(
+            "{method} {path} HTTP/1.0\r\nHost: {}\r\nAuthorization: Basic {auth}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+            host.address,
+            body.len()
+        ),
+    )
+}
+
+/// Sends one HTTP/1.0 request to `address:port` and reads the answer to its end:
+/// (status, body).
+fn http(address: &str, port: u16, request: &str) -> (u16, String) {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect((address, port))
+        .unwrap_or_else(|e| panic!("{address}:{port}: {e}"));
     s.set_read_timeout(Some(std::time::Duration::from_secs(60)))
         .unwrap();
-    write!(
-        s,
-        "{method} {path} HTTP/1.0\r\nHost: {}\r\nAuthorization: Basic {auth}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
-        host.address,
-        body.len()
-    )
-    .unwrap();
+    s.write_all(request.as_bytes()).unwrap();
     let mut answer = String::new();
     s.read_to_string(&mut answer).unwrap();
     let (head, body) = answer.split_once("\r\n\r\n").unwrap_or((&answer, ""));
@@ -549,4 +558,50 @@ pub fn assert_no_secret_left(dir: &Path, hosts: &[Host], outputs: &str) {
         })
         .collect();
     assert!(found.is_empty(), "a secret is in {found:?}");
+}
+
+/// Waits (a second between tries) until `done`, failing the test after `limit`: for
+/// what RabbitMQ's statistics show a few seconds after the fact.
+pub fn wait_for(what: &str, limit: std::time::Duration, mut done: impl FnMut() -> bool) {
+    let deadline = std::time::Instant::now() + limit;
+    while !done() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{what}: not within {limit:?}"
+        );
+        std::thread::sleep(std::time::Duration::from_secs(1));
+    }
+}
+
+/// A plain HTTP GET from this machine to `address:port` (no credentials, as a
+/// Prometheus server scrapes). Returns (status, body).
+pub fn http_get(address: &str, port: u16, path: &str) -> (u16, String) {
+    http(
+        address,
+        port,
+        &format!("GET {path} HTTP/1.0\r\nHost: {address}\r\n\r\n"),
+    )
+}
+
+/// A Prometheus endpoint scraped and parsed by an independent parser (the
+/// prometheus-parse crate), failing the test unless it answers 200.
+pub fn scrape(address: &str, port: u16, path: &str) -> prometheus_parse::Scrape {
+    let (status, body) = http_get(address, port, path);
+    assert_eq!(status, 200, "GET {address}:{port}{path}: {body}");
+    prometheus_parse::Scrape::parse(body.lines().map(|l| Ok(l.to_string())))
+        .unwrap_or_else(|e| panic!("{address}:{port}{path} does not parse: {e}"))
+}
+
+/// The value of the first sample named `name` whose labels include `labels`.
+pub fn sample(s: &prometheus_parse::Scrape, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
+    s.samples
+        .iter()
+        .filter(|x| x.metric == name)
+        .find(|x| labels.iter().all(|(k, v)| x.labels.get(k) == Some(*v)))
+        .map(|x| match x.value {
+            prometheus_parse::Value::Counter(v)
+            | prometheus_parse::Value::Gauge(v)
+            | prometheus_parse::Value::Untyped(v) => v,
+            _ => f64::NAN,
+        })
 }
