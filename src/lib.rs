@@ -19,3 +19,4 @@ pub mod render;
 pub mod transport;
 pub mod ui;
 pub mod verify;
+pub mod versions;

@@ -239,6 +239,22 @@ pub struct NodeInfo {
     /// The OTP applications the node runs, plugins among them.
     #[serde(default)]
     pub applications: Vec<Application>,
+    /// In maintenance mode (`rabbitmq-upgrade drain`), until revived.
+    #[serde(default)]
+    pub being_drained: bool,
+}
+
+/// A feature flag as `/api/feature-flags` lists it.
+#[derive(Debug, Clone, Deserialize)]
+pub struct FeatureFlag {
+    pub name: String,
+    /// `enabled`, `disabled`, or `unavailable` (a node of the cluster does not know it:
+    /// a mixed-version cluster during an upgrade).
+    #[serde(default)]
+    pub state: String,
+    /// `stable` or `experimental`.
+    #[serde(default)]
+    pub stability: String,
 }
 
 #[derive(Debug, Clone, Deserialize)]
