@@ -339,7 +339,9 @@ pub fn plan(inv: &Inventory, desired: &[HostRender], facts: &Facts, opts: Option
 }
 
 /// Running nodes their broker lists as in maintenance mode, with no upgrade of
-/// their own to revive them: an upgrade that was interrupted after its drain.
+/// their own to revive them: an upgrade that was interrupted after its drain. (3.10's
+/// node list does not say; there a node's restart revives it, RabbitMQ's
+/// `rabbit_maintenance:boot` step.)
 fn mark_drained(inv: &Inventory, facts: &Facts, hosts: &mut [HostPlan]) {
     for (i, hp) in hosts.iter_mut().enumerate() {
         if hp.upgrade.is_some() || facts.hosts[i].node.state != crate::facts::NodeState::Running {

@@ -239,7 +239,8 @@ pub struct NodeInfo {
     /// The OTP applications the node runs, plugins among them.
     #[serde(default)]
     pub applications: Vec<Application>,
-    /// In maintenance mode (`rabbitmq-upgrade drain`), until revived.
+    /// In maintenance mode (`rabbitmq-upgrade drain`), until revived. Listed by
+    /// the versions after 3.10 only (3.10.8's node list has no such key: false).
     #[serde(default)]
     pub being_drained: bool,
 }
