@@ -4,7 +4,9 @@
 //! result is read through the host itself (systemctl, journalctl, /proc, rabbitmqctl),
 //! not through warren: a bootstrap restarts the unit through systemd with warren's
 //! drop-in loaded; a rerun restarts nothing; a config change restarts the unit once; a
-//! start systemd refuses is reported with the unit's journal; the fix converges.
+//! start systemd refuses is reported with the unit's journal; the fix converges; a
+//! rolling upgrade refused for a skipped series, then an Erlang package switch made
+//! on central (its root an overlay in memory) with apt, drained and revived.
 
 mod common;
 
