@@ -631,9 +631,26 @@ impl<'a> Ctx<'a> {
         crate::platform::stop(t, hp.manager)?;
         // From here the node must be started again whatever fails: a rerun finds it
         // down and brings it up (installed or not) before anything else.
-        self.write_files(h, t, hp)?;
-        self.install(h, t, up)?;
+        let installed = self
+            .write_files(h, t, hp)
+            .and_then(|_| self.install(h, t, up));
         let _slot = (i != self.inv.central_index()).then(crate::platform::start_slot);
+        if let Err(e) = installed {
+            // Not left stopped: started again on what it has (the old version, when
+            // apt or the installer failed), and the run stops with the reason.
+            self.progress
+                .host(&h.name, "starting RabbitMQ again after a failed upgrade");
+            let again = if t.platform().reinstall().is_some() {
+                crate::platform::reinstall(t, hp.manager)
+            } else {
+                crate::platform::start(t, hp.manager, hp.daemon_reload())
+            };
+            let _ = again.and_then(|_| crate::platform::revive(t));
+            return Err(e.context(format!(
+                "{}: the upgrade was not installed; RabbitMQ was started again on what the host has",
+                h.name
+            )));
+        }
         if !hp.reinstall.is_empty() || self.reinstalls_after(t, hp) {
             self.progress
                 .host(&h.name, "reinstalling the RabbitMQ service and starting it");
