@@ -20,3 +20,4 @@ pub mod render;
 pub mod transport;
 pub mod ui;
 pub mod verify;
+pub mod versions;

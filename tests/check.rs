@@ -56,6 +56,24 @@ fn base_inventory_is_valid() {
     assert_eq!(problems(BASE), Vec::<String>::new());
 }
 
+/// Version pins in `[cluster]` and a host's own, each kind where its OS uses it, are
+/// valid; a `[cluster]` key's problem is reported once however many hosts inherit it.
+#[test]
+fn version_pins_are_valid_and_reported_once() {
+    let pins = "name = \"t\"\nrabbitmq_version = \"3.10.25\"\nerlang_version = \"25.3\"\nrabbitmq_package = \"3.10.25-1\"\nerlang_package = \"1:25.3.2.8-1\"\nrabbitmq_installer = 'C:\\installers\\rabbitmq-server-3.10.25.exe'\nerlang_installer = \"https://example.com/otp_win64_25.3.2.8.exe\"";
+    assert_eq!(
+        problems(&BASE.replacen("name = \"t\"", pins, 1)),
+        Vec::<String>::new()
+    );
+    let bad = BASE.replacen(
+        "name = \"t\"",
+        "name = \"t\"\nrabbitmq_version = \"3.10\"",
+        1,
+    );
+    let found = problems(&bad);
+    assert_eq!(found.len(), 1, "{found:#?}");
+}
+
 /// (what, edit as (from, to) on BASE, key expected, words expected in the message)
 const CASES: &[(&str, (&str, &str), &str, &str)] = &[
     (
@@ -468,6 +486,60 @@ const CASES: &[(&str, (&str, &str), &str, &str)] = &[
         ),
         "load_balancer.mode",
         "unknown key",
+    ),
+    (
+        "a RabbitMQ version not as RabbitMQ reports it",
+        ("name = \"t\"", "name = \"t\"\nrabbitmq_version = \"3.10\""),
+        "cluster.rabbitmq_version",
+        "\"3.10\" is not a RabbitMQ version; write it as RabbitMQ reports it, like \"3.10.8\"",
+    ),
+    (
+        "a package of another release than the pinned one",
+        (
+            "name = \"t\"",
+            "name = \"t\"\nrabbitmq_version = \"3.11.28\"\nrabbitmq_package = \"3.10.8-1.1+deb12u1\"",
+        ),
+        "cluster.rabbitmq_package",
+        "is RabbitMQ 3.10.8, but cluster.rabbitmq_version says 3.11.28; make them name the same release",
+    ),
+    (
+        "a package version that is not one",
+        ("name = \"t\"", "name = \"t\"\nerlang_package = \"latest\""),
+        "cluster.erlang_package",
+        "\"latest\" is not a Debian package version",
+    ),
+    (
+        "an Erlang the pinned RabbitMQ does not run on",
+        (
+            "name = \"t\"",
+            "name = \"t\"\nrabbitmq_version = \"3.10.8\"\nerlang_version = \"26.1\"",
+        ),
+        "cluster.erlang_version",
+        "RabbitMQ 3.10.8 runs on Erlang 24.2 to 25.2.x, not 26.1 (RabbitMQ's Erlang compatibility matrix); pin an Erlang version in that range",
+    ),
+    (
+        "a RabbitMQ release warren has no rules for",
+        ("name = \"t\"", "name = \"t\"\nrabbitmq_version = \"4.1.0\""),
+        "cluster.rabbitmq_version",
+        "warren knows the upgrade rules and Erlang requirements of RabbitMQ 3.9 to 4.0 only",
+    ),
+    (
+        "an installer on a Linux host",
+        (
+            "address = \"10.0.0.12\"",
+            "address = \"10.0.0.12\"\nrabbitmq_installer = 'C:\\rabbitmq.exe'",
+        ),
+        "hosts[2].rabbitmq_installer",
+        "is for windows hosts, and this one runs linux; use rabbitmq_package / erlang_package",
+    ),
+    (
+        "an apt package on a Windows host",
+        (
+            "address = \"10.0.0.11\"",
+            "address = \"10.0.0.11\"\nerlang_package = \"1:25.2.3+dfsg-1+deb12u1\"",
+        ),
+        "hosts[1].erlang_package",
+        "is for linux hosts, and this one runs windows; use rabbitmq_installer / erlang_installer",
     ),
 ];
 

@@ -4,7 +4,9 @@
 //! result is read through the host itself (systemctl, journalctl, /proc, rabbitmqctl),
 //! not through warren: a bootstrap restarts the unit through systemd with warren's
 //! drop-in loaded; a rerun restarts nothing; a config change restarts the unit once; a
-//! start systemd refuses is reported with the unit's journal; the fix converges.
+//! start systemd refuses is reported with the unit's journal; the fix converges; a
+//! rolling upgrade refused for a skipped series, then an Erlang package switch made
+//! on central (its root an overlay in memory) with apt, drained and revived.
 
 mod common;
 
@@ -185,6 +187,138 @@ fn central_under_systemd_bootstrap_rerun_change_and_a_failed_start() {
     let (code, out, err) = lab_warren(&dir, &["plan", "--exit-code"]);
     assert_eq!(code, 0, "{out}\n{err}");
     phases.done("fixed and converged");
+
+    // Rolling upgrade, on the one host that can hold its own packages: central's
+    // root is an overlay of this machine's, in memory; site1 shares this machine's
+    // root, so its packages are never touched. The versions are read from the hosts
+    // (dpkg, the node's API, its feature flags).
+    let central_pin = "role = \"central\"\nservice = \"systemd\"";
+    edit_inventory(
+        &dir,
+        central_pin,
+        &format!("{central_pin}\nrabbitmq_version = \"3.12.13\"\nrabbitmq_package = \"3.12.13-1\""),
+    );
+    let plan = lab_warren_ok(&dir, &["plan"]);
+    assert!(
+        plan.contains(
+            "x central: rabbit@central: RabbitMQ 3.10.8 -> 3.12.13 skips a release series"
+        ),
+        "{plan}"
+    );
+    let (code, out, err) = lab_warren(&dir, &["apply", "--yes"]);
+    assert_eq!(code, 1, "{out}\n{err}");
+    assert_eq!(
+        main_pid(&dir, central),
+        back,
+        "a refused upgrade touched central"
+    );
+    edit_inventory(
+        &dir,
+        "\nrabbitmq_version = \"3.12.13\"\nrabbitmq_package = \"3.12.13-1\"",
+        "",
+    );
+    // Another Erlang package of the same OTP release, the only switch this machine's
+    // apt offers: its .debs are fetched here and put into central's apt cache (in
+    // its overlay), so that apt on central installs them without a network.
+    let installed = ssh_ok(&dir, central, "dpkg-query -W -f='${Version}' erlang-base");
+    let other = std::process::Command::new("apt-cache")
+        .args(["madison", "erlang-base"])
+        .output()
+        .unwrap();
+    let other = String::from_utf8_lossy(&other.stdout)
+        .lines()
+        .filter_map(|l| l.split('|').nth(1).map(|v| v.trim().to_string()))
+        .find(|v| *v != installed)
+        .expect("apt offers only one erlang-base version here: the upgrade cannot be made");
+    let packages = ssh_ok(
+        &dir,
+        central,
+        "dpkg-query -W -f='${db:Status-Abbrev} ${Package}\\n' 'erlang-*' | awk '$1 == \"ii\" { print $2 }'",
+    );
+    let debs = dir.join("debs");
+    std::fs::create_dir_all(&debs).unwrap();
+    let mut download = std::process::Command::new("apt-get");
+    download.arg("download").current_dir(&debs);
+    for p in packages.lines() {
+        download.arg(format!("{p}={other}"));
+    }
+    let got = download.output().unwrap();
+    assert!(
+        got.status.success(),
+        "{}",
+        String::from_utf8_lossy(&got.stderr)
+    );
+    let nspawn = std::fs::read_to_string(dir.join("lab/hosts/central/nspawn.pid")).unwrap();
+    let nspawn = nspawn.trim();
+    let init = std::fs::read_to_string(format!("/proc/{nspawn}/task/{nspawn}/children")).unwrap();
+    let cache = format!("/proc/{}/root/var/cache/apt/archives", init.trim());
+    for deb in std::fs::read_dir(&debs).unwrap().flatten() {
+        std::fs::copy(deb.path(), Path::new(&cache).join(deb.file_name())).unwrap();
+    }
+    edit_inventory(
+        &dir,
+        central_pin,
+        &format!("{central_pin}\nerlang_package = \"{other}\""),
+    );
+    let plan = lab_warren_ok(&dir, &["plan"]);
+    assert!(
+        plan.contains(&format!("^ upgrade: Erlang package {installed} -> {other}"))
+            && plan.contains("rolling upgrade (alone): central")
+            && plan.contains("+ enable every stable feature flag through central"),
+        "{plan}"
+    );
+    let site_pid = rabbit_pid(&dir, site);
+    let journal_before = journal(&dir, central);
+    // warren's policy-rc.d exists only while apt runs (one already there is kept).
+    let policy = "ls -l --time-style=full-iso /usr/sbin/policy-rc.d 2>&1; true";
+    let policy_before = ssh_ok(&dir, central, policy);
+    let out = apply_verified(&dir);
+    assert!(out.contains("restarted central; joined none"), "{out}");
+    // Read on the hosts: central's packages are the other ones, every erlang-*
+    // package moved together, site1's (this machine's) are as they were; central was
+    // stopped and started once by systemd and runs again, out of maintenance mode,
+    // with every stable feature flag enabled; site1 was not restarted.
+    assert_eq!(
+        ssh_ok(&dir, central, "dpkg-query -W -f='${Version}\\n' $(dpkg-query -W -f='${db:Status-Abbrev} ${Package}\\n' 'erlang-*' | awk '$1 == \"ii\" { print $2 }') | sort -u"),
+        other
+    );
+    assert_eq!(
+        ssh_ok(&dir, site, "dpkg-query -W -f='${Version}' erlang-base"),
+        installed
+    );
+    assert_eq!(
+        ssh_ok(&dir, central, policy),
+        policy_before,
+        "policy-rc.d not left as it was"
+    );
+    assert_restarted(&journal_before, &journal(&dir, central));
+    assert_ne!(main_pid(&dir, central), back);
+    assert_eq!(rabbit_pid(&dir, site), site_pid);
+    let flags = rabbitmqctl_json(&dir, central, "list_feature_flags name state");
+    let off: Vec<&serde_json::Value> = flags
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|f| f["state"] != "enabled")
+        .collect();
+    assert!(off.is_empty(), "{off:?}");
+    // Out of maintenance mode, as the node itself says (3.10's API does not).
+    for h in &hosts {
+        assert_eq!(
+            ssh_ok(
+                &dir,
+                h,
+                "rabbitmqctl -q eval 'rabbit_maintenance:is_being_drained_local_read(node()).'"
+            ),
+            "false",
+            "{} is left in maintenance mode",
+            h.name
+        );
+    }
+    assert_all_see_all(&dir, &hosts);
+    let (code, out, err) = lab_warren(&dir, &["plan", "--exit-code"]);
+    assert_eq!(code, 0, "{out}\n{err}");
+    phases.done("rolling upgrade of central's Erlang");
 
     down_leaves_no_container(&dir, run_dir_before);
     phases.done("lab down");

@@ -86,6 +86,8 @@ fn converged(c: &Case) -> Vec<HostFacts> {
                         partitions: vec![],
                     }),
                     version: Some("3.10.8".into()),
+                    rabbitmq_version: Some("3.10.8".into()),
+                    erlang_version: Some("25.2.3".into()),
                     api: None,
                     messages: None,
                 },
@@ -101,6 +103,13 @@ fn converged(c: &Case) -> Vec<HostFacts> {
                 server: None,
                 ssh_shell: None,
                 leftovers: vec![],
+                packages: [
+                    ("rabbitmq-server", "3.10.8-1.1+deb12u1"),
+                    ("erlang-base", "1:25.2.3+dfsg-1+deb12u4"),
+                ]
+                .into_iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
             }
         })
         .collect()
@@ -458,6 +467,7 @@ fn a_converged_cluster_plans_no_change_and_a_moved_master_is_moved_back() {
             bindings: v(serde_json::to_value(&defs.bindings).unwrap()),
             nodes: vec![],
             parameters: vec![],
+            feature_flags: vec![],
         }
     };
     let same = warren::plan::cluster::plan(
@@ -1038,6 +1048,7 @@ fn a_former_federation_links_queue_goes_once_empty() {
             bindings: v(serde_json::to_value(&defs.bindings).unwrap()),
             nodes: vec![],
             parameters: vec![],
+            feature_flags: vec![],
         }
     };
     let left = |p: &ClusterPlan| -> Vec<(String, String)> {
@@ -1156,4 +1167,286 @@ fn the_balancer_is_started_reloaded_or_refused_where_haproxy_is_missing() {
         "{}",
         p.blockers[0].message
     );
+}
+
+// Rolling upgrades: the lab's three hosts (central, site1, site2) run Debian's
+// RabbitMQ 3.10.8 on Erlang 25.2.3 (`converged`); each case pins other versions.
+
+/// The lab inventory with `keys` added to `[cluster]`.
+fn pinned(keys: &str) -> Case {
+    let keys = keys.to_string();
+    case(move |t| t.replacen("[cluster]\n", &format!("[cluster]\n{keys}\n"), 1))
+}
+
+fn flags(list: &[(&str, &str, &str)]) -> ClusterFacts {
+    let flags: Vec<serde_json::Value> = list
+        .iter()
+        .map(|(name, state, stability)| {
+            serde_json::json!({"name": name, "state": state, "stability": stability})
+        })
+        .collect();
+    ClusterFacts {
+        feature_flags: v(serde_json::Value::Array(flags)),
+        ..Default::default()
+    }
+}
+
+fn blockers(p: &plan::Plan) -> Vec<String> {
+    p.blockers
+        .iter()
+        .map(|b| format!("{}: {}", b.host, b.message))
+        .collect()
+}
+
+#[test]
+fn an_upgrade_goes_one_node_at_a_time_sites_first_then_every_flag() {
+    let c = pinned("rabbitmq_version = \"3.10.25\"\nrabbitmq_package = \"3.10.25-1\"");
+    let p = plan_of(&c, converged(&c), false);
+    let text = plan::view::text(&p);
+    assert!(p.blockers.is_empty(), "{text}");
+    let names =
+        |v: &[usize]| -> Vec<String> { v.iter().map(|&i| c.inv.hosts[i].name.clone()).collect() };
+    assert_eq!(
+        names(&p.upgrade.order),
+        ["site1", "site2", "central"],
+        "{text}"
+    );
+    // One wave, one node at a time, and nothing else restarts.
+    assert_eq!(p.waves.len(), 1, "{text}");
+    assert_eq!(p.waves[0].kind, WaveKind::Upgrade);
+    assert!(!p.waves[0].parallel());
+    assert_eq!(names(&p.waves[0].hosts), ["site1", "site2", "central"]);
+    for h in &p.hosts {
+        let up = h.upgrade.as_ref().expect("every node upgrades");
+        assert_eq!(up.install.rabbitmq.as_deref(), Some("3.10.25-1"));
+        assert_eq!(up.install.erlang, None);
+        assert!(!up.new_series, "a patch release");
+    }
+    assert_eq!(names(&p.upgrade.enable_flags), ["central"]);
+    assert!(
+        text.contains(
+            "  ^ upgrade: RabbitMQ 3.10.8 (3.10.8-1.1+deb12u1) -> 3.10.25 (3.10.25-1)\n      drain (maintenance mode"
+        ),
+        "{text}"
+    );
+    assert!(
+        text.contains("rolling upgrade (one at a time): site1, site2, central"),
+        "{text}"
+    );
+    assert!(
+        text.contains("+ enable every stable feature flag through central (rabbitmqctl enable_feature_flag all): after the last node's upgrade"),
+        "{text}"
+    );
+    assert!(text.contains("3 node upgrade(s)"), "{text}");
+}
+
+#[test]
+fn a_new_series_needs_every_stable_flag_enabled_first() {
+    let keys = "rabbitmq_version = \"3.11.28\"\nrabbitmq_package = \"3.11.28-1\"";
+    let c = pinned(keys);
+    // A stable flag disabled: refused on every node, the flag named.
+    let off = flags(&[
+        ("quorum_queue", "enabled", "stable"),
+        ("stream_queue", "disabled", "stable"),
+        ("khepri_db", "disabled", "experimental"),
+    ]);
+    let p = plan_with_cluster(&c, off, false);
+    let b = blockers(&p);
+    assert_eq!(b.len(), 3, "{b:?}");
+    assert!(b[0].starts_with("site1: rabbit@site1 -> RabbitMQ 3.11.28: every stable feature flag must be enabled before a new release series"), "{b:?}");
+    assert!(
+        b[0].contains(
+            "and stream_queue is not; run `rabbitmqctl enable_feature_flag all` on central"
+        ),
+        "{b:?}"
+    );
+    assert!(
+        !b[0].contains("khepri_db"),
+        "experimental flags are not asked for: {b:?}"
+    );
+    assert!(p.upgrade.order.is_empty());
+    // Unreadable flags: refused too ("could not check" is never "fine").
+    let p = plan_of(&c, converged(&c), false);
+    assert!(
+        blockers(&p)[0].contains("cannot be read (not read in this case)"),
+        "{:?}",
+        blockers(&p)
+    );
+    // All enabled: the upgrade, marked as a new series.
+    let on = flags(&[
+        ("quorum_queue", "enabled", "stable"),
+        ("stream_queue", "enabled", "stable"),
+    ]);
+    let p = plan_with_cluster(&c, on, false);
+    assert!(p.blockers.is_empty(), "{}", plan::view::text(&p));
+    assert_eq!(p.upgrade.order.len(), 3);
+    assert!(p
+        .hosts
+        .iter()
+        .all(|h| h.upgrade.as_ref().unwrap().new_series));
+}
+
+#[test]
+fn what_the_upgrade_guide_forbids_is_refused() {
+    let flags_on = || flags(&[("quorum_queue", "enabled", "stable")]);
+    // 3.10 -> 3.12 skips 3.11.
+    let c = pinned("rabbitmq_version = \"3.12.13\"\nrabbitmq_package = \"3.12.13-1\"");
+    let b = blockers(&plan_with_cluster(&c, flags_on(), false));
+    assert_eq!(b.len(), 3, "{b:?}");
+    assert!(b[0].contains("RabbitMQ 3.10.8 -> 3.12.13 skips a release series: a rolling upgrade goes one series at a time (3.11 next)"), "{b:?}");
+    // A downgrade.
+    let c = pinned("rabbitmq_version = \"3.10.7\"\nrabbitmq_package = \"3.10.7-1\"");
+    let b = blockers(&plan_with_cluster(&c, flags_on(), false));
+    assert!(
+        b[0].contains("3.10.8 -> 3.10.7 is a downgrade, which RabbitMQ does not support"),
+        "{b:?}"
+    );
+    // 4.0 from anything but 3.13.
+    let c = pinned("rabbitmq_version = \"4.0.3\"\nrabbitmq_package = \"4.0.3-1\"\nerlang_version = \"26.2\"\nerlang_package = \"1:26.2.5-1\"");
+    let mut facts = converged(&c);
+    for f in &mut facts {
+        f.packages
+            .insert("rabbitmq-server".into(), "3.12.13-1".into());
+        f.node.rabbitmq_version = Some("3.12.13".into());
+    }
+    let b = blockers(&plan_from(&c, facts, Ok(flags_on()), false));
+    assert!(
+        b[0].contains("3.12.13 -> 4.0.3 skips a release series")
+            && b[0].contains("4.0 only from 3.13"),
+        "{b:?}"
+    );
+    // 3.12 only from 3.11.18.
+    let c = pinned("rabbitmq_version = \"3.12.13\"\nrabbitmq_package = \"3.12.13-1\"");
+    let mut facts = converged(&c);
+    for f in &mut facts {
+        f.packages
+            .insert("rabbitmq-server".into(), "3.11.10-1".into());
+        f.node.rabbitmq_version = Some("3.11.10".into());
+    }
+    let b = blockers(&plan_from(&c, facts, Ok(flags_on()), false));
+    assert!(
+        b[0].contains("RabbitMQ 3.12.13 can be reached only from 3.11.18 or later"),
+        "{b:?}"
+    );
+    // An Erlang the target does not run on: 3.11 needs 25.0 at least.
+    let c = pinned("rabbitmq_version = \"3.11.28\"\nrabbitmq_package = \"3.11.28-1\"");
+    let mut facts = converged(&c);
+    for f in &mut facts {
+        f.packages
+            .insert("erlang-base".into(), "1:24.3.4.8-1".into());
+        f.node.erlang_version = Some("24.3.4.8".into());
+    }
+    let b = blockers(&plan_from(&c, facts, Ok(flags_on()), false));
+    assert!(
+        b[0].contains("RabbitMQ 3.11.28 runs on Erlang 25.0 to 25.3.x, not 24.3.4.8"),
+        "{b:?}"
+    );
+    // No apt version named for a Linux host: nothing to install from.
+    let c = pinned("rabbitmq_version = \"3.10.25\"");
+    let b = blockers(&plan_with_cluster(&c, flags_on(), false));
+    assert!(b[0].contains("site1 has RabbitMQ 3.10.8 and the inventory pins 3.10.25: name apt's package version to install with rabbitmq_package"), "{b:?}");
+}
+
+#[test]
+fn an_interrupted_upgrade_is_resumed_where_it_stopped() {
+    let c = pinned("rabbitmq_version = \"3.10.25\"\nrabbitmq_package = \"3.10.25-1\"");
+    let mut facts = converged(&c);
+    // site1 done; site2's packages installed but its node still the old one.
+    facts[1]
+        .packages
+        .insert("rabbitmq-server".into(), "3.10.25-1".into());
+    facts[1].node.rabbitmq_version = Some("3.10.25".into());
+    facts[2]
+        .packages
+        .insert("rabbitmq-server".into(), "3.10.25-1".into());
+    let p = plan_of(&c, facts, false);
+    let text = plan::view::text(&p);
+    assert!(p.blockers.is_empty(), "{text}");
+    let order: Vec<&str> = p
+        .upgrade
+        .order
+        .iter()
+        .map(|&i| c.inv.hosts[i].name.as_str())
+        .collect();
+    assert_eq!(order, ["site2", "central"], "{text}");
+    assert!(p.hosts[1].upgrade.is_none());
+    let site2 = p.hosts[2].upgrade.as_ref().unwrap();
+    assert_eq!(
+        site2.install,
+        Default::default(),
+        "nothing left to install on site2"
+    );
+    assert!(
+        text.contains(
+            "resuming an interrupted upgrade: rabbit@site1 already run(s) the pinned versions"
+        ),
+        "{text}"
+    );
+    assert!(
+        text.contains(
+            "RabbitMQ 3.10.8 -> 3.10.25 (installed already; the node still runs the old version)"
+        ),
+        "{text}"
+    );
+    // Every node done, a stable flag still off (killed before the last step).
+    let mut facts = converged(&c);
+    for f in &mut facts {
+        f.packages
+            .insert("rabbitmq-server".into(), "3.10.25-1".into());
+        f.node.rabbitmq_version = Some("3.10.25".into());
+    }
+    let p = plan_from(
+        &c,
+        facts,
+        Ok(flags(&[("stream_queue", "disabled", "stable")])),
+        false,
+    );
+    assert!(p.upgrade.order.is_empty());
+    assert_eq!(p.upgrade.enable_flags, [c.inv.central_index()]);
+    assert!(plan::view::text(&p)
+        .contains("every node runs its pinned version, and stream_queue is disabled"));
+    // A node left in maintenance mode is revived.
+    let mut cf = flags(&[]);
+    cf.nodes = vec![serde_json::from_value(
+        serde_json::json!({"name": "rabbit@site2", "running": true, "being_drained": true}),
+    )
+    .unwrap()];
+    let c = case(|t| t);
+    let p = plan_from(&c, converged(&c), Ok(cf), false);
+    assert!(p.hosts[2].revive && !p.hosts[1].revive);
+    assert!(plan::view::text(&p).contains("~ revive rabbit@site2 (rabbitmq-upgrade revive)"));
+}
+
+#[test]
+fn an_erlang_package_switch_and_a_node_that_is_down() {
+    // The switch this machine's apt can make: the same OTP release, another
+    // Debian security update of it.
+    let c = pinned("erlang_package = \"1:25.2.3+dfsg-1+deb12u1\"");
+    let mut facts = converged(&c);
+    facts[2].node.state = NodeState::Stopped;
+    facts[2].node.membership = None;
+    let p = plan_of(&c, facts, false);
+    let text = plan::view::text(&p);
+    assert!(p.blockers.is_empty(), "{text}");
+    for h in &p.hosts {
+        let up = h.upgrade.as_ref().unwrap();
+        assert_eq!(
+            up.install.erlang.as_deref(),
+            Some("1:25.2.3+dfsg-1+deb12u1")
+        );
+        assert_eq!(up.install.rabbitmq, None);
+    }
+    assert!(
+        text.contains(
+            "Erlang package 1:25.2.3+dfsg-1+deb12u4 -> 1:25.2.3+dfsg-1+deb12u1 (an older package)"
+        ),
+        "{text}"
+    );
+    // site2 is down: installed before it starts, with the nodes brought up; the
+    // others in the upgrade wave.
+    assert_eq!(p.waves[0].kind, WaveKind::BringUp);
+    assert_eq!(p.waves[0].hosts, [2]);
+    assert_eq!(p.waves[1].kind, WaveKind::Upgrade);
+    assert_eq!(p.waves[1].hosts, [1, 0]);
+    assert!(text.contains("it is down: install every installed erlang-* package =1:25.2.3+dfsg-1+deb12u1 (apt-get), write its files, start"), "{text}");
 }

@@ -236,6 +236,12 @@ pub fn execute(
             }
         }
     }
+    for &b in &plan.upgrade.enable_flags {
+        pending.push(format!(
+            "{}: enable every stable feature flag",
+            inv.hosts[b].name
+        ));
+    }
     pending.push("cluster resources, then placement and sync read back".into());
     for l in &plan.links {
         pending.push(format!(
@@ -361,6 +367,17 @@ pub fn execute(
         }
         let t0 = Instant::now();
         crate::interrupt::checkpoint()?;
+        for &b in &plan.upgrade.enable_flags {
+            // After the last node: the features of the new version.
+            let name = inv.hosts[b].name.clone();
+            progress.host(&name, "enabling every stable feature flag");
+            crate::platform::enable_feature_flags(&mut *ex.conns[b])?;
+            ex.did(&name, "enabled every stable feature flag".into());
+            pending
+                .lock()
+                .unwrap()
+                .retain(|l| *l != format!("{name}: enable every stable feature flag"));
+        }
         ex.cluster()?;
         ex.links()?;
         ex.balancer(plan)?;
@@ -407,6 +424,12 @@ fn host_summary(hp: &HostPlan) -> String {
     }
     if !hp.start_plugins.is_empty() {
         parts.push(format!("start plugins {}", hp.start_plugins.join(", ")));
+    }
+    if let Some(up) = &hp.upgrade {
+        parts.push(format!("upgrade ({})", up.changes.join("; ")));
+    }
+    if hp.revive {
+        parts.push("revive the node from maintenance mode".into());
     }
     parts.join(", ")
 }
@@ -461,16 +484,7 @@ impl<'a> Ctx<'a> {
             );
             crate::platform::stop(t, hp.manager)?;
         }
-        for f in &hp.files {
-            self.progress.host(&h.name, &format!("writing {}", f.path));
-            t.upload(
-                &f.path,
-                f.content.bytes(),
-                f.owner.as_deref(),
-                f.mode,
-                f.in_place,
-            )?;
-        }
+        self.write_files(h, t, hp)?;
         let wrote: Vec<&str> = hp
             .files
             .iter()
@@ -506,7 +520,11 @@ impl<'a> Ctx<'a> {
                 // Starts are capped over all hosts (see `platform::start_slot`); the
                 // seed, which every join waits for, never queues for a slot.
                 let _slot = (i != self.inv.central_index()).then(crate::platform::start_slot);
-                let verb = if !hp.reinstall.is_empty() {
+                if let Some(up) = hp.upgrade.as_ref().filter(|_| hp.service == Service::Start) {
+                    // A node that is down is upgraded before it starts.
+                    self.install(h, t, up)?;
+                }
+                let verb = if !hp.reinstall.is_empty() || self.reinstalls_after(t, hp) {
                     self.progress.host(
                         &h.name,
                         &format!(
@@ -548,6 +566,12 @@ impl<'a> Ctx<'a> {
                 }
             }
         }
+        if hp.revive {
+            self.progress
+                .host(&h.name, "reviving the node from maintenance mode");
+            crate::platform::revive(t)?;
+            self.did(&h.name, "revived from maintenance mode".into(), 1);
+        }
         if !hp.start_plugins.is_empty() {
             let list = hp.start_plugins.join(", ");
             self.progress
@@ -555,6 +579,117 @@ impl<'a> Ctx<'a> {
             crate::platform::start_plugins(t, &hp.start_plugins)?;
             self.did(&h.name, format!("started plugins {list} again"), 1);
         }
+        Ok(())
+    }
+
+    /// Writes the host's changed files, as its plan has them.
+    fn write_files(&self, h: &Host, t: &mut dyn Transport, hp: &HostPlan) -> Result<()> {
+        for f in &hp.files {
+            self.progress.host(&h.name, &format!("writing {}", f.path));
+            t.upload(
+                &f.path,
+                f.content.bytes(),
+                f.owner.as_deref(),
+                f.mode,
+                f.in_place,
+            )?;
+        }
+        Ok(())
+    }
+
+    /// Installs a node's upgrade (its node stopped).
+    fn install(
+        &self,
+        h: &Host,
+        t: &mut dyn Transport,
+        up: &crate::plan::upgrade::NodeUpgrade,
+    ) -> Result<()> {
+        if up.install == crate::platform::Install::default() {
+            return Ok(());
+        }
+        self.progress
+            .host(&h.name, &format!("installing ({})", up.changes.join("; ")));
+        crate::platform::install(t, &up.install)?;
+        self.note(format!("{}: installed {}", h.name, up.changes.join("; ")));
+        Ok(())
+    }
+
+    /// Whether the node starts through a service reinstall after its upgrade: the
+    /// Windows service runs the Erlang and RabbitMQ it was installed with.
+    fn reinstalls_after(&self, t: &mut dyn Transport, hp: &HostPlan) -> bool {
+        hp.upgrade
+            .as_ref()
+            .is_some_and(|up| up.install != crate::platform::Install::default())
+            && t.platform().reinstall().is_some()
+    }
+
+    /// One node's rolling upgrade: drained (maintenance mode), stopped, its files
+    /// written, the new versions installed, started (Windows: the service
+    /// reinstalled), revived. The caller waits for the queue copies around it and
+    /// gives the masters back.
+    fn upgrade(&self, i: usize, t: &mut dyn Transport, hp: &HostPlan) -> Result<()> {
+        let h = &self.inv.hosts[i];
+        let Some(up) = &hp.upgrade else {
+            return Ok(());
+        };
+        self.progress.host(
+            &h.name,
+            "draining (maintenance mode: clients disconnected, masters handed over)",
+        );
+        crate::platform::drain(t)?;
+        self.note(format!(
+            "{}: drained {} (maintenance mode)",
+            h.name, hp.node
+        ));
+        self.progress
+            .host(&h.name, "stopping RabbitMQ for its upgrade");
+        crate::platform::stop(t, hp.manager)?;
+        // From here the node must be started again whatever fails: a rerun finds it
+        // down and brings it up (installed or not) before anything else.
+        let installed = self
+            .write_files(h, t, hp)
+            .and_then(|_| self.install(h, t, up));
+        let _slot = (i != self.inv.central_index()).then(crate::platform::start_slot);
+        if let Err(e) = installed {
+            // Not left stopped: started again on what it has (the old version, when
+            // apt or the installer failed), and the run stops with the reason.
+            self.progress
+                .host(&h.name, "starting RabbitMQ again after a failed upgrade");
+            let again = if t.platform().reinstall().is_some() {
+                crate::platform::reinstall(t, hp.manager)
+            } else {
+                crate::platform::start(t, hp.manager, hp.daemon_reload())
+            };
+            let _ = again.and_then(|_| crate::platform::revive(t));
+            return Err(e.context(format!(
+                "{}: the upgrade was not installed; RabbitMQ was started again on what the host has",
+                h.name
+            )));
+        }
+        if !hp.reinstall.is_empty() || self.reinstalls_after(t, hp) {
+            self.progress
+                .host(&h.name, "reinstalling the RabbitMQ service and starting it");
+            crate::platform::reinstall(t, hp.manager)?;
+        } else {
+            self.progress.host(&h.name, "starting RabbitMQ");
+            crate::platform::start(t, hp.manager, hp.daemon_reload())?;
+        }
+        if hp
+            .files
+            .iter()
+            .any(|f| f.effect == crate::render::Effect::StopWriteStart && f.restarts)
+        {
+            crate::platform::check_cookie_source(t)?;
+        }
+        self.progress
+            .host(&h.name, "reviving (out of maintenance mode)");
+        crate::platform::revive(t)?;
+        self.did(
+            &h.name,
+            format!("upgraded: {}", up.changes.join("; ")),
+            WEIGHT_NODE,
+        );
+        self.report.lock().unwrap().restarted.push(h.name.clone());
         Ok(())
     }
 
@@ -716,6 +851,17 @@ impl<'a> Executor<'a> {
             report: &self.report,
         };
         ctx.host(i, &mut *self.conns[i], hp)
+    }
+
+    /// One host's upgrade step alone (the transcripts drive hosts one by one).
+    pub fn upgrade_host(&mut self, i: usize, hp: &HostPlan) -> Result<()> {
+        let ctx = Ctx {
+            inv: self.inv,
+            progress: self.progress,
+            force: self.force,
+            report: &self.report,
+        };
+        ctx.upgrade(i, &mut *self.conns[i], hp)
     }
 
     /// Joins `host` to the central node: the central host's side of the checks,
@@ -916,6 +1062,40 @@ impl<'a> Executor<'a> {
                 self.host(i, hp)?;
                 // The next restart may take a master down: only when every copy
                 // is synchronised can RabbitMQ promote one without losing messages.
+                self.await_copies()
+            }
+            WaveKind::Upgrade => {
+                self.await_copies()?;
+                let ctx = Ctx {
+                    inv: self.inv,
+                    progress: self.progress,
+                    force: self.force,
+                    report: &self.report,
+                };
+                ctx.upgrade(i, &mut *self.conns[i], hp)?;
+                if self.inv.is_member(i) {
+                    // Its drain handed its masters to other nodes: back to their site
+                    // node now, before the next node drains.
+                    let queues: Vec<String> = self
+                        .inv
+                        .sites
+                        .iter()
+                        .filter(|s| s.host == i && !s.linked())
+                        .map(|s| s.queue.clone())
+                        .collect();
+                    if !queues.is_empty() {
+                        self.cluster_ops(
+                            Broker::Cluster,
+                            &|op, _| match op {
+                                Op::MoveMaster { queue, .. } | Op::SyncQueue { queue } => {
+                                    queues.contains(queue)
+                                }
+                                _ => false,
+                            },
+                            true,
+                        )?;
+                    }
+                }
                 self.await_copies()
             }
             _ => self.host(i, hp),

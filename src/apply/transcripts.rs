@@ -216,7 +216,7 @@ impl Scripted {
         ));
         if self.windows {
             out.push_str(
-                "@@sbin C:\\Program Files\\RabbitMQ Server\\rabbitmq_server-3.10.8\\sbin\n@@shell none\n",
+                "@@sbin C:\\Program Files\\RabbitMQ Server\\rabbitmq_server-3.10.8\\sbin\n@@shell none\n@@package rabbitmq 3.10.8\n@@package erlang 25.2.3\n",
             );
         }
         out
@@ -522,8 +522,11 @@ fn transcript_over(inv: &Inventory, states: Vec<HostState>, winrm: bool) -> Stri
     let progress = crate::ui::Progress::new(&[], 1);
     let mut ex = Executor::new(inv, &mut conns, &progress);
     for &i in &inv.central_first() {
-        if plan.hosts[i].changes() {
-            ex.host(i, &plan.hosts[i]).unwrap();
+        let hp = &plan.hosts[i];
+        if hp.upgrade.is_some() && hp.service != crate::plan::Service::Start {
+            ex.upgrade_host(i, hp).unwrap();
+        } else if hp.changes() {
+            ex.host(i, hp).unwrap();
         }
     }
     for j in &plan.joins {
@@ -574,6 +577,44 @@ fn windows_first_bootstrap() {
         "{t}"
     );
     insta::assert_snapshot!("windows_first_bootstrap", t);
+}
+
+/// A Windows site upgraded to a pinned RabbitMQ and Erlang: drained, stopped, both
+/// installers run silently (Erlang's downloaded from its URL first, RabbitMQ's from
+/// a path on the host), the service reinstalled from the new version's folder so it
+/// runs the new Erlang and reads warren's environment file, revived.
+#[test]
+fn windows_upgrade() {
+    let dir = tempfile::tempdir().unwrap();
+    let inv = inventory(dir.path(), &["win1"]);
+    let text = std::fs::read_to_string(&inv.path).unwrap().replacen(
+        "transport = \"ssh\"\nrole = \"site\"\n",
+        "transport = \"ssh\"\nrole = \"site\"\nrabbitmq_version = \"3.10.25\"\nerlang_version = \"25.3.2.8\"\nrabbitmq_installer = 'C:\\installers\\rabbitmq-server-3.10.25.exe'\nerlang_installer = \"https://github.com/erlang/otp/releases/download/OTP-25.3.2.8/otp_win64_25.3.2.8.exe\"\n",
+        1,
+    );
+    std::fs::write(&inv.path, text).unwrap();
+    let inv = inventory::load(&inv.path, inventory::Needs::Hosts).unwrap();
+    let r = render::render(&inv, None).unwrap().hosts;
+    let t = transcript(&inv, vec![converged(&inv, &r[0]), converged(&inv, &r[1])]);
+    assert!(
+        t.contains("^ upgrade: RabbitMQ 3.10.8 -> 3.10.25; Erlang 25.2.3 -> 25.3.2.8"),
+        "{t}"
+    );
+    let apply = t.split("== apply").nth(1).unwrap();
+    let at = |s: &str| {
+        apply
+            .find(s)
+            .unwrap_or_else(|| panic!("{s} not sent: {apply}"))
+    };
+    assert!(at("'drain'") < at("Stop-Service"));
+    assert!(at("Stop-Service") < at("Install-From 'https://github.com/erlang"));
+    assert!(
+        at("Install-From 'https://github.com/erlang")
+            < at("Install-From 'C:\\installers\\rabbitmq-server-3.10.25.exe' 'RabbitMQ'")
+    );
+    assert!(at("'RabbitMQ'\n") < at("rabbitmq-service.bat"));
+    assert!(at("rabbitmq-service.bat") < at("'revive'"));
+    insta::assert_snapshot!("windows_upgrade", t);
 }
 
 #[test]

@@ -46,6 +46,9 @@ pub struct NodeFacts {
     /// `None` when the node is not running (or did not answer).
     pub membership: Option<Membership>,
     pub version: Option<String>,
+    /// The running node's own RabbitMQ and Erlang/OTP versions (its `/api/overview`).
+    pub rabbitmq_version: Option<String>,
+    pub erlang_version: Option<String>,
     /// The management API answered, with these credentials.
     pub api: Option<Credentials>,
     /// Messages in this node's queues; read for nodes that would have to be reset.
@@ -79,6 +82,10 @@ pub struct HostFacts {
     pub ssh_shell: Option<String>,
     /// Temporary files an interrupted upload left (`PATH.warren-new`).
     pub leftovers: Vec<String>,
+    /// The versions installed on the host, by package: Linux `rabbitmq-server` and
+    /// `erlang-base` (dpkg's versions), Windows `rabbitmq` and `erlang` (the
+    /// installers' versions, from the registry).
+    pub packages: BTreeMap<String, String>,
 }
 
 impl HostFacts {
@@ -100,6 +107,7 @@ pub struct ClusterFacts {
     pub bindings: Vec<api::BindingInfo>,
     pub nodes: Vec<api::NodeInfo>,
     pub parameters: Vec<api::ParameterInfo>,
+    pub feature_flags: Vec<api::FeatureFlag>,
 }
 
 /// The cluster's state could not be read yet: why, in one sentence.
@@ -271,6 +279,8 @@ pub fn host_facts(
         state: NodeState::Stopped,
         membership: None,
         version: None,
+        rabbitmq_version: None,
+        erlang_version: None,
         api: None,
         messages: None,
     };
@@ -307,6 +317,7 @@ pub fn host_facts(
         server: p.server_version(),
         ssh_shell: reading.ssh_shell,
         leftovers: reading.leftovers,
+        packages: reading.packages,
     })
 }
 
@@ -364,6 +375,9 @@ fn read_node(
             "RabbitMQ {}, Erlang {}",
             overview.rabbitmq_version, overview.erlang_version
         ));
+        let some = |v: &str| (!v.is_empty()).then(|| v.to_string());
+        node.rabbitmq_version = some(&overview.rabbitmq_version);
+        node.erlang_version = some(&overview.erlang_version);
         // The node's own partitions: the nodes it lost and found again.
         let Some(partitions) = nodes
             .iter()
@@ -596,6 +610,7 @@ pub fn gather_cluster(p: &mut dyn Probe, port: u16, c: &Credentials) -> Result<C
         bindings: api::get(p, port, c, "/api/bindings")?,
         nodes: api::get(p, port, c, "/api/nodes")?,
         parameters: api::get(p, port, c, "/api/parameters")?,
+        feature_flags: api::get(p, port, c, "/api/feature-flags")?,
     })
 }
 

@@ -20,6 +20,12 @@ const CLUSTER: &[&str] = &[
     "hosts_file",
     "vhost",
     "ports",
+    "rabbitmq_version",
+    "erlang_version",
+    "rabbitmq_package",
+    "erlang_package",
+    "rabbitmq_installer",
+    "erlang_installer",
 ];
 const PORTS: &[&str] = &[
     "amqp",
@@ -50,6 +56,12 @@ const HOST: &[&str] = &[
     "paths",
     "winrm",
     "tls",
+    "rabbitmq_version",
+    "erlang_version",
+    "rabbitmq_package",
+    "erlang_package",
+    "rabbitmq_installer",
+    "erlang_installer",
 ];
 const TLS: &[&str] = &["ca", "cert", "key", "keep_plain"];
 const WINRM: &[&str] = &["scheme", "auth", "ca_file", "insecure_skip_verify"];

@@ -202,6 +202,33 @@ pub struct Host {
     /// The host's certificate: its listeners speak TLS, and so do its node's
     /// distribution and CLI tools.
     pub tls: Option<Tls>,
+    /// The versions the inventory pins for this host, and where an upgrade
+    /// installs them from.
+    pub versions: Versions,
+}
+
+/// The RabbitMQ and Erlang versions pinned for a host (`[cluster]`'s keys, each
+/// overridden by the host's own), and what an upgrade installs.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Versions {
+    /// RabbitMQ's version as the node reports it: `rabbitmq_version`, else the
+    /// upstream part of `rabbitmq_package`. `None`: not pinned.
+    pub rabbitmq: Option<crate::versions::Version>,
+    /// Erlang/OTP's, the same way.
+    pub erlang: Option<crate::versions::Version>,
+    /// Linux: the apt package versions to install (`rabbitmq-server`, the `erlang-*`
+    /// packages).
+    pub rabbitmq_package: Option<String>,
+    pub erlang_package: Option<String>,
+    /// Windows: the installers, as paths on the host or http(s) URLs.
+    pub rabbitmq_installer: Option<String>,
+    pub erlang_installer: Option<String>,
+}
+
+impl Versions {
+    pub fn pinned(&self) -> bool {
+        self.rabbitmq.is_some() || self.erlang.is_some()
+    }
 }
 
 /// A host's `tls` table: PEM files on the operator's machine that warren puts on the

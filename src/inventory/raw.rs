@@ -64,7 +64,49 @@ pub struct RawCluster {
     pub vhost: Option<String>,
     #[serde(default)]
     pub ports: RawPorts,
+    #[serde(default)]
+    pub rabbitmq_version: Option<String>,
+    #[serde(default)]
+    pub erlang_version: Option<String>,
+    #[serde(default)]
+    pub rabbitmq_package: Option<String>,
+    #[serde(default)]
+    pub erlang_package: Option<String>,
+    #[serde(default)]
+    pub rabbitmq_installer: Option<String>,
+    #[serde(default)]
+    pub erlang_installer: Option<String>,
 }
+
+/// The version keys of `[cluster]` or of a host (which overrides them one by one).
+#[derive(Debug, Default, Clone)]
+pub struct RawVersions {
+    pub rabbitmq_version: Option<String>,
+    pub erlang_version: Option<String>,
+    pub rabbitmq_package: Option<String>,
+    pub erlang_package: Option<String>,
+    pub rabbitmq_installer: Option<String>,
+    pub erlang_installer: Option<String>,
+}
+
+macro_rules! versions_of {
+    ($t:ty) => {
+        impl $t {
+            pub fn versions(&self) -> RawVersions {
+                RawVersions {
+                    rabbitmq_version: self.rabbitmq_version.clone(),
+                    erlang_version: self.erlang_version.clone(),
+                    rabbitmq_package: self.rabbitmq_package.clone(),
+                    erlang_package: self.erlang_package.clone(),
+                    rabbitmq_installer: self.rabbitmq_installer.clone(),
+                    erlang_installer: self.erlang_installer.clone(),
+                }
+            }
+        }
+    };
+}
+versions_of!(RawCluster);
+versions_of!(RawHost);
 
 /// Listener ports; every field optional so that a host can override one of them.
 #[derive(Debug, Default, Deserialize, Clone)]
@@ -137,6 +179,18 @@ pub struct RawHost {
     pub winrm: Option<RawWinrm>,
     #[serde(default)]
     pub tls: Option<RawTls>,
+    #[serde(default)]
+    pub rabbitmq_version: Option<String>,
+    #[serde(default)]
+    pub erlang_version: Option<String>,
+    #[serde(default)]
+    pub rabbitmq_package: Option<String>,
+    #[serde(default)]
+    pub erlang_package: Option<String>,
+    #[serde(default)]
+    pub rabbitmq_installer: Option<String>,
+    #[serde(default)]
+    pub erlang_installer: Option<String>,
 }
 
 /// `tls = { ca, cert, key, keep_plain }` of a host.

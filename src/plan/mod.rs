@@ -4,6 +4,7 @@
 pub mod backup;
 pub mod cluster;
 pub mod departure;
+pub mod upgrade;
 pub mod view;
 
 use crate::facts::{Facts, FileState, HostFacts};
@@ -101,6 +102,12 @@ pub struct HostPlan {
     pub unchanged: Vec<String>,
     /// Temporary files an interrupted upload left, deleted first.
     pub leftovers: Vec<String>,
+    /// The node's upgrade to the inventory's pinned versions, in the upgrade wave
+    /// (or, for a node that is down, before it starts).
+    pub upgrade: Option<upgrade::NodeUpgrade>,
+    /// The node is in maintenance mode (an upgrade interrupted between its drain and
+    /// its revive): revive it.
+    pub revive: bool,
 }
 
 /// A host setting that differs.
@@ -118,6 +125,8 @@ impl HostPlan {
             || self.service != Service::Leave
             || !self.start_plugins.is_empty()
             || !self.settings.is_empty()
+            || self.upgrade.is_some()
+            || self.revive
     }
 }
 
@@ -162,6 +171,10 @@ pub enum WaveKind {
     /// Members of the running cluster: one at a time, each after every queue copy is
     /// back, so that RabbitMQ can always promote a synchronised copy.
     Rolling,
+    /// Nodes upgraded to the inventory's pinned versions: one at a time, sites first,
+    /// each drained (maintenance mode) before it stops and revived after, its
+    /// masters given back, every copy back before the next.
+    Upgrade,
     /// Joins of nodes whose state could not be read as fresh (not running at plan
     /// time, or reset by --force): one at a time, membership read right before.
     Joins,
@@ -193,6 +206,7 @@ impl Wave {
             WaveKind::Fresh => "no messages and in no cluster: files and restarts all at once (beside the seed's, when it restarts too), each joining the seed once it runs",
             WaveKind::Standalone => "linked sites' standalone brokers, no cluster members: restarted side by side (each link resumes when its ends are back)",
             WaveKind::Rolling => "members of the running cluster: one at a time, each after every queue copy is back",
+            WaveKind::Upgrade => "upgraded one at a time, sites first and the central node last: each drained before it stops and revived after, its masters given back, every queue copy back before the next",
             WaveKind::Joins => "not read as fresh: joined one at a time, membership read right before",
         }
     }
@@ -215,6 +229,8 @@ pub struct Plan {
     pub warnings: Vec<String>,
     /// HAProxy on the `[load_balancer]` host, started or reloaded last.
     pub balancer: Option<crate::balancer::BalancerPlan>,
+    /// The rolling upgrade to the inventory's pinned versions.
+    pub upgrade: upgrade::UpgradePlan,
 }
 
 /// The plan for a linked site's standalone broker.
@@ -237,6 +253,7 @@ impl Plan {
                 .balancer
                 .as_ref()
                 .is_some_and(|b| b.action != crate::balancer::Action::Leave)
+            || self.upgrade.has_changes()
     }
     pub fn restarts(&self) -> usize {
         self.hosts
@@ -274,13 +291,16 @@ pub fn files_for(r: &HostRender, m: ServiceManager) -> impl Iterator<Item = &Ren
 
 pub fn plan(inv: &Inventory, desired: &[HostRender], facts: &Facts, opts: Options) -> Plan {
     let mut blockers = Vec::new();
-    let hosts: Vec<HostPlan> = inv
+    let mut hosts: Vec<HostPlan> = inv
         .hosts
         .iter()
         .zip(desired)
         .zip(&facts.hosts)
         .map(|((h, d), f)| host_plan(h, d, f))
         .collect();
+    let mut warnings = Vec::new();
+    let upgrade = upgrade::plan(inv, facts, &mut hosts, &mut blockers, &mut warnings);
+    mark_drained(inv, facts, &mut hosts);
     let joins = joins(inv, facts, opts, &mut blockers);
     let departures = departure::departures(inv, facts, opts.force, &mut blockers);
     if let Some(b) = disruptive_cookie(inv, facts, &hosts, opts) {
@@ -302,12 +322,16 @@ pub fn plan(inv: &Inventory, desired: &[HostRender], facts: &Facts, opts: Option
             Broker::Cluster => None,
         })
         .collect();
-    let mut warnings = Vec::new();
     for (h, f) in inv.hosts.iter().zip(&facts.hosts) {
         host_warnings(h, f, &mut warnings, &mut blockers);
     }
-    let waves = waves(inv, facts, &hosts, &joins);
     let balancer = crate::balancer::plan(inv, &hosts, facts.balancer.as_ref(), &mut blockers);
+    let mut waves = waves(inv, facts, &hosts, &joins);
+    for w in waves.iter_mut().filter(|w| w.kind == WaveKind::Upgrade) {
+        // The upgrade's own order: sites first, the central node last.
+        w.hosts
+            .sort_by_key(|i| upgrade.order.iter().position(|x| x == i));
+    }
     Plan {
         cluster_name: inv.cluster.name.clone(),
         hosts,
@@ -319,6 +343,31 @@ pub fn plan(inv: &Inventory, desired: &[HostRender], facts: &Facts, opts: Option
         blockers,
         warnings,
         balancer,
+        upgrade,
+    }
+}
+
+/// Running nodes their broker lists as in maintenance mode, with no upgrade of
+/// their own to revive them: an upgrade that was interrupted after its drain. (3.10's
+/// node list does not say; there a node's restart revives it, RabbitMQ's
+/// `rabbit_maintenance:boot` step.)
+fn mark_drained(inv: &Inventory, facts: &Facts, hosts: &mut [HostPlan]) {
+    for (i, hp) in hosts.iter_mut().enumerate() {
+        if hp.upgrade.is_some() || facts.hosts[i].node.state != crate::facts::NodeState::Running {
+            continue;
+        }
+        let b = inv
+            .sites
+            .iter()
+            .position(|s| s.host == i && s.linked())
+            .map(Broker::Site)
+            .unwrap_or(Broker::Cluster);
+        if let Ok(cf) = facts.broker(b) {
+            hp.revive = cf
+                .nodes
+                .iter()
+                .any(|n| n.name == hp.node && n.being_drained);
+        }
     }
 }
 
@@ -354,6 +403,7 @@ fn waves(inv: &Inventory, facts: &Facts, hosts: &[HostPlan], joins: &[Join]) -> 
         WaveKind::Fresh,
         WaveKind::Standalone,
         WaveKind::Rolling,
+        WaveKind::Upgrade,
         WaveKind::Joins,
     ]
     .into_iter()
@@ -366,8 +416,12 @@ fn waves(inv: &Inventory, facts: &Facts, hosts: &[HostPlan], joins: &[Join]) -> 
     };
     for i in inv.central_first() {
         let (hp, f) = (&hosts[i], &facts.hosts[i]);
-        let fresh = i != ci && joining(i) && is_fresh(f);
+        let upgrading = hp.upgrade.is_some() && hp.service != Service::Start;
+        let fresh = i != ci && joining(i) && is_fresh(f) && !upgrading;
         match hp.service {
+            // A node that is down is upgraded before it starts; one that runs, in
+            // the upgrade wave (its files written while it is stopped there).
+            _ if upgrading => put(WaveKind::Upgrade, i),
             Service::Start | Service::AwaitBoot | Service::StartApp => put(WaveKind::BringUp, i),
             _ if fresh => put(WaveKind::Fresh, i),
             Service::Restart { .. } if i == ci && central_alone => put(WaveKind::Seed, i),
@@ -614,6 +668,8 @@ fn host_plan(h: &Host, d: &HostRender, f: &HostFacts) -> HostPlan {
         reinstall,
         unchanged,
         leftovers: f.leftovers.clone(),
+        upgrade: None,
+        revive: false,
     }
 }
 

@@ -45,6 +45,7 @@ pub fn text(p: &Plan) -> String {
             }
         }
         match &h.service {
+            Service::Leave if h.upgrade.is_some() => {}
             Service::Leave => {
                 let _ = writeln!(s, "  = RabbitMQ keeps running: nothing it reads changed");
             }
@@ -102,6 +103,17 @@ pub fn text(p: &Plan) -> String {
                 );
             }
         }
+        if let Some(up) = &h.upgrade {
+            let _ = writeln!(s, "  ^ upgrade: {}", up.changes.join("; "));
+            let _ = writeln!(s, "      {}", upgrade_steps(h));
+        }
+        if h.revive {
+            let _ = writeln!(
+                s,
+                "  ~ revive {} (rabbitmq-upgrade revive): it is in maintenance mode, as an interrupted upgrade left it",
+                h.node
+            );
+        }
         if !h.start_plugins.is_empty() {
             let _ = writeln!(
                 s,
@@ -154,6 +166,32 @@ pub fn text(p: &Plan) -> String {
             );
         }
     }
+    if p.upgrade.has_changes() {
+        let _ = writeln!(s, "upgrade:");
+        if !p.upgrade.resumed.is_empty() {
+            let _ = writeln!(
+                s,
+                "  resuming an interrupted upgrade: {} already run(s) the pinned versions",
+                p.upgrade.resumed.join(", ")
+            );
+        }
+        if !p.upgrade.order.is_empty() {
+            let names: Vec<&str> = p
+                .upgrade
+                .order
+                .iter()
+                .map(|&i| p.hosts[i].host.as_str())
+                .collect();
+            let _ = writeln!(s, "  one node at a time: {}", names.join(", "));
+        }
+        for (&b, why) in p.upgrade.enable_flags.iter().zip(&p.upgrade.flag_reasons) {
+            let _ = writeln!(
+                s,
+                "  + enable every stable feature flag through {} (rabbitmqctl enable_feature_flag all): {why}",
+                p.hosts[b].host
+            );
+        }
+    }
     let _ = writeln!(s, "cluster resources:");
     broker_section(&mut s, &p.cluster);
     for l in &p.links {
@@ -182,6 +220,46 @@ pub fn text(p: &Plan) -> String {
     let _ = writeln!(s);
     let _ = writeln!(s, "{}", summary(p));
     s
+}
+
+/// The steps of a host's upgrade, as apply takes them.
+fn upgrade_steps(h: &super::HostPlan) -> String {
+    let Some(up) = &h.upgrade else {
+        return String::new();
+    };
+    let windows = h.manager == crate::inventory::ServiceManager::Windows;
+    let mut what = Vec::new();
+    if windows {
+        // Erlang's installer first: the new RabbitMQ may need it.
+        if let Some(e) = &up.install.erlang {
+            what.push(format!("the Erlang installer {e}"));
+        }
+        if let Some(r) = &up.install.rabbitmq {
+            what.push(format!("the RabbitMQ installer {r}"));
+        }
+    } else {
+        if let Some(r) = &up.install.rabbitmq {
+            what.push(format!("rabbitmq-server={r}"));
+        }
+        if let Some(e) = &up.install.erlang {
+            what.push(format!("every installed erlang-* package ={e}"));
+        }
+    }
+    let install = match (what.is_empty(), windows) {
+        (true, _) => "(installed already)".to_string(),
+        (false, true) => format!("run {} (silently, /S)", what.join(", then ")),
+        (false, false) => format!("install {} (apt-get)", what.join(" and ")),
+    };
+    let start = if windows {
+        "reinstall the service (the new version's, reading rabbitmq-env-conf.bat) and start"
+    } else {
+        "start"
+    };
+    if h.service == Service::Start {
+        format!("it is down: {install}, write its files, {start}")
+    } else {
+        format!("drain (maintenance mode: clients disconnected, masters and leaders handed to other nodes), stop, write its files, {install}, {start}, revive, give its masters back, wait until every queue copy is back")
+    }
 }
 
 /// What one broker's plan changes: the cluster's, or a linked site's.
@@ -235,6 +313,7 @@ pub fn wave_label(k: super::WaveKind) -> &'static str {
         Fresh => "fresh nodes",
         Standalone => "standalone brokers",
         Rolling => "rolling restart",
+        Upgrade => "rolling upgrade",
         Joins => "joins",
     }
 }
@@ -277,6 +356,9 @@ pub fn summary(p: &Plan) -> String {
         .count();
     if plugins > 0 {
         parts.push(format!("plugins started again on {plugins} host(s)"));
+    }
+    if !p.upgrade.order.is_empty() {
+        parts.push(format!("{} node upgrade(s)", p.upgrade.order.len()));
     }
     parts.push(format!("{} join(s)", p.joins.len()));
     if !p.departures.is_empty() {

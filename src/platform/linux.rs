@@ -169,6 +169,7 @@ impl Platform for Linux {
         script.push_str(&format!(
             "echo \"@@hostname $(hostname)\"\n\
              if [ -d /run/systemd/system ]; then echo '@@manager systemd'; else echo '@@manager direct'; fi\n\
+             dpkg-query -W -f='@@package ${{Package}} ${{Version}} ${{db:Status-Abbrev}}\\n' rabbitmq-server erlang-base 2>/dev/null\n\
              p=$(cat {} 2>/dev/null); if [ -n \"$p\" ] && [ -d /proc/$p ]; then echo \"@@pid $p\"; else echo '@@pid none'; fi\n",
             sh_quote(&self.pid_file)
         ));
@@ -350,6 +351,34 @@ impl Platform for Linux {
 
     fn cli(&self, tool: Tool, args: &[&str]) -> String {
         cli_line(tool, args)
+    }
+
+    fn install(&self, what: &super::Install) -> String {
+        // Debian's maintainer scripts start RabbitMQ again as soon as its package is
+        // configured; a policy-rc.d that answers 101 (action forbidden) keeps the node
+        // stopped, so that warren starts it, with its files, when it is ready. Every
+        // installed erlang-* package moves to the pinned version together (each
+        // depends on erlang-base of exactly its own version).
+        let mut s = String::from(
+            "set -e\n\
+             export DEBIAN_FRONTEND=noninteractive\n\
+             P=/usr/sbin/policy-rc.d\n\
+             if [ ! -e $P ]; then printf '#!/bin/sh\\nexit 101\\n' > $P; chmod 755 $P; trap 'rm -f $P' EXIT; fi\n\
+             A=\n",
+        );
+        if let Some(v) = &what.rabbitmq {
+            s.push_str(&format!("A=\"$A rabbitmq-server=\"{}\n", sh_quote(v)));
+        }
+        if let Some(v) = &what.erlang {
+            s.push_str(&format!(
+                "A=\"$A $(dpkg-query -W -f='${{db:Status-Abbrev}} ${{Package}}\\n' 'erlang-*' | awk -v v={} '$1 == \"ii\" {{ print $2 \"=\" v }}' | tr '\\n' ' ')\"\n",
+                sh_quote(v)
+            ));
+        }
+        s.push_str(
+            "apt-get install -y -q --no-install-recommends --allow-downgrades -o Dpkg::Options::=--force-confold $A\n",
+        );
+        s
     }
 
     fn apply_setting(&self, s: &Setting) -> String {

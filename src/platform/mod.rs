@@ -16,8 +16,9 @@ mod service;
 pub mod windows;
 
 pub use service::{
-    await_startup, check_cookie_source, forget, join, queue_member, reinstall, remote_node, start,
-    start_app, start_plugins, stop, START_TIMEOUT,
+    await_startup, check_cookie_source, drain, enable_feature_flags, forget, install, join,
+    queue_member, reinstall, remote_node, revive, start, start_app, start_plugins, stop,
+    START_TIMEOUT,
 };
 
 use crate::inventory::{Host, Os, ServiceManager, TransportKind};
@@ -107,6 +108,7 @@ pub enum Tool {
     Plugins,
     Queues,
     Diagnostics,
+    Upgrade,
 }
 
 impl Tool {
@@ -116,6 +118,7 @@ impl Tool {
             Tool::Plugins => "rabbitmq-plugins",
             Tool::Queues => "rabbitmq-queues",
             Tool::Diagnostics => "rabbitmq-diagnostics",
+            Tool::Upgrade => "rabbitmq-upgrade",
         }
     }
 }
@@ -131,6 +134,14 @@ pub struct Setting {
     pub value: String,
     /// Whether the RabbitMQ service reads it only when installed (reinstall).
     pub reinstall: bool,
+}
+
+/// What an upgrade installs on a host while its node is stopped: on Linux apt's
+/// package versions, on Windows the installers (paths on the host, or http(s) URLs).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Install {
+    pub rabbitmq: Option<String>,
+    pub erlang: Option<String>,
 }
 
 /// A managed file as the host has it.
@@ -175,6 +186,8 @@ pub struct Reading {
     pub ssh_shell: Option<String>,
     /// Temporary files of an interrupted upload (`PATH.warren-new`).
     pub leftovers: Vec<String>,
+    /// Installed versions by package (see `HostFacts::packages`).
+    pub packages: BTreeMap<String, String>,
 }
 
 /// Where a script too long for one command line is put and how it is run.
@@ -270,6 +283,8 @@ pub trait Platform: Send + Sync {
     fn reinstall(&self) -> Option<String>;
     /// A RabbitMQ CLI call that may change the node.
     fn cli(&self, tool: Tool, args: &[&str]) -> String;
+    /// Installs what `what` names, with the node stopped, leaving it stopped.
+    fn install(&self, what: &Install) -> String;
     /// A script that deletes a file, if it exists.
     fn remove_file(&self, path: &str) -> String;
     /// Where the lock of a run in progress lives on the host (the central host's).
@@ -715,6 +730,16 @@ pub fn parse_reading(out: &str) -> anyhow::Result<Reading> {
             }
             "shell" => r.ssh_shell = some(rest),
             "leftover" => r.leftovers.push(rest.to_string()),
+            "package" => {
+                // `NAME VERSION`, or, from dpkg, `NAME VERSION STATUS` where only
+                // `ii` (installed) counts.
+                let mut w = rest.split_whitespace();
+                if let (Some(name), Some(version)) = (w.next(), w.next()) {
+                    if w.next().is_none_or(|status| status == "ii") {
+                        r.packages.insert(name.to_string(), version.to_string());
+                    }
+                }
+            }
             "setting" => {
                 let (key, value) = rest.split_once(' ').unwrap_or((rest, ""));
                 r.settings.insert(key.to_string(), value.trim().to_string());

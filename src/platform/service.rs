@@ -163,6 +163,35 @@ pub fn join(t: &mut dyn Transport, seed: &str, ram: bool, by_config: bool) -> Re
     Ok(())
 }
 
+/// How long an upgrade's package installation may take (downloads included).
+const INSTALL_TIMEOUT: Duration = Duration::from_secs(1200);
+
+/// Puts the node into maintenance mode (`rabbitmq-upgrade drain`): it stops taking
+/// client connections, closes those it has, and hands its queue masters and quorum
+/// leaders to other nodes, so its stop is the least disruptive it can be.
+pub fn drain(t: &mut dyn Transport) -> Result<()> {
+    cli(t, Tool::Upgrade, &["drain"], START_TIMEOUT)
+}
+
+/// Takes the node out of maintenance mode (`rabbitmq-upgrade revive`).
+pub fn revive(t: &mut dyn Transport) -> Result<()> {
+    cli(t, Tool::Upgrade, &["revive"], START_TIMEOUT)
+}
+
+/// Enables every stable feature flag (`rabbitmqctl enable_feature_flag all`): what
+/// RabbitMQ's upgrade guide asks once every node runs the new version.
+pub fn enable_feature_flags(t: &mut dyn Transport) -> Result<()> {
+    cli(t, Tool::Ctl, &["enable_feature_flag", "all"], START_TIMEOUT)
+}
+
+/// Installs an upgrade's packages (or runs its installers) on a host whose node is
+/// stopped.
+pub fn install(t: &mut dyn Transport, what: &super::Install) -> Result<()> {
+    let script = t.platform().install(what);
+    must(t, &script, INSTALL_TIMEOUT, "installing the upgrade")?;
+    Ok(())
+}
+
 /// Runs `rabbitmqctl -n NODE VERB` on the host: another node of the cluster, reached
 /// through Erlang distribution with the cluster's cookie.
 pub fn remote_node(t: &mut dyn Transport, node: &str, verb: &str) -> Result<()> {

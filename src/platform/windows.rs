@@ -209,6 +209,42 @@ function Read-Hash([string]$Path) {
 }
 "#;
 
+/// The installed versions: RabbitMQ's from its installer's Uninstall entry (as
+/// `Find-Sbin` reads it), Erlang/OTP's from the `OTP_VERSION` file of the release its
+/// installer registered under `HKLM:\SOFTWARE\Ericsson\Erlang` (the newest one).
+const READ_VERSIONS: &str = r#"foreach ($Key in @('HKLM:\SOFTWARE\Microsoft\Windows\CurrentVersion\Uninstall\RabbitMQ', 'HKLM:\SOFTWARE\WOW6432Node\Microsoft\Windows\CurrentVersion\Uninstall\RabbitMQ')) {
+    $Entry = Get-ItemProperty -LiteralPath $Key -ErrorAction SilentlyContinue
+    if ($Entry -and $Entry.DisplayVersion) {
+        '@@package rabbitmq ' + $Entry.DisplayVersion
+        break
+    }
+}
+$Erts = @(Get-ChildItem -LiteralPath 'HKLM:\SOFTWARE\Ericsson\Erlang' -ErrorAction SilentlyContinue | Sort-Object { [version]($_.PSChildName -replace '[^0-9.]', '') })
+if ($Erts.Count -gt 0) {
+    $OtpRoot = (Get-ItemProperty -LiteralPath $Erts[-1].PSPath).'(default)'
+    $Otp = @(Get-ChildItem -Path (Join-Path $OtpRoot 'releases\*\OTP_VERSION') -ErrorAction SilentlyContinue)
+    if ($Otp.Count -gt 0) { '@@package erlang ' + (Get-Content -LiteralPath $Otp[-1].FullName -Raw).Trim() }
+}
+"#;
+
+/// Runs an installer silently, from a path on the host or downloaded from a URL.
+const INSTALL_FROM: &str = r#"function Install-From([string]$Source, [string]$Name) {
+    $File = $Source
+    if ($Source -match '^https?://') {
+        New-Item -ItemType Directory -Force -Path 'C:\ProgramData\warren\run' | Out-Null
+        $File = Join-Path 'C:\ProgramData\warren\run' ([System.IO.Path]::GetFileName(([uri]$Source).AbsolutePath))
+        Invoke-WebRequest -Uri $Source -OutFile $File -UseBasicParsing
+    }
+    if (-not (Test-Path -LiteralPath $File -PathType Leaf)) {
+        throw "the $Name installer $File is not on this host; put it there or name a URL"
+    }
+    $Run = Start-Process -FilePath $File -ArgumentList '/S' -Wait -PassThru
+    if ($Run.ExitCode -ne 0) {
+        throw "the $Name installer $File exited with code $($Run.ExitCode)"
+    }
+}
+"#;
+
 /// Writes base64 lines from stdin to {PATH}, then checks its SHA-256.
 const RECEIVE_FILE: &str = r#"$Path = {PATH}
 $Stream = [System.IO.File]::Create($Path)
@@ -402,6 +438,7 @@ impl Platform for Windows {
             )),
             None => s.push_str("try { '@@sbin ' + (Find-Sbin) } catch { '@@sbin none' }\n"),
         }
+        s.push_str(READ_VERSIONS);
         s.push_str(
             "$Shell = (Get-ItemProperty -LiteralPath 'HKLM:\\SOFTWARE\\OpenSSH' -ErrorAction SilentlyContinue).DefaultShell\nif ($Shell) { '@@shell ' + $Shell } else { '@@shell none' }\n",
         );
@@ -488,6 +525,18 @@ impl Platform for Windows {
 
     fn cli(&self, tool: Tool, args: &[&str]) -> String {
         self.cli_script(tool, args)
+    }
+
+    fn install(&self, what: &super::Install) -> String {
+        // Erlang first: the new RabbitMQ may need it. Both installers are NSIS
+        // installers, silent with /S; a URL is downloaded into the run folder first.
+        let mut s = String::from(INSTALL_FROM);
+        for (name, source) in [("Erlang", &what.erlang), ("RabbitMQ", &what.rabbitmq)] {
+            if let Some(src) = source {
+                s.push_str(&format!("Install-From {} '{name}'\n", ps_quote(src)));
+            }
+        }
+        s
     }
 
     fn apply_setting(&self, s: &Setting) -> String {

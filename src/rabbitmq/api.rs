@@ -250,6 +250,23 @@ pub struct NodeInfo {
     /// The OTP applications the node runs, plugins among them.
     #[serde(default)]
     pub applications: Vec<Application>,
+    /// In maintenance mode (`rabbitmq-upgrade drain`), until revived. Listed by
+    /// the versions after 3.10 only (3.10.8's node list has no such key: false).
+    #[serde(default)]
+    pub being_drained: bool,
+}
+
+/// A feature flag as `/api/feature-flags` lists it.
+#[derive(Debug, Clone, Deserialize)]
+pub struct FeatureFlag {
+    pub name: String,
+    /// `enabled`, `disabled`, or `unavailable` (a node of the cluster does not know it:
+    /// a mixed-version cluster during an upgrade).
+    #[serde(default)]
+    pub state: String,
+    /// `stable` or `experimental`.
+    #[serde(default)]
+    pub stability: String,
 }
 
 #[derive(Debug, Clone, Deserialize)]
