@@ -88,7 +88,7 @@ fn clients_reach_the_cluster_through_haproxy_while_a_node_stops() {
     // neither reloaded for it nor by the rerun, which plans nothing.
     let pid = haproxy_pid(&dir, central);
     let out = apply_verified(&dir);
-    assert!(!out.contains("haproxy.cfg"), "{out}");
+    assert!(!out.contains("/etc/haproxy/haproxy.cfg"), "{out}");
     let (code, out, err) = lab_warren(&dir, &["plan", "--exit-code"]);
     assert_eq!(code, 0, "{out}{err}");
     assert_eq!(pid, haproxy_pid(&dir, central));
