@@ -119,7 +119,10 @@ fn clients_reach_the_cluster_through_haproxy_while_a_node_stops() {
     // The drill shows it too: while site2 is down, HAProxy has taken it out and
     // clients through the balancer are answered by the other nodes; once it is
     // back, by all of them.
-    let out = lab_warren_ok(&dir, &["drill", "site2", "--yes", "--messages", "20"]);
+    let (code, out, err) = lab_warren(&dir, &["drill", "site2", "--yes", "--messages", "20"]);
+    assert_eq!(code, 0, "{out}{err}");
+    // Its steps, as its progress lines name them.
+    let out = err;
     assert!(
         out.contains("HAProxy took out site2 within")
             && out.contains("through it, management answered from rabbit@central, rabbit@site1,"),
