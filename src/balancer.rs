@@ -266,12 +266,31 @@ pub fn backends(inv: &Inventory) -> Vec<(&'static str, Vec<Server>)> {
         .collect()
 }
 
+/// One server of a backend as HAProxy's statistics report it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct ServerState {
+    /// The frontend's backend: "amqp", "mqtt" or "management".
+    pub backend: String,
+    /// The host's name (the server's name in haproxy.cfg).
+    pub server: String,
+    /// HAProxy's check status: "UP", "DOWN", "UP 1/2" (going down), "NOLB", ...
+    pub status: String,
+    /// Connections HAProxy holds to that node now.
+    pub sessions: u64,
+}
+
+impl ServerState {
+    pub fn up(&self) -> bool {
+        self.status.starts_with("UP")
+    }
+}
+
 /// HAProxy's health checks as its statistics page (on its host's loopback) reports
-/// them: (backend, server, status) per server.
+/// them, per server.
 pub fn stats(
     inv: &Inventory,
     t: &mut dyn Transport,
-) -> std::result::Result<Vec<(String, String, String)>, String> {
+) -> std::result::Result<Vec<ServerState>, String> {
     let port = inv.load_balancer.as_ref().map_or(0, |lb| lb.ports.stats);
     let r = t
         .http(port, "GET", "/stats;csv", None, None)
@@ -348,23 +367,31 @@ pub fn through(
     out
 }
 
-/// HAProxy's own view of its backends (`/stats;csv` on its local statistics port):
-/// (backend, server, status), e.g. ("amqp", "site1", "UP").
-pub fn parse_stats_csv(csv: &str) -> Vec<(String, String, String)> {
+/// HAProxy's own view of its backends (`/stats;csv` on its local statistics port),
+/// e.g. backend "amqp", server "site1", status "UP", 2 sessions.
+pub fn parse_stats_csv(csv: &str) -> Vec<ServerState> {
     let mut lines = csv.lines();
     let Some(header) = lines.next() else {
         return Vec::new();
     };
     let cols: Vec<&str> = header.trim_start_matches("# ").split(',').collect();
     let at = |name: &str| cols.iter().position(|c| *c == name);
-    let (Some(px), Some(sv), Some(st)) = (at("pxname"), at("svname"), at("status")) else {
+    let (Some(px), Some(sv), Some(st), Some(cur)) =
+        (at("pxname"), at("svname"), at("status"), at("scur"))
+    else {
         return Vec::new();
     };
+    let last = px.max(sv).max(st).max(cur);
     lines
         .map(|l| l.split(',').collect::<Vec<_>>())
-        .filter(|f| f.len() > st.max(px).max(sv))
+        .filter(|f| f.len() > last)
         .filter(|f| f[sv] != "FRONTEND" && f[sv] != "BACKEND")
-        .map(|f| (f[px].to_string(), f[sv].to_string(), f[st].to_string()))
+        .map(|f| ServerState {
+            backend: f[px].to_string(),
+            server: f[sv].to_string(),
+            status: f[st].to_string(),
+            sessions: f[cur].parse().unwrap_or(0),
+        })
         .collect()
 }
 
@@ -394,15 +421,18 @@ mod tests {
     fn reads_haproxys_stats() {
         let csv = "# pxname,svname,qcur,qmax,scur,smax,slim,stot,bin,bout,dreq,dresp,ereq,econ,eresp,wretr,wredis,status,weight\n\
                    amqp,FRONTEND,,,0,1,20000,3,0,0,0,0,0,,,,,OPEN,\n\
-                   amqp,central,0,0,0,1,,1,0,0,,0,,0,0,0,0,UP,1\n\
+                   amqp,central,0,0,2,3,,1,0,0,,0,,0,0,0,0,UP,1\n\
                    amqp,site1,0,0,0,1,,1,0,0,,0,,0,0,0,0,DOWN,1\n\
                    amqp,BACKEND,0,0,0,1,2000,3,0,0,0,0,,0,0,0,0,UP,2\n";
+        let state = |server: &str, status: &str, sessions| ServerState {
+            backend: "amqp".into(),
+            server: server.into(),
+            status: status.into(),
+            sessions,
+        };
         assert_eq!(
             parse_stats_csv(csv),
-            [
-                ("amqp".into(), "central".into(), "UP".into()),
-                ("amqp".into(), "site1".into(), "DOWN".into())
-            ]
+            [state("central", "UP", 2), state("site1", "DOWN", 0)]
         );
     }
 }

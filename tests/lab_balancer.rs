@@ -10,6 +10,7 @@ mod common;
 use common::*;
 use std::collections::BTreeSet;
 use std::path::Path;
+use std::time::Duration;
 
 const AMQP: u16 = 5673;
 const MANAGEMENT: u16 = 15673;
@@ -66,8 +67,48 @@ fn clients_reach_the_cluster_through_haproxy_while_a_node_stops() {
             .contains("site1 in amqp: DOWN"),
         "{backends}"
     );
+    // status shows it too: site1 down in every backend, the others up.
+    let checks = |dir: &Path| -> Vec<(String, String, bool)> {
+        let out = lab_warren_ok(dir, &["status", "--json"]);
+        let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+        assert_eq!(v["balancer"]["host"], "central", "{v}");
+        assert_eq!(v["balancer"]["error"], serde_json::Value::Null, "{v}");
+        v["balancer"]["servers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| {
+                let st = r["status"].as_str().unwrap();
+                (
+                    r["backend"].as_str().unwrap().to_string(),
+                    r["server"].as_str().unwrap().to_string(),
+                    st.starts_with("UP") && !st.contains('/'),
+                )
+            })
+            .collect()
+    };
+    let backends: Vec<String> = ["amqp", "mqtt", "management"].map(String::from).into();
+    let want = |down: Option<&str>| -> Vec<(String, String, bool)> {
+        backends
+            .iter()
+            .flat_map(|b| {
+                hosts
+                    .iter()
+                    .map(move |h| (b.clone(), h.name.clone(), Some(h.name.as_str()) != down))
+            })
+            .collect()
+    };
+    assert_eq!(checks(&dir), want(Some("site1")));
+    let text = lab_warren_ok(&dir, &["status"]);
+    assert!(
+        text.contains("balancer HAProxy on central: amqp :5673, mqtt :1884, management :15673"),
+        "{text}"
+    );
     start_rabbit(&dir, site1);
     await_nodes(&dir, central, &all_nodes(&hosts));
+    wait_for("every node UP in status", Duration::from_secs(30), || {
+        checks(&dir) == want(None)
+    });
     std::thread::sleep(std::time::Duration::from_secs(3));
     let (confirmed, gave_up, retried) = clients.stop();
     eprintln!(
@@ -161,18 +202,6 @@ fn all_nodes(hosts: &[Host]) -> BTreeSet<String> {
 /// balancer's frontend (each request a new connection).
 fn nodes_through(dir: &Path, lb: &Host, n: usize) -> BTreeSet<String> {
     nodes_via(dir, lb, MANAGEMENT, n)
-}
-
-fn nodes_via(dir: &Path, lb: &Host, port: u16, n: usize) -> BTreeSet<String> {
-    (0..n)
-        .filter_map(|_| {
-            let (code, body) = management_at(dir, lb, port, "GET", "/api/overview", None);
-            (code == 200).then(|| {
-                let v: serde_json::Value = serde_json::from_str(&body).unwrap();
-                v["node"].as_str().unwrap().to_string()
-            })
-        })
-        .collect()
 }
 
 /// Waits (up to 60 s) until the management frontend answers from exactly `want`.

@@ -6,7 +6,8 @@
 //! drop-in loaded; a rerun restarts nothing; a config change restarts the unit once; a
 //! start systemd refuses is reported with the unit's journal; the fix converges; a
 //! rolling upgrade refused for a skipped series, then an Erlang package switch made
-//! on central (its root an overlay in memory) with apt, drained and revived.
+//! on central (its root an overlay in memory) with apt, drained and revived; HAProxy
+//! as the load balancer, run and reloaded by systemd.
 
 mod common;
 
@@ -320,6 +321,68 @@ fn central_under_systemd_bootstrap_rerun_change_and_a_failed_start() {
     assert_eq!(code, 0, "{out}\n{err}");
     phases.done("rolling upgrade of central's Erlang");
 
+    // HAProxy under systemd: `[load_balancer]` on central runs Debian's
+    // haproxy.service, enabled, with warren's file; the management API answers
+    // through it from both nodes. A port change reloads the unit (its master process
+    // stays, RabbitMQ is not restarted); a rerun touches nothing.
+    let rabbit = main_pid(&dir, central);
+    let was_running = ssh(&dir, central, "systemctl is-active --quiet haproxy")
+        .status
+        .success();
+    let p = dir.join("lab/inventory.toml");
+    let text = std::fs::read_to_string(&p).unwrap();
+    std::fs::write(&p, format!("{text}\n[load_balancer]\nhost = \"central\"\n")).unwrap();
+    let (code, out, err) = lab_warren(&dir, &["apply", "--yes"]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("Verified: all"), "{out}");
+    let done = if was_running { "reloaded" } else { "started" };
+    assert!(err.contains(&format!("central: {done} HAProxy")), "{err}");
+    assert_eq!(
+        ssh_ok(
+            &dir,
+            central,
+            "systemctl is-active haproxy; systemctl is-enabled haproxy"
+        ),
+        "active\nenabled"
+    );
+    let haproxy = haproxy_pid(&dir, central);
+    assert_eq!(
+        nodes_via(&dir, central, 15673, 6),
+        ["rabbit@central", "rabbit@site1"].map(String::from).into()
+    );
+    let reloads = haproxy_reloads(&dir, central);
+    edit_inventory(
+        &dir,
+        "[load_balancer]\nhost = \"central\"\n",
+        "[load_balancer]\nhost = \"central\"\nports = { management = 15674 }\n",
+    );
+    let (code, out, err) = lab_warren(&dir, &["apply", "--yes"]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(err.contains("central: reloaded HAProxy"), "{err}");
+    assert_eq!(
+        haproxy_pid(&dir, central),
+        haproxy,
+        "HAProxy was restarted, not reloaded"
+    );
+    assert_eq!(haproxy_reloads(&dir, central), reloads + 1);
+    assert_eq!(
+        nodes_via(&dir, central, 15674, 6),
+        ["rabbit@central", "rabbit@site1"].map(String::from).into()
+    );
+    assert!(
+        std::net::TcpStream::connect((central.address.as_str(), 15673)).is_err(),
+        "the old management port still answers"
+    );
+    assert_eq!(
+        main_pid(&dir, central),
+        rabbit,
+        "RabbitMQ was restarted for HAProxy"
+    );
+    let (code, out, err) = lab_warren(&dir, &["plan", "--exit-code"]);
+    assert_eq!(code, 0, "{out}\n{err}");
+    assert_eq!(haproxy_pid(&dir, central), haproxy);
+    phases.done("HAProxy under systemd");
+
     down_leaves_no_container(&dir, run_dir_before);
     phases.done("lab down");
 }
@@ -331,6 +394,25 @@ fn main_pid(dir: &Path, central: &Host) -> String {
     assert_ne!(pid, "0", "rabbitmq-server.service has no main process");
     assert_eq!(rabbit_pid(dir, central), pid, "MainPID is not the node");
     pid
+}
+
+/// haproxy.service's main process (HAProxy's master), checked to be HAProxy.
+fn haproxy_pid(dir: &Path, host: &Host) -> String {
+    let pid = ssh_ok(dir, host, "systemctl show -p MainPID --value haproxy");
+    assert_ne!(pid, "0", "haproxy.service has no main process");
+    assert_eq!(
+        ssh_ok(dir, host, &format!("cat /proc/{pid}/comm")),
+        "haproxy"
+    );
+    pid
+}
+
+/// How many reloads of haproxy.service systemd has logged on `host`.
+fn haproxy_reloads(dir: &Path, host: &Host) -> usize {
+    ssh_ok(dir, host, "journalctl -u haproxy --no-pager -o cat; true")
+        .lines()
+        .filter(|l| l.starts_with("Reloaded haproxy.service"))
+        .count()
 }
 
 /// What systemd logged about rabbitmq-server.service on `host`, its messages only.

@@ -20,6 +20,27 @@ pub struct Status {
     pub queues: Vec<QueueStatus>,
     /// The linked sites' shovels and federation links.
     pub links: Vec<LinkStatus>,
+    /// HAProxy's view of the nodes, where the inventory has a `[load_balancer]`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub balancer: Option<BalancerStatus>,
+}
+
+#[derive(Serialize)]
+pub struct BalancerStatus {
+    pub host: String,
+    /// The frontends clients connect to on the balancer's host.
+    pub frontends: Vec<Frontend>,
+    /// Each backend's servers as HAProxy's health checks see them.
+    pub servers: Vec<crate::balancer::ServerState>,
+    /// Why HAProxy's statistics could not be read (HAProxy not running, the host
+    /// unreachable); `servers` is then empty.
+    pub error: Option<String>,
+}
+
+#[derive(Serialize)]
+pub struct Frontend {
+    pub name: String,
+    pub port: u16,
 }
 
 #[derive(Serialize)]
@@ -197,6 +218,32 @@ pub fn read(inv: &Inventory) -> Result<Status> {
         nodes: ns,
         queues: qs,
         links: links(inv),
+        balancer: balancer(inv),
+    })
+}
+
+/// HAProxy's statistics, read on the balancer's host.
+fn balancer(inv: &Inventory) -> Option<BalancerStatus> {
+    let lb = inv.load_balancer.as_ref()?;
+    let h = &inv.hosts[lb.host];
+    let read = facts::connect(h)
+        .map_err(|e| format!("{e:#}"))
+        .and_then(|mut t| crate::balancer::stats(inv, &mut *t));
+    let (servers, error) = match read {
+        Ok(rows) => (rows, None),
+        Err(e) => (Vec::new(), Some(e)),
+    };
+    Some(BalancerStatus {
+        host: h.name.clone(),
+        frontends: crate::balancer::frontend_ports(inv)
+            .into_iter()
+            .map(|(name, port)| Frontend {
+                name: name.to_string(),
+                port,
+            })
+            .collect(),
+        servers,
+        error,
     })
 }
 
@@ -359,6 +406,33 @@ pub fn run(path: &Path, json: bool) -> Result<Outcome> {
                     .unwrap_or_else(|| "-".into()),
                 paint(&l.state, l.running)
             );
+        }
+    }
+    if let Some(b) = &s.balancer {
+        let frontends: Vec<String> = b
+            .frontends
+            .iter()
+            .map(|f| format!("{} :{}", f.name, f.port))
+            .collect();
+        println!();
+        println!("balancer HAProxy on {}: {}", b.host, frontends.join(", "));
+        match &b.error {
+            Some(e) => println!("  {}", paint(e, false)),
+            None => {
+                println!(
+                    "{:<12} {:<10} {:<10} {:>11}",
+                    "backend", "host", "check", "connections"
+                );
+                for r in &b.servers {
+                    println!(
+                        "{:<12} {:<10} {} {:>11}",
+                        r.backend,
+                        r.server,
+                        paint(&format!("{:<10}", r.status), r.up()),
+                        r.sessions
+                    );
+                }
+            }
         }
     }
     Ok(Outcome::Success)

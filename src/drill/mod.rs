@@ -332,10 +332,7 @@ impl Drill<'_> {
         loop {
             let rows = crate::balancer::stats(self.inv, &mut *self.conns[lb.host])
                 .map_err(|e| anyhow::anyhow!(e))?;
-            let up = rows
-                .iter()
-                .filter(|(_, s, st)| s == &h.name && st.starts_with("UP"))
-                .count();
+            let up = rows.iter().filter(|r| r.server == h.name && r.up()).count();
             if (back && up == backends) || (!back && up == 0) {
                 break;
             }

@@ -26,9 +26,12 @@ pub const PID_FILE: &str = "nspawn.pid";
 /// Where nspawn keeps its runtime state; it must be a tmpfs (mounted privately).
 pub const RUN_DIR: &str = "/run/systemd/nspawn";
 /// Units the lab host needs; everything else this machine enables is masked.
-const KEEP: [&str; 4] = [
+/// haproxy.service stays as Debian's package left it (enabled where this machine
+/// enables it), as on a server where `[load_balancer]` puts HAProxy.
+const KEEP: [&str; 5] = [
     "rabbitmq-server.service",
     "ssh.service",
+    "haproxy.service",
     "epmd.service",
     "epmd.socket",
 ];

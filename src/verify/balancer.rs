@@ -68,11 +68,10 @@ pub(super) fn check(
                 for h in &members {
                     match rows
                         .iter()
-                        .find(|(b, s, _)| b == backend && s == &h.name)
-                        .map(|(_, _, st)| st.as_str())
+                        .find(|r| r.backend == backend && r.server == h.name)
                     {
-                        Some(st) if st.starts_with("UP") => up += 1,
-                        Some(st) => down.push(format!("{} in {backend}: {st}", h.name)),
+                        Some(r) if r.up() => up += 1,
+                        Some(r) => down.push(format!("{} in {backend}: {}", h.name, r.status)),
                         None => down.push(format!("{} in {backend}: not listed", h.name)),
                     }
                 }

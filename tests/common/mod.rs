@@ -252,6 +252,20 @@ pub fn management(
     management_at(dir, host, 15672, method, path, body)
 }
 
+/// The nodes that answered `n` requests to the management API through a load
+/// balancer's frontend on `lb`'s `port` (each request a new connection).
+pub fn nodes_via(dir: &Path, lb: &Host, port: u16, n: usize) -> std::collections::BTreeSet<String> {
+    (0..n)
+        .filter_map(|_| {
+            let (code, body) = management_at(dir, lb, port, "GET", "/api/overview", None);
+            (code == 200).then(|| {
+                let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+                v["node"].as_str().unwrap().to_string()
+            })
+        })
+        .collect()
+}
+
 /// `management` to another port of the host (a load balancer's frontend).
 pub fn management_at(
     dir: &Path,
