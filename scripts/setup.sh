@@ -33,7 +33,6 @@ have openssl || need+=(openssl)
 # The load balancer warren runs (and the lab's balancer story), and the AMQP client
 # that story's publishers use.
 have haproxy || need+=(haproxy)
-/usr/bin/python3 -c 'import pika' >/dev/null 2>&1 || need+=(python3-pika)
 have python3 || need+=(python3)
 python3 -c 'import venv, ensurepip' >/dev/null 2>&1 || need+=(python3-venv)
 installed zlib1g-dev || need+=(zlib1g-dev)

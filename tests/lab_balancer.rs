@@ -280,8 +280,7 @@ impl Clients {
             .to_string();
         let stop = dir.join("clients.stop");
         let _ = std::fs::remove_file(&stop);
-        // Debian's Python, where python3-pika is installed (scripts/setup.sh).
-        let child = std::process::Command::new("/usr/bin/python3")
+        let child = std::process::Command::new(python())
             .args([
                 "-c",
                 CLIENTS,

@@ -491,14 +491,8 @@ c.close()
 
     fn start(dir: &Path, host: &Host, queue: &str, n: usize) -> HeldConsumer {
         use std::io::BufRead;
-        let python = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/winrm-venv/bin/python3");
-        assert!(
-            python.exists(),
-            "{} is missing: run `make setup`",
-            python.display()
-        );
         let password = std::fs::read_to_string(dir.join("lab/secrets/admin.password")).unwrap();
-        let mut child = Command::new(python)
+        let mut child = Command::new(python())
             .args(["-c", Self::SCRIPT, &host.address, password.trim(), queue])
             .arg(n.to_string())
             .stdin(std::process::Stdio::piped())

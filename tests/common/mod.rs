@@ -252,6 +252,18 @@ pub fn management(
     management_at(dir, host, 15672, method, path, body)
 }
 
+/// The tests' own Python (scripts/setup.sh makes it, with pika and the WinRM
+/// libraries of tests/winrm/requirements.txt).
+pub fn python() -> std::path::PathBuf {
+    let python = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/winrm-venv/bin/python3");
+    assert!(
+        python.exists(),
+        "{} is missing: run `make setup`",
+        python.display()
+    );
+    python
+}
+
 /// The nodes that answered `n` requests to the management API through a load
 /// balancer's frontend on `lb`'s `port` (each request a new connection).
 pub fn nodes_via(dir: &Path, lb: &Host, port: u16, n: usize) -> std::collections::BTreeSet<String> {
