@@ -211,16 +211,44 @@ pub fn frontend_ports(inv: &Inventory) -> Vec<(&'static str, u16)> {
     out
 }
 
-/// The client protocols the balancer's frontends speak that a probe can talk to.
-pub fn probed_frontends(inv: &Inventory) -> Vec<(u16, BalancerProtocol)> {
+/// The frontends a probe talks to: AMQP and MQTT, and management too through TLS
+/// (plain management is asked through the API, which names the node that served).
+pub fn probed_frontends(inv: &Inventory, tls: bool) -> Vec<(u16, BalancerProtocol)> {
     frontend_ports(inv)
         .into_iter()
         .filter_map(|(w, p)| match w {
             "amqp" => Some((p, BalancerProtocol::Amqp)),
             "mqtt" => Some((p, BalancerProtocol::Mqtt)),
+            "management" if tls => Some((p, BalancerProtocol::Management)),
             _ => None,
         })
         .collect()
+}
+
+/// What the balancer's backends speak: the members' listeners.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Wire {
+    Plain,
+    /// Every member listens with TLS only: HAProxy passes TLS through.
+    Tls,
+    /// Some members with TLS only, some with plain listeners: one frontend leads to
+    /// both, and no client can speak to every backend.
+    Mixed,
+}
+
+pub fn wire(inv: &Inventory) -> Wire {
+    let tls_only: Vec<bool> = inv
+        .hosts
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| inv.is_member(*i))
+        .map(|(_, h)| h.tls.as_ref().is_some_and(|t| !t.keep_plain))
+        .collect();
+    match (tls_only.iter().all(|t| *t), tls_only.iter().any(|t| *t)) {
+        (true, true) => Wire::Tls,
+        (_, false) => Wire::Plain,
+        _ => Wire::Mixed,
+    }
 }
 
 /// A server of a balancer backend: a cluster member and the port it serves on.
@@ -309,14 +337,20 @@ pub struct Through {
     /// The nodes whose management API answered through the management frontend,
     /// and the requests made (each a new connection); `None` without that frontend.
     pub management: Option<(BTreeSet<String>, usize)>,
-    /// Per AMQP and MQTT frontend: (protocol, port, connections RabbitMQ answered,
-    /// connections made).
+    /// Per AMQP and MQTT frontend (and management through TLS): (protocol, port,
+    /// connections RabbitMQ answered, connections made).
     pub connections: Vec<(&'static str, u16, usize, usize)>,
+    /// The connections were TLS clients' (with this CA file on the balancer's host).
+    pub tls: Option<crate::platform::BalancerTls>,
 }
 
 /// Connects through every frontend `n` times: management requests as `cred` (a
 /// roundrobin: each node in turn), AMQP and MQTT connections that must be answered
-/// by RabbitMQ (Connection.Start, CONNACK).
+/// by RabbitMQ (Connection.Start, CONNACK). Where the members listen with TLS only
+/// (`Wire::Tls`), every connection is a TLS client's, the nodes' certificates
+/// checked against the balancer host's CA file where it has one, and management is
+/// an HTTP request that must be answered (`cred` unused); with `Wire::Mixed`,
+/// nothing is probed.
 pub fn through(
     inv: &Inventory,
     t: &mut dyn Transport,
@@ -327,7 +361,15 @@ pub fn through(
         return Through::default();
     };
     let mut out = Through::default();
-    if let Some(cred) = cred {
+    let tls = match wire(inv) {
+        Wire::Mixed => return out,
+        Wire::Plain => None,
+        Wire::Tls => Some(crate::platform::BalancerTls {
+            ca: crate::render::tls_paths(&inv.hosts[lb.host]).map(|p| p.ca),
+        }),
+    };
+    out.tls = tls.clone();
+    if let (Some(cred), None) = (cred, &tls) {
         let mut seen = BTreeSet::new();
         for _ in 0..n {
             if let Ok(o) =
@@ -338,8 +380,8 @@ pub fn through(
         }
         out.management = Some((seen, n));
     }
-    let frontends = probed_frontends(inv);
-    if let Some(q) = t.platform().balancer_probe(&frontends, n) {
+    let frontends = probed_frontends(inv, tls.is_some());
+    if let Some(q) = t.platform().balancer_probe(&frontends, n, tls.as_ref()) {
         let answers: Vec<(usize, String)> = t
             .query(&q, Duration::from_secs(30))
             .map(|o| {
@@ -353,9 +395,13 @@ pub fn through(
             })
             .unwrap_or_default();
         for (f, (port, proto)) in frontends.iter().enumerate() {
-            let (label, first) = match proto {
-                BalancerProtocol::Amqp => ("AMQP", "01"),
-                BalancerProtocol::Mqtt => ("MQTT", "20"),
+            let (label, first) = match (proto, tls.is_some()) {
+                (BalancerProtocol::Amqp, false) => ("AMQP", "01"),
+                (BalancerProtocol::Amqp, true) => ("AMQPS", "01"),
+                (BalancerProtocol::Mqtt, false) => ("MQTT", "20"),
+                (BalancerProtocol::Mqtt, true) => ("MQTTS", "20"),
+                // "HTTP"
+                (BalancerProtocol::Management, _) => ("HTTPS management", "48545450"),
             };
             let ok = answers
                 .iter()

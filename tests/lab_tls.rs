@@ -172,6 +172,50 @@ fn tls_listeners_and_distribution_with_a_renewal() {
     let (code, out, _) = lab_warren(&dir, &["plan", "--exit-code"]);
     assert_eq!(code, 0, "{out}");
     phases.done("renewal");
+
+    // HAProxy in front of the TLS-only members (central, site1): it passes TLS
+    // through, so a client checks the certificate of whichever node it reached.
+    // verify probes through TLS; from this machine, openssl s_client with the CA as
+    // the only trust meets both nodes' certificates on every frontend.
+    let p = dir.join("lab/inventory.toml");
+    let text = std::fs::read_to_string(&p).unwrap();
+    std::fs::write(&p, format!("{text}\n[load_balancer]\nhost = \"central\"\n")).unwrap();
+    apply_verified(&dir);
+    let (code, v) = verify_json(&dir);
+    assert_eq!(code, 0, "{v}");
+    let serves = v["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == "balancer serves")
+        .unwrap_or_else(|| panic!("{v}"));
+    let detail = serves["detail"].as_str().unwrap();
+    for part in [
+        "AMQPS 4 of 4 connections answered",
+        "MQTTS 4 of 4 connections answered",
+        "HTTPS management 4 of 4 connections answered",
+        "each node's certificate checked against /etc/rabbitmq/tls-ca.pem",
+    ] {
+        assert!(detail.contains(part), "{part}: {serves}");
+    }
+    for port in [5673, 1884, 15673] {
+        let mut seen = std::collections::BTreeSet::new();
+        for _ in 0..6 {
+            let out = s_client_to(&ca, &hosts[0].address, port, &[]);
+            assert!(out.contains("Verify return code: 0 (ok)"), "{port}: {out}");
+            let cn = out
+                .lines()
+                .find_map(|l| l.trim().strip_prefix("subject=CN = "))
+                .unwrap_or_else(|| panic!("{port}: {out}"));
+            seen.insert(cn.to_string());
+        }
+        assert_eq!(
+            seen,
+            ["central", "site1"].map(String::from).into(),
+            "through port {port}"
+        );
+    }
+    phases.done("HAProxy passes TLS through");
 }
 
 fn openssl(dir: &Path, args: &[&str]) -> String {
@@ -259,21 +303,30 @@ fn add_tls(dir: &Path, name: &str) {
 /// `openssl s_client` from this machine to `h:port`, trusting only `ca`, asking for
 /// the host's name, presenting `client` (certificate, key) when given; its output.
 fn s_client(ca: &Path, h: &Host, port: u16, client: Option<(&Path, &Path)>) -> String {
-    let mut cmd = Command::new("timeout");
-    cmd.args(["20", "openssl", "s_client", "-connect"])
-        .arg(format!("{}:{port}", h.address))
-        .args([
-            "-servername",
-            &h.name,
-            "-verify_hostname",
-            &h.name,
-            "-CAfile",
-        ])
-        .arg(ca);
+    let mut args: Vec<&std::ffi::OsStr> = ["-servername", &h.name, "-verify_hostname", &h.name]
+        .map(std::ffi::OsStr::new)
+        .into();
     if let Some((c, k)) = client {
-        cmd.arg("-cert").arg(c).arg("-key").arg(k);
+        args.extend([
+            std::ffi::OsStr::new("-cert"),
+            c.as_os_str(),
+            std::ffi::OsStr::new("-key"),
+            k.as_os_str(),
+        ]);
     }
-    let out = cmd
+    s_client_to(ca, &h.address, port, &args)
+}
+
+/// `openssl s_client` from this machine to `address:port`, trusting only `ca`, with
+/// `more` arguments (none for a balancer's frontend: any node may answer, so no
+/// name is asked for); its output.
+fn s_client_to(ca: &Path, address: &str, port: u16, more: &[&std::ffi::OsStr]) -> String {
+    let out = Command::new("timeout")
+        .args(["20", "openssl", "s_client", "-connect"])
+        .arg(format!("{address}:{port}"))
+        .arg("-CAfile")
+        .arg(ca)
+        .args(more)
         .stdin(std::process::Stdio::null())
         .output()
         .expect("openssl s_client runs");

@@ -347,17 +347,13 @@ impl Drill<'_> {
             std::thread::sleep(Duration::from_millis(300));
         }
         let took = t0.elapsed().as_secs_f64();
-        let tls_only = self
-            .inv
-            .hosts
-            .iter()
-            .any(|x| x.tls.as_ref().is_some_and(|t| !t.keep_plain));
+        let mixed = crate::balancer::wire(self.inv) == crate::balancer::Wire::Mixed;
         let mut line = format!(
             "HAProxy {} {} within {took:.1} s",
             if back { "put back" } else { "took out" },
             h.name
         );
-        if !tls_only {
+        if !mixed {
             let has_management = self
                 .inv
                 .cluster

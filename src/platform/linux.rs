@@ -322,8 +322,10 @@ impl Platform for Linux {
         &self,
         frontends: &[(u16, super::BalancerProtocol)],
         n: usize,
+        tls: Option<&super::BalancerTls>,
     ) -> Option<Query> {
-        // bash's /dev/tcp, every connection at once; od prints what came back.
+        // bash's /dev/tcp (or openssl s_client, whose -quiet waits for the answer
+        // after its input ends), every connection at once; od prints what came back.
         let mut script = String::new();
         let mut k = 0;
         for (port, proto) in frontends {
@@ -334,11 +336,20 @@ impl Platform for Linux {
                 super::BalancerProtocol::Mqtt => {
                     "\\20\\31\\0\\4MQTT\\4\\2\\0\\74\\0\\15warren-verify"
                 }
+                // Without credentials: the management API answers 401.
+                super::BalancerProtocol::Management => "GET /api/overview HTTP/1.0\\r\\n\\r\\n",
+            };
+            let connect = match tls {
+                None => format!("exec 3<>/dev/tcp/127.0.0.1/{port} && printf '{hello}' >&3 && timeout 5 head -c 4 <&3"),
+                Some(t) => format!(
+                    "printf '{hello}' | timeout 5 openssl s_client -quiet -connect 127.0.0.1:{port}{} 2>/dev/null | head -c 4",
+                    t.ca.as_ref()
+                        .map(|ca| format!(" -CAfile {} -verify_return_error", sh_quote(ca)))
+                        .unwrap_or_default()
+                ),
             };
             for _ in 0..n {
-                let probe = sh_quote(&format!(
-                    "exec 3<>/dev/tcp/127.0.0.1/{port} && printf '{hello}' >&3 && timeout 5 head -c 4 <&3 | od -An -tx1 | tr -d ' \\n'"
-                ));
+                let probe = sh_quote(&format!("{connect} | od -An -tx1 | tr -d ' \\n'"));
                 script.push_str(&format!(
                     "(r=$(timeout 10 bash -c {probe} 2>/dev/null); echo \"{k} $r\") &\n"
                 ));

@@ -315,8 +315,16 @@ pub trait Platform: Send + Sync {
     /// Opens `n` connections to each local frontend (port, protocol) of the balancer
     /// and prints `K HEX` per answer, K the connection's index over all frontends and
     /// HEX the first bytes the server sent back: an AMQP frontend is sent AMQP
-    /// 0-9-1's protocol header, an MQTT one a CONNECT without credentials.
-    fn balancer_probe(&self, _frontends: &[(u16, BalancerProtocol)], _n: usize) -> Option<Query> {
+    /// 0-9-1's protocol header, an MQTT one a CONNECT without credentials, a
+    /// management one an HTTP GET without credentials. With `tls`, each connection
+    /// is a TLS client's first (the nodes behind the balancer listen with TLS only),
+    /// the chain checked against `tls.ca` where given.
+    fn balancer_probe(
+        &self,
+        _frontends: &[(u16, BalancerProtocol)],
+        _n: usize,
+        _tls: Option<&BalancerTls>,
+    ) -> Option<Query> {
         None
     }
 }
@@ -326,6 +334,16 @@ pub trait Platform: Send + Sync {
 pub enum BalancerProtocol {
     Amqp,
     Mqtt,
+    /// Probed this way only through TLS: plain management is asked through the API.
+    Management,
+}
+
+/// TLS through the balancer, for `Platform::balancer_probe`: the CA file on the
+/// balancer's host that the nodes' certificates must chain to (`None`: the host
+/// has none, and the handshake alone is checked).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BalancerTls {
+    pub ca: Option<String>,
 }
 
 /// The platform of `h`.

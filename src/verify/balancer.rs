@@ -94,26 +94,25 @@ pub(super) fn check(
     // Through the frontends, as a client: the management API answers from each node
     // in turn (it names the node that served), and every AMQP and MQTT connection
     // is answered by RabbitMQ. Where the nodes listen with TLS only, the balancer
-    // passes TLS through, which these plain probes do not speak.
-    let tls_only = members
-        .iter()
-        .any(|h| h.tls.as_ref().is_some_and(|t| !t.keep_plain));
-    if tls_only {
+    // passes TLS through, and so do the probes (`balancer::through`).
+    let wire = crate::balancer::wire(inv);
+    if wire == crate::balancer::Wire::Mixed {
         c.add(
             "balancer serves",
             &name,
-            true,
-            "not probed through the frontends: the nodes listen with TLS only (HAProxy's checks above)",
-            None,
+            false,
+            "its frontends lead to nodes with TLS only and to nodes with plain listeners: no client can speak to both",
+            Some("give every cluster member a tls table, or keep_plain = true on those that have one"),
         );
         return;
     }
     let mut problems = Vec::new();
-    let cred = if inv
-        .cluster
-        .plugins
-        .iter()
-        .any(|p| p == "rabbitmq_management")
+    let cred = if wire == crate::balancer::Wire::Plain
+        && inv
+            .cluster
+            .plugins
+            .iter()
+            .any(|p| p == "rabbitmq_management")
     {
         let port = lb.ports.management;
         match api::accepted(&mut *t as &mut dyn Probe, port, creds) {
@@ -134,7 +133,15 @@ pub(super) fn check(
     };
     let n = 2 * members.len();
     let seen = crate::balancer::through(inv, &mut *t, cred.as_ref(), n);
-    let (mut problems, parts) = describe(&seen, &members, problems);
+    let (mut problems, mut parts) = describe(&seen, &members, problems);
+    if let Some(t) = &seen.tls {
+        parts.push(match &t.ca {
+            Some(ca) => format!("through TLS, each node's certificate checked against {ca}"),
+            None => format!(
+                "through TLS (certificates not checked: {name} has no tls table, so no CA file)"
+            ),
+        });
+    }
     if !problems.is_empty() {
         problems.dedup();
     }
