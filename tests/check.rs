@@ -543,6 +543,48 @@ const CASES: &[(&str, (&str, &str), &str, &str)] = &[
     ),
 ];
 
+/// One balancer frontend leads to every member: all TLS only, or all with their plain
+/// listeners kept; the same hosts without a balancer are fine.
+#[test]
+fn a_balancer_needs_its_members_to_listen_alike() {
+    let tls = |keep: &str| {
+        format!("\ntls = {{ ca = \"ca.pem\", cert = \"c.pem\", key = \"c.key\"{keep} }}")
+    };
+    let text = BASE
+        .replacen(
+            "role = \"central\"",
+            &format!("role = \"central\"{}", tls("")),
+            1,
+        )
+        .replacen(
+            "address = \"10.0.0.11\"",
+            &format!("address = \"10.0.0.11\"{}", tls("")),
+            1,
+        )
+        .replacen(
+            "address = \"10.0.0.12\"",
+            &format!("address = \"10.0.0.12\"{}", tls(", keep_plain = true")),
+            1,
+        );
+    let keep_plain = |found: &[String]| -> Vec<String> {
+        found
+            .iter()
+            .filter(|p| p.contains("keep_plain"))
+            .cloned()
+            .collect()
+    };
+    assert_eq!(keep_plain(&problems(&text)), Vec::<String>::new());
+    let balanced = text.replacen(
+        "[[sites]]\nhost = \"a\"",
+        "[load_balancer]\nhost = \"central\"\n\n[[sites]]\nhost = \"a\"",
+        1,
+    );
+    assert_eq!(
+        keep_plain(&problems(&balanced)),
+        ["hosts[2].tls.keep_plain: the load balancer leads clients to every member, and central, a listen with TLS only while b keeps its plain listeners, so a client could meet either; set keep_plain the same on every member"]
+    );
+}
+
 #[test]
 fn every_validation_error_names_its_key() {
     for (what, (from, to), key, words) in CASES {

@@ -554,6 +554,30 @@ fn tls_together(p: &mut Problems, inv: &Inventory) {
             }
         }
     }
+    // One balancer frontend leads to every member: they must all speak TLS only, or
+    // all keep their plain listeners, for a client to speak to whichever it meets.
+    if with.len() == members.len()
+        && inv.load_balancer.is_some()
+        && crate::balancer::wire(inv) == crate::balancer::Wire::Mixed
+    {
+        let closed: Vec<&str> = members
+            .iter()
+            .filter(|&&i| inv.hosts[i].tls.as_ref().is_some_and(|t| !t.keep_plain))
+            .map(|&i| inv.hosts[i].name.as_str())
+            .collect();
+        for &i in &members {
+            if inv.hosts[i].tls.as_ref().is_some_and(|t| t.keep_plain) {
+                p.add(
+                    format!("hosts[{i}].tls.keep_plain"),
+                    format!(
+                        "the load balancer leads clients to every member, and {} listen with TLS only while {} keeps its plain listeners, so a client could meet either; set keep_plain the same on every member",
+                        closed.join(", "),
+                        inv.hosts[i].name
+                    ),
+                );
+            }
+        }
+    }
     let ci = inv.central_index();
     for (si, s) in inv.sites.iter().enumerate() {
         if !s.linked() {
