@@ -236,6 +236,7 @@ pub enum Wire {
     Mixed,
 }
 
+/// What the cluster's members listen with, as the balancer's backends meet them.
 pub fn wire(inv: &Inventory) -> Wire {
     let tls_only: Vec<bool> = inv
         .hosts
