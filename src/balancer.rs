@@ -243,7 +243,7 @@ pub fn wire(inv: &Inventory) -> Wire {
         .iter()
         .enumerate()
         .filter(|(i, _)| inv.is_member(*i))
-        .map(|(_, h)| h.tls.as_ref().is_some_and(|t| !t.keep_plain))
+        .map(|(_, h)| h.tls_only())
         .collect();
     match (tls_only.iter().all(|t| *t), tls_only.iter().any(|t| *t)) {
         (true, true) => Wire::Tls,
@@ -274,7 +274,7 @@ pub fn backends(inv: &Inventory) -> Vec<(&'static str, Vec<Server>)> {
                 .enumerate()
                 .filter(|(i, _)| inv.is_member(*i))
                 .map(|(_, h)| {
-                    let tls_only = h.tls.as_ref().is_some_and(|t| !t.keep_plain);
+                    let tls_only = h.tls_only();
                     let port = match (what, tls_only) {
                         ("amqp", false) => h.ports.amqp,
                         ("amqp", true) => h.ports.amqps,

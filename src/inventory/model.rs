@@ -276,6 +276,11 @@ impl Host {
     pub fn node_name(&self) -> String {
         format!("rabbit@{}", self.name)
     }
+
+    /// Its RabbitMQ listens with TLS only: a tls table without keep_plain.
+    pub fn tls_only(&self) -> bool {
+        self.tls.as_ref().is_some_and(|t| !t.keep_plain)
+    }
 }
 
 /// Where RabbitMQ keeps its files on a host; the defaults are the packages' own.

@@ -562,7 +562,7 @@ fn tls_together(p: &mut Problems, inv: &Inventory) {
     {
         let closed: Vec<&str> = members
             .iter()
-            .filter(|&&i| inv.hosts[i].tls.as_ref().is_some_and(|t| !t.keep_plain))
+            .filter(|&&i| inv.hosts[i].tls_only())
             .map(|&i| inv.hosts[i].name.as_str())
             .collect();
         for &i in &members {
@@ -588,7 +588,7 @@ fn tls_together(p: &mut Problems, inv: &Inventory) {
             Link::Shovel => (s.host, ci),
             _ => (ci, s.host),
         };
-        let closed = inv.hosts[to].tls.as_ref().is_some_and(|t| !t.keep_plain);
+        let closed = inv.hosts[to].tls_only();
         if closed && inv.hosts[from].tls.is_none() {
             p.add(
                 format!("sites[{si}].link"),

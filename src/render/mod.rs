@@ -645,7 +645,7 @@ pub fn firewall_rules(host: &Host, metrics: bool) -> Vec<(&'static str, String)>
         ("warren-distribution", p.dist.to_string()),
         ("warren-cli", "35672-35682".to_string()),
     ];
-    if host.tls.as_ref().is_none_or(|t| t.keep_plain) {
+    if !host.tls_only() {
         rules.extend([
             ("warren-amqp", p.amqp.to_string()),
             ("warren-management", p.management.to_string()),
@@ -659,7 +659,7 @@ pub fn firewall_rules(host: &Host, metrics: bool) -> Vec<(&'static str, String)>
             ("warren-mqtts", p.mqtts.to_string()),
         ]);
     }
-    if metrics && host.tls.as_ref().is_none_or(|t| t.keep_plain) {
+    if metrics && !host.tls_only() {
         rules.push(("warren-prometheus", p.prometheus.to_string()));
     }
     if metrics && host.tls.is_some() {

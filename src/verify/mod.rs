@@ -627,7 +627,7 @@ fn listeners(c: &mut Checks, inv: &Inventory, conns: &mut [Option<Box<dyn Transp
             wanted.push(Vec::new());
             continue;
         }
-        let plain = h.tls.as_ref().is_none_or(|t| t.keep_plain);
+        let plain = !h.tls_only();
         let mut ports = vec![("amqp", h.ports.amqp, plain)];
         if has("rabbitmq_management") {
             ports.push(("management", h.ports.management, plain));
