@@ -350,8 +350,8 @@ pub struct Through {
 /// by RabbitMQ (Connection.Start, CONNACK). Where the members listen with TLS only
 /// (`Wire::Tls`), every connection is a TLS client's, the nodes' certificates
 /// checked against the balancer host's CA file where it has one, and management is
-/// an HTTP request that must be answered (`cred` unused); with `Wire::Mixed`,
-/// nothing is probed.
+/// an HTTP request that must be answered (`cred` unused). (`Wire::Mixed` is refused
+/// by `check`, and probed as plain.)
 pub fn through(
     inv: &Inventory,
     t: &mut dyn Transport,
@@ -362,13 +362,9 @@ pub fn through(
         return Through::default();
     };
     let mut out = Through::default();
-    let tls = match wire(inv) {
-        Wire::Mixed => return out,
-        Wire::Plain => None,
-        Wire::Tls => Some(crate::platform::BalancerTls {
-            ca: crate::render::tls_paths(&inv.hosts[lb.host]).map(|p| p.ca),
-        }),
-    };
+    let tls = (wire(inv) == Wire::Tls).then(|| crate::platform::BalancerTls {
+        ca: crate::render::tls_paths(&inv.hosts[lb.host]).map(|p| p.ca),
+    });
     out.tls = tls.clone();
     if let (Some(cred), None) = (cred, &tls) {
         let mut seen = BTreeSet::new();

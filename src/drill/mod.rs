@@ -347,54 +347,51 @@ impl Drill<'_> {
             std::thread::sleep(Duration::from_millis(300));
         }
         let took = t0.elapsed().as_secs_f64();
-        let mixed = crate::balancer::wire(self.inv) == crate::balancer::Wire::Mixed;
         let mut line = format!(
             "HAProxy {} {} within {took:.1} s",
             if back { "put back" } else { "took out" },
             h.name
         );
-        if !mixed {
-            let has_management = self
-                .inv
-                .cluster
-                .plugins
+        let has_management = self
+            .inv
+            .cluster
+            .plugins
+            .iter()
+            .any(|p| p == "rabbitmq_management");
+        let seen = crate::balancer::through(
+            self.inv,
+            &mut *self.conns[lb.host],
+            has_management.then_some(cred),
+            2 * members.len(),
+        );
+        let node = h.node_name();
+        if let Some((nodes, tried)) = &seen.management {
+            let want: std::collections::BTreeSet<String> = members
                 .iter()
-                .any(|p| p == "rabbitmq_management");
-            let seen = crate::balancer::through(
-                self.inv,
-                &mut *self.conns[lb.host],
-                has_management.then_some(cred),
-                2 * members.len(),
-            );
-            let node = h.node_name();
-            if let Some((nodes, tried)) = &seen.management {
-                let want: std::collections::BTreeSet<String> = members
-                    .iter()
-                    .filter(|m| back || **m != node)
-                    .cloned()
-                    .collect();
-                if nodes != &want {
-                    bail!(
-                        "through the balancer on {lb_name}, {tried} management requests were answered by {} rather than {}",
-                        nodes.iter().cloned().collect::<Vec<_>>().join(", "),
-                        want.iter().cloned().collect::<Vec<_>>().join(", ")
-                    );
-                }
-                line.push_str(&format!(
-                    "; through it, management answered from {}",
-                    nodes.iter().cloned().collect::<Vec<_>>().join(", ")
-                ));
+                .filter(|m| back || **m != node)
+                .cloned()
+                .collect();
+            if nodes != &want {
+                bail!(
+                    "through the balancer on {lb_name}, {tried} management requests were answered by {} rather than {}",
+                    nodes.iter().cloned().collect::<Vec<_>>().join(", "),
+                    want.iter().cloned().collect::<Vec<_>>().join(", ")
+                );
             }
-            for (label, port, ok, tried) in &seen.connections {
-                if ok != tried {
-                    bail!(
-                        "through the balancer on {lb_name}, {ok} of {tried} {label} connections (port {port}) were answered while {} was {}",
-                        h.name,
-                        if back { "back" } else { "down" }
-                    );
-                }
-                line.push_str(&format!(", {ok} of {tried} {label} connections answered"));
+            line.push_str(&format!(
+                "; through it, management answered from {}",
+                nodes.iter().cloned().collect::<Vec<_>>().join(", ")
+            ));
+        }
+        for (label, port, ok, tried) in &seen.connections {
+            if ok != tried {
+                bail!(
+                    "through the balancer on {lb_name}, {ok} of {tried} {label} connections (port {port}) were answered while {} was {}",
+                    h.name,
+                    if back { "back" } else { "down" }
+                );
             }
+            line.push_str(&format!(", {ok} of {tried} {label} connections answered"));
         }
         self.did(report, &lb_name, line);
         Ok(())

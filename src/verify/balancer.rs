@@ -94,20 +94,10 @@ pub(super) fn check(
     // Through the frontends, as a client: the management API answers from each node
     // in turn (it names the node that served), and every AMQP and MQTT connection
     // is answered by RabbitMQ. Where the nodes listen with TLS only, the balancer
-    // passes TLS through, and so do the probes (`balancer::through`).
-    let wire = crate::balancer::wire(inv);
-    if wire == crate::balancer::Wire::Mixed {
-        c.add(
-            "balancer serves",
-            &name,
-            false,
-            "its frontends lead to nodes with TLS only and to nodes with plain listeners: no client can speak to both",
-            Some("give every cluster member a tls table, or keep_plain = true on those that have one"),
-        );
-        return;
-    }
+    // passes TLS through, and so do the probes (`balancer::through`); `check` refuses
+    // members that differ in it.
     let mut problems = Vec::new();
-    let cred = if wire == crate::balancer::Wire::Plain
+    let cred = if crate::balancer::wire(inv) == crate::balancer::Wire::Plain
         && inv
             .cluster
             .plugins
