@@ -187,13 +187,6 @@ fn apply_verified_progress(dir: &Path) -> String {
     err
 }
 
-fn append_inventory(dir: &Path, text: &str) {
-    let p = dir.join("lab/inventory.toml");
-    let mut s = std::fs::read_to_string(&p).unwrap();
-    s.push_str(text);
-    std::fs::write(&p, s).unwrap();
-}
-
 fn all_nodes(hosts: &[Host]) -> BTreeSet<String> {
     hosts.iter().map(|h| format!("rabbit@{}", h.name)).collect()
 }

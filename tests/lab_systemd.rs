@@ -329,9 +329,7 @@ fn central_under_systemd_bootstrap_rerun_change_and_a_failed_start() {
     let was_running = ssh(&dir, central, "systemctl is-active --quiet haproxy")
         .status
         .success();
-    let p = dir.join("lab/inventory.toml");
-    let text = std::fs::read_to_string(&p).unwrap();
-    std::fs::write(&p, format!("{text}\n[load_balancer]\nhost = \"central\"\n")).unwrap();
+    append_inventory(&dir, "\n[load_balancer]\nhost = \"central\"\n");
     let (code, out, err) = lab_warren(&dir, &["apply", "--yes"]);
     assert_eq!(code, 0, "{out}{err}");
     assert!(out.contains("Verified: all"), "{out}");

@@ -177,9 +177,7 @@ fn tls_listeners_and_distribution_with_a_renewal() {
     // through, so a client checks the certificate of whichever node it reached.
     // verify probes through TLS; from this machine, openssl s_client with the CA as
     // the only trust meets both nodes' certificates on every frontend.
-    let p = dir.join("lab/inventory.toml");
-    let text = std::fs::read_to_string(&p).unwrap();
-    std::fs::write(&p, format!("{text}\n[load_balancer]\nhost = \"central\"\n")).unwrap();
+    append_inventory(&dir, "\n[load_balancer]\nhost = \"central\"\n");
     apply_verified(&dir);
     let (code, v) = verify_json(&dir);
     assert_eq!(code, 0, "{v}");

@@ -239,6 +239,14 @@ pub fn edit_inventory(dir: &Path, from: &str, to: &str) {
     std::fs::write(&p, text.replacen(from, to, 1)).unwrap();
 }
 
+/// Adds `text` at the end of the lab's inventory.
+pub fn append_inventory(dir: &Path, text: &str) {
+    let p = dir.join("lab/inventory.toml");
+    let mut s = std::fs::read_to_string(&p).unwrap();
+    s.push_str(text);
+    std::fs::write(&p, s).unwrap();
+}
+
 /// An HTTP request to the management API of a lab host, straight from this machine
 /// (the lab's bridge reaches every host) as the lab's administrator: the operator's
 /// own way in, independent of warren's SSH tunnel. Returns (status, body).
