@@ -212,23 +212,29 @@ pub fn read(inv: &Inventory) -> Result<Status> {
         })
         .collect();
     qs.sort_by(|a, b| a.name.cmp(&b.name));
+    let balancer = balancer(inv, &via, &mut *t);
     Ok(Status {
         cluster: inv.cluster.name.clone(),
         via,
         nodes: ns,
         queues: qs,
         links: links(inv),
-        balancer: balancer(inv),
+        balancer,
     })
 }
 
-/// HAProxy's statistics, read on the balancer's host.
-fn balancer(inv: &Inventory) -> Option<BalancerStatus> {
+/// HAProxy's statistics, read on the balancer's host: through `t`, the connection
+/// to `via`, when that is the host (the central host, in most layouts).
+fn balancer(inv: &Inventory, via: &str, t: &mut dyn Transport) -> Option<BalancerStatus> {
     let lb = inv.load_balancer.as_ref()?;
     let h = &inv.hosts[lb.host];
-    let read = facts::connect(h)
-        .map_err(|e| format!("{e:#}"))
-        .and_then(|mut t| crate::balancer::stats(inv, &mut *t));
+    let read = if h.name == via {
+        crate::balancer::stats(inv, t)
+    } else {
+        facts::connect(h)
+            .map_err(|e| format!("{e:#}"))
+            .and_then(|mut t| crate::balancer::stats(inv, &mut *t))
+    };
     let (servers, error) = match read {
         Ok(rows) => (rows, None),
         Err(e) => (Vec::new(), Some(e)),
