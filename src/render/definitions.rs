@@ -5,7 +5,9 @@
 //! import through one node would put every master there. warren declares each queue
 //! through its own site's node instead; this file is the reference of what exists.
 
-use crate::inventory::{link_name, link_user, Broker, Inventory, Link, Replication, Site, User};
+use crate::inventory::{
+    link_name, link_user, Broker, Inventory, Link, Replication, Secret, Site, User,
+};
 use anyhow::Result;
 use base64::Engine;
 use serde::Serialize;
@@ -243,10 +245,10 @@ fn local_uri(inv: &Inventory) -> String {
 }
 
 /// Builds the definitions. Reads the users' passwords (to hash them).
-pub fn build(inv: &Inventory) -> Result<Definitions> {
+pub fn build(inv: &Inventory, cookie: &Secret<String>) -> Result<Definitions> {
     let mut d = build_without_passwords(inv);
     for u in &inv.users {
-        d.users.push(user_def(inv, u)?);
+        d.users.push(user_def(inv, u, cookie)?);
     }
     Ok(d)
 }
@@ -441,25 +443,26 @@ pub fn for_broker(inv: &Inventory, b: Broker) -> Definitions {
 }
 
 /// The definitions as pretty JSON with a final newline.
-pub fn render(inv: &Inventory) -> Result<String> {
-    let mut s = serde_json::to_string_pretty(&build(inv)?)?;
+pub fn render(inv: &Inventory, cookie: &Secret<String>) -> Result<String> {
+    let mut s = serde_json::to_string_pretty(&build(inv, cookie)?)?;
     s.push('\n');
     Ok(s)
 }
 
-/// RabbitMQ's `rabbit_password_hashing_sha256`: base64(salt ++ sha256(salt ++ password)),
-/// with a 4-byte salt drawn at random, as RabbitMQ itself does: the same password never
-/// gives the same hash twice. A hash is compared by checking the password against it
+/// RabbitMQ's `rabbit_password_hashing_sha256`: base64(salt ++ sha256(salt ++ password)).
+/// RabbitMQ draws the 4-byte salt at random; warren derives it instead, so that the same
+/// inventory and secrets render the same definitions.json byte for byte (a rendered tree
+/// kept in git changes only when something really changed). The salt is the start of
+/// HMAC-SHA-256 keyed with the cluster's cookie over the cluster's and the user's names:
+/// unique per cluster and per user, and unknown to anyone without the cookie. A hash is
+/// still compared by checking the password against it
 /// (`plan::cluster::password_matches`), never by deriving it again.
-fn user_def(inv: &Inventory, u: &User) -> Result<UserDef> {
-    use rand::RngCore;
+fn user_def(inv: &Inventory, u: &User, cookie: &Secret<String>) -> Result<UserDef> {
     let password = u.password.read().map_err(|e| {
         anyhow::anyhow!("{}: users ({}): password: {e}", inv.path.display(), u.name)
     })?;
     let pw = password.expose().as_bytes();
-    let mut salt = [0u8; 4];
-    rand::rngs::OsRng.fill_bytes(&mut salt);
-    let salt = &salt[..];
+    let salt = password_salt(cookie, &inv.cluster.name, &u.name);
     let hash = Sha256::new().chain_update(salt).chain_update(pw).finalize();
     let mut salted = salt.to_vec();
     salted.extend_from_slice(&hash);
@@ -469,6 +472,19 @@ fn user_def(inv: &Inventory, u: &User) -> Result<UserDef> {
         hashing_algorithm: "rabbit_password_hashing_sha256",
         tags: u.tags.clone(),
     })
+}
+
+/// The 4-byte salt of `user`'s password hash in `cluster`: see `user_def`.
+fn password_salt(cookie: &Secret<String>, cluster: &str, user: &str) -> [u8; 4] {
+    use hmac::Mac;
+    let mut mac = hmac::Hmac::<Sha256>::new_from_slice(cookie.expose().as_bytes())
+        .expect("HMAC takes a key of any length");
+    mac.update(b"warren password salt\0");
+    mac.update(cluster.as_bytes());
+    mac.update(b"\0");
+    mac.update(user.as_bytes());
+    let tag = mac.finalize().into_bytes();
+    [tag[0], tag[1], tag[2], tag[3]]
 }
 
 /// Escapes a queue name for use in a policy pattern (an Erlang `re` regex).

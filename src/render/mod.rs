@@ -843,7 +843,7 @@ pub fn render(inv: &Inventory, only: Option<&str>) -> Result<Rendered> {
             );
         }
     }
-    let definitions = definitions::render(inv)?;
+    let definitions = definitions::render(inv, &cookie)?;
     let prometheus = scrape_config(inv, &t)?;
     Ok(Rendered {
         hosts,
