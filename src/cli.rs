@@ -116,6 +116,11 @@ pub enum Command {
     },
     /// A local lab of real hosts in network namespaces (root only).
     Lab {
+        /// Which lab: a named lab runs beside the default one, with its own bridge,
+        /// subnet, namespaces and folder (./lab-NAME); without it, the default lab
+        /// (./lab).
+        #[arg(long, global = true, value_name = "NAME")]
+        name: Option<String>,
         #[command(subcommand)]
         action: LabAction,
     },
@@ -135,6 +140,10 @@ pub enum LabAction {
     },
     /// Remove every trace of the lab: processes, namespaces, links, mounts, files.
     Down,
+    /// A fresh cluster in seconds: stop every node, give each host its RabbitMQ
+    /// folders and the lab's inventory.toml as `lab up` made them, start the nodes;
+    /// namespaces, sshd and keys stay.
+    Reset,
     /// Show each lab host and whether it answers.
     Status,
 }

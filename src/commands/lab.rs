@@ -1,13 +1,14 @@
-//! `warren lab up|down|status`: the local lab of real hosts.
+//! `warren lab up|down|reset|status [--name NAME]`: the local lab of real hosts.
 
 use crate::cli::{LabAction, Outcome};
 use anyhow::Result;
 
-pub fn run(action: LabAction) -> Result<Outcome> {
-    let lab = crate::lab::Lab::here()?;
+pub fn run(name: Option<&str>, action: LabAction) -> Result<Outcome> {
+    let lab = crate::lab::Lab::here(name)?;
     match action {
         LabAction::Up { hosts, systemd } => lab.up(hosts, systemd)?,
         LabAction::Down => lab.down()?,
+        LabAction::Reset => lab.reset()?,
         LabAction::Status => lab.status()?,
     }
     Ok(Outcome::Success)

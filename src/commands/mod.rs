@@ -51,7 +51,7 @@ pub fn run(cli: Cli) -> Result<Outcome> {
             yes,
             break_lock,
         } => drill::run(&cli.inventory, &site, messages as usize, yes, break_lock),
-        Command::Lab { action } => lab::run(action),
+        Command::Lab { name, action } => lab::run(name.as_deref(), action),
     }
 }
 

@@ -12,6 +12,7 @@
 
 mod net;
 mod nspawn;
+mod reset;
 mod sys;
 
 use anyhow::{bail, Context, Result};
@@ -20,16 +21,18 @@ use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-pub use net::{BRIDGE, LINK_PREFIX, NETNS_PREFIX, SUBNET};
+pub use net::{LabNet, BRIDGE, LINK_PREFIX, NETNS_PREFIX, SUBNET};
 
-/// Records which folder the running lab belongs to. /run is emptied on reboot, as are
-/// namespaces, so the two cannot disagree across a reboot.
+/// Records which folder the running default lab belongs to (a named lab's marker is
+/// `/run/warren-lab.NAME`). /run is emptied on reboot, as are namespaces, so the two
+/// cannot disagree across a reboot.
 const MARKER: &str = "/run/warren-lab";
 /// Present in a lab folder; `down` removes only folders that carry it.
 const FOLDER_MARK: &str = ".warren-lab";
 
 pub struct Lab {
     dir: PathBuf,
+    net: LabNet,
 }
 
 /// One lab host: index 0 is the central host, 1.. the sites.
@@ -45,16 +48,22 @@ pub struct LabHost {
 }
 
 impl LabHost {
+    /// Host number `index` of the default lab.
     pub fn new(index: usize) -> LabHost {
+        LabHost::of(&LabNet::default_lab(), index)
+    }
+
+    /// Host number `index` of the lab whose network is `net`.
+    pub fn of(net: &LabNet, index: usize) -> LabHost {
         let name = if index == 0 {
             "central".to_string()
         } else {
             format!("site{index}")
         };
         LabHost {
-            address: format!("{SUBNET}.{}", 10 + index),
-            netns: format!("{NETNS_PREFIX}{name}"),
-            link: format!("{LINK_PREFIX}{name}"),
+            address: format!("{}.{}", net.subnet, 10 + index),
+            netns: net.netns(&name),
+            link: net.link(index, &name),
             name,
             systemd: false,
         }
@@ -94,12 +103,35 @@ impl Mark {
 }
 
 impl Lab {
-    /// The lab whose folder is `./lab`.
-    pub fn here() -> Result<Lab> {
+    /// The lab called `name` (the default lab without one), whose folder is `./lab`
+    /// (`./lab-NAME` for a named lab).
+    pub fn here(name: Option<&str>) -> Result<Lab> {
+        let net = LabNet::of(name)?;
         let cwd = std::env::current_dir().context("cannot read the current folder")?;
+        let folder = match name {
+            None => "lab".to_string(),
+            Some(n) => format!("lab-{n}"),
+        };
         Ok(Lab {
-            dir: cwd.join("lab"),
+            dir: cwd.join(folder),
+            net,
         })
+    }
+
+    /// The file in /run that names the folder this lab runs from.
+    fn marker(&self) -> PathBuf {
+        match &self.net.name {
+            None => PathBuf::from(MARKER),
+            Some(n) => PathBuf::from(format!("{MARKER}.{n}")),
+        }
+    }
+
+    /// `lab up` or `lab up --name NAME`, for messages.
+    fn command(&self, verb: &str) -> String {
+        match &self.net.name {
+            None => format!("warren lab {verb}"),
+            Some(n) => format!("warren lab {verb} --name {n}"),
+        }
     }
 
     fn host_dir(&self, h: &LabHost) -> PathBuf {
@@ -112,7 +144,7 @@ impl Lab {
         (0..size)
             .map(|i| LabHost {
                 systemd: systemd && i == 0,
-                ..LabHost::new(i)
+                ..LabHost::of(&self.net, i)
             })
             .collect()
     }
@@ -156,12 +188,17 @@ impl Lab {
         if wanted > 50 {
             bail!("--hosts {wanted}: the lab's subnet and this machine hold at most 50 hosts; use fewer");
         }
-        let ours = std::fs::read_to_string(MARKER).ok().map(PathBuf::from);
+        let marker = self.marker();
+        let ours = std::fs::read_to_string(&marker).ok().map(PathBuf::from);
         let mut mark = Mark::default();
         let existing = if ours.as_deref() == Some(self.dir.as_path()) {
             mark = Mark::read(&self.dir);
             if systemd && !mark.systemd && mark.hosts > 0 {
-                bail!("lab up --systemd: the running lab's central host runs without systemd; run warren lab down, then warren lab up --systemd");
+                bail!(
+                    "lab up --systemd: the running lab's central host runs without systemd; run {}, then {} --systemd",
+                    self.command("down"),
+                    self.command("up")
+                );
             }
             if !systemd && mark.systemd {
                 eprintln!(
@@ -173,8 +210,8 @@ impl Lab {
             // Another folder's lab, or what a killed run or an earlier session left:
             // namespaces, links and mounts outlive the processes that made them, and
             // a container's cgroups outlive the container.
-            let mut removed = nspawn::clear_all();
-            removed.extend(net::clear_all());
+            let mut removed = nspawn::clear_all(&self.net.netns_prefix);
+            removed.extend(self.net.clear_all());
             if !removed.is_empty() {
                 eprintln!(
                     "lab: cleared what an earlier lab left behind: {}",
@@ -204,14 +241,14 @@ impl Lab {
         }
         std::fs::create_dir_all(self.dir.join("hosts"))
             .with_context(|| format!("cannot create {}", self.dir.display()))?;
-        std::fs::write(MARKER, self.dir.to_string_lossy().as_bytes())
-            .with_context(|| format!("cannot write {MARKER}"))?;
+        std::fs::write(&marker, self.dir.to_string_lossy().as_bytes())
+            .with_context(|| format!("cannot write {}", marker.display()))?;
         if mark.systemd {
             nspawn::make_run_dir()?;
         }
         mark.write(&self.dir)?;
         self.client_key()?;
-        net::ensure_bridge()?;
+        self.net.ensure_bridge()?;
 
         let hosts = self.hosts(size);
         let mut started = Vec::new();
@@ -303,52 +340,7 @@ impl Lab {
         if dir.exists() {
             std::fs::remove_dir_all(&dir)?;
         }
-        for sub in ["etc-rabbitmq", "var-lib-rabbitmq", "var-log-rabbitmq"] {
-            std::fs::create_dir_all(dir.join(sub))?;
-        }
-        // A fresh install: the package's /etc/rabbitmq files, an empty data folder.
-        for entry in std::fs::read_dir("/etc/rabbitmq").context("cannot read /etc/rabbitmq")? {
-            let entry = entry?;
-            if entry.file_type()?.is_file() {
-                std::fs::copy(
-                    entry.path(),
-                    dir.join("etc-rabbitmq").join(entry.file_name()),
-                )?;
-            }
-        }
-        // HAProxy's package files, as on a host where it was just installed; warren
-        // writes haproxy.cfg only on the balancer's host.
-        std::fs::create_dir_all(dir.join("etc-haproxy"))?;
-        if let Ok(entries) = std::fs::read_dir("/etc/haproxy") {
-            for entry in entries.flatten() {
-                if entry.file_type().is_ok_and(|t| t.is_file()) {
-                    std::fs::copy(
-                        entry.path(),
-                        dir.join("etc-haproxy").join(entry.file_name()),
-                    )?;
-                }
-            }
-        }
-        // The management plugin from the first start, as most operators enable it
-        // right after installing: a fresh node then answers warren's fact reading
-        // through its API (guest, from localhost), with no Erlang VM started for it.
-        std::fs::write(
-            dir.join("etc-rabbitmq").join("enabled_plugins"),
-            "[rabbitmq_management].\n",
-        )?;
-        for sub in ["etc-rabbitmq", "var-lib-rabbitmq", "var-log-rabbitmq"] {
-            sys::run(
-                "chown",
-                &["-R", "rabbitmq:rabbitmq", path_str(&dir.join(sub))?],
-            )?;
-        }
-        let mut hosts =
-            String::from("127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n");
-        for other in all {
-            writeln!(hosts, "{}\t{}", other.address, other.name)?;
-        }
-        std::fs::write(dir.join("hosts"), hosts)?;
-        std::fs::write(dir.join("hostname"), format!("{}\n", h.name))?;
+        fresh_files(&dir, h, all)?;
         let host_key = dir.join("ssh_host_ed25519_key");
         sys::run(
             "ssh-keygen",
@@ -394,7 +386,8 @@ impl Lab {
         // sshd's privilege-separation folder, normally made by systemd-tmpfiles.
         std::fs::create_dir_all("/run/sshd")?;
 
-        net::create_host_network(&h.netns, &h.link, &h.address)?;
+        self.net
+            .create_host_network(&h.netns, &h.link, &h.address)?;
         if h.systemd {
             nspawn::write_seed(&dir, &dir.join("sshd_config"))?;
             nspawn::start(&h.name, &h.netns, &dir, &self.dir)
@@ -488,7 +481,8 @@ impl Lab {
 
     pub fn down(&self) -> Result<()> {
         Self::preflight()?;
-        let mut folders: Vec<PathBuf> = std::fs::read_to_string(MARKER)
+        let marker = self.marker();
+        let mut folders: Vec<PathBuf> = std::fs::read_to_string(&marker)
             .ok()
             .map(PathBuf::from)
             .into_iter()
@@ -496,8 +490,8 @@ impl Lab {
         folders.push(self.dir.clone());
         // The containers first: each shuts its systemd down in order, and leaves
         // their namespaces to be deleted below.
-        let mut removed = nspawn::clear_all();
-        removed.extend(net::clear_all());
+        let mut removed = nspawn::clear_all(&self.net.netns_prefix);
+        removed.extend(self.net.clear_all());
         for f in folders {
             if f.join(FOLDER_MARK).exists() {
                 std::fs::remove_dir_all(&f)
@@ -505,8 +499,8 @@ impl Lab {
                 removed.push(format!("folder {}", f.display()));
             }
         }
-        if std::fs::remove_file(MARKER).is_ok() {
-            removed.push(MARKER.to_string());
+        if std::fs::remove_file(&marker).is_ok() {
+            removed.push(marker.display().to_string());
         }
         // `ip netns add` bind-mounts /run/netns onto itself the first time; once no
         // namespace is left in it, take that mount away too.
@@ -530,12 +524,18 @@ impl Lab {
     }
 
     pub fn status(&self) -> Result<()> {
-        let ours = std::fs::read_to_string(MARKER).ok().map(PathBuf::from);
+        let ours = std::fs::read_to_string(self.marker()).ok().map(PathBuf::from);
         let Some(dir) = ours else {
-            println!("lab: no lab is running on this machine (warren lab up builds one)");
+            println!(
+                "lab: no such lab is running on this machine ({} builds one)",
+                self.command("up")
+            );
             return Ok(());
         };
-        let lab = Lab { dir };
+        let lab = Lab {
+            dir,
+            net: self.net.clone(),
+        };
         let size = Mark::read(&lab.dir).hosts;
         println!("lab: {} ({} hosts)", lab.dir.display(), size);
         println!(
@@ -647,6 +647,72 @@ pub fn extend_inventory(existing: &str, hosts: &[LabHost]) -> Result<String> {
     Ok(s)
 }
 
+/// Gives host `h` (its folder `dir`) the files of a freshly installed server: the
+/// package's /etc/rabbitmq and /etc/haproxy files, empty data and log folders, its
+/// /etc/hosts and /etc/hostname. The folders are emptied, not replaced: on a running
+/// host they are the sources of its bind mounts.
+fn fresh_files(dir: &Path, h: &LabHost, all: &[LabHost]) -> Result<()> {
+    for sub in ["etc-rabbitmq", "var-lib-rabbitmq", "var-log-rabbitmq", "etc-haproxy"] {
+        let d = dir.join(sub);
+        std::fs::create_dir_all(&d)?;
+        for entry in std::fs::read_dir(&d)? {
+            remove(&entry?.path())?;
+        }
+    }
+    // A fresh install: the package's /etc/rabbitmq files, an empty data folder.
+    for entry in std::fs::read_dir("/etc/rabbitmq").context("cannot read /etc/rabbitmq")? {
+        let entry = entry?;
+        if entry.file_type()?.is_file() {
+            std::fs::copy(
+                entry.path(),
+                dir.join("etc-rabbitmq").join(entry.file_name()),
+            )?;
+        }
+    }
+    // HAProxy's package files, as on a host where it was just installed; warren
+    // writes haproxy.cfg only on the balancer's host.
+    if let Ok(entries) = std::fs::read_dir("/etc/haproxy") {
+        for entry in entries.flatten() {
+            if entry.file_type().is_ok_and(|t| t.is_file()) {
+                std::fs::copy(
+                    entry.path(),
+                    dir.join("etc-haproxy").join(entry.file_name()),
+                )?;
+            }
+        }
+    }
+    // The management plugin from the first start, as most operators enable it
+    // right after installing: a fresh node then answers warren's fact reading
+    // through its API (guest, from localhost), with no Erlang VM started for it.
+    std::fs::write(
+        dir.join("etc-rabbitmq").join("enabled_plugins"),
+        "[rabbitmq_management].\n",
+    )?;
+    for sub in ["etc-rabbitmq", "var-lib-rabbitmq", "var-log-rabbitmq"] {
+        sys::run(
+            "chown",
+            &["-R", "rabbitmq:rabbitmq", path_str(&dir.join(sub))?],
+        )?;
+    }
+    let mut hosts =
+        String::from("127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n");
+    for other in all {
+        writeln!(hosts, "{}\t{}", other.address, other.name)?;
+    }
+    std::fs::write(dir.join("hosts"), hosts)?;
+    std::fs::write(dir.join("hostname"), format!("{}\n", h.name))?;
+    Ok(())
+}
+
+/// Removes a file or a folder with everything in it.
+fn remove(p: &Path) -> std::io::Result<()> {
+    if p.is_dir() && !p.is_symlink() {
+        std::fs::remove_dir_all(p)
+    } else {
+        std::fs::remove_file(p)
+    }
+}
+
 fn port_open(address: &str, port: u16) -> bool {
     let Ok(addr) = format!("{address}:{port}").parse::<SocketAddr>() else {
         return false;
@@ -743,7 +809,11 @@ mod tests {
         };
         mark.write(&dir).unwrap();
         assert_eq!(Mark::read(&dir), mark);
-        let hosts = Lab { dir: dir.clone() }.hosts(2);
+        let hosts = Lab {
+            dir: dir.clone(),
+            net: LabNet::default_lab(),
+        }
+        .hosts(2);
         std::fs::remove_dir_all(&dir).unwrap();
         assert!(hosts[0].systemd && !hosts[1].systemd);
         let inv = crate::inventory::parse(

@@ -12,11 +12,10 @@
 //! What bit on this machine (its init is not systemd): nspawn exits silently unless
 //! /run/systemd/nspawn is a tmpfs; it needs `--register=no --keep-unit` (no bus to
 //! register a scope with); and it makes its `supervisor` and `payload` cgroups
-//! beside its own, so it is started in a cgroup of the lab's (`wrnlab-NAME`) that
+//! beside its own, so it is started in a cgroup named after the host's namespace that
 //! `lab down` removes.
 
 use super::sys::{kill, pid_alive};
-use super::NETNS_PREFIX;
 use anyhow::{bail, Context, Result};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -161,7 +160,8 @@ pub fn start(name: &str, netns: &str, dir: &Path, lab_dir: &Path) -> Result<u32>
         }
     }
     let d = dir.display();
-    let cgroup = format!("{NETNS_PREFIX}{name}");
+    // The namespace's name (the lab's prefix and the host's name) names its cgroup.
+    let cgroup = netns;
     // Unlike sshd and RabbitMQ, systemd-nspawn keeps whatever descriptors it
     // inherits for its whole life: a lock the caller holds (a `flock` around a test)
     // would be held until the lab goes down. Closed first, but stdin, stdout, stderr.
@@ -300,9 +300,9 @@ pub fn stop(pid: u32) {
 /// line, whichever folder started it), stopped; then the lab's cgroups, and
 /// /run/systemd/nspawn when it is empty (a lab that another warren cleared, one that
 /// knew no systemd host, leaves both). Returns what it removed.
-pub fn clear_all() -> Vec<String> {
+pub fn clear_all(netns_prefix: &str) -> Vec<String> {
     let mut removed = Vec::new();
-    let needle = format!("--network-namespace-path=/run/netns/{NETNS_PREFIX}");
+    let needle = format!("--network-namespace-path=/run/netns/{netns_prefix}");
     for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
         let Some(pid) = entry.file_name().to_str().and_then(|p| p.parse().ok()) else {
             continue;
@@ -322,7 +322,7 @@ pub fn clear_all() -> Vec<String> {
         };
         for e in entries.flatten() {
             let name = e.file_name().to_string_lossy().into_owned();
-            if name.starts_with(NETNS_PREFIX) && remove_cgroup(&e.path()) {
+            if name.starts_with(netns_prefix) && remove_cgroup(&e.path()) {
                 removed.push(format!("cgroup {}", e.path().display()));
             }
         }
