@@ -11,7 +11,7 @@ use std::path::Path;
 use std::process::Command;
 
 fn block_ssh(host: &Host, block: bool) {
-    let ns = format!("{}{}", warren::lab::NETNS_PREFIX, host.name);
+    let ns = lab_net().netns(&host.name);
     let op = if block { "-I" } else { "-D" };
     let ok = Command::new("ip")
         .args([
@@ -259,11 +259,11 @@ fn bootstrap_rerun_edit_and_grow() {
 
     // A host whose key is not in known_hosts: refused with its fingerprint, and
     // recorded only when the operator asks (issue 12).
-    let known = dir.join("lab/known_hosts");
+    let known = lab_dir(&dir).join("known_hosts");
     let full = std::fs::read_to_string(&known).unwrap();
     let without: String = full
         .lines()
-        .filter(|l| !l.starts_with("10.231.77.11,"))
+        .filter(|l| !l.starts_with(&format!("{},", hosts[1].address)))
         .map(|l| format!("{l}\n"))
         .collect();
     assert_ne!(without, full);
@@ -271,7 +271,7 @@ fn bootstrap_rerun_edit_and_grow() {
     let (code, out, err) = lab_warren(&dir, &["plan"]);
     assert_eq!(code, 1, "{out}\n{err}");
     assert!(
-        err.contains("the host key of 10.231.77.11 (SHA256:")
+        err.contains(&format!("the host key of {} (SHA256:", hosts[1].address))
             && err.contains("--accept-new-host-keys"),
         "{err}"
     );
@@ -279,7 +279,10 @@ fn bootstrap_rerun_edit_and_grow() {
     let (code, out, err) = lab_warren(&dir, &["apply", "--yes", "--accept-new-host-keys"]);
     assert_eq!(code, 0, "{out}\n{err}");
     assert!(
-        err.contains("site1: recorded the host key of 10.231.77.11 (SHA256:"),
+        err.contains(&format!(
+            "site1: recorded the host key of {} (SHA256:",
+            hosts[1].address
+        )),
         "{err}"
     );
     assert!(out.contains("No changes."), "{out}");
@@ -295,17 +298,14 @@ fn bootstrap_rerun_edit_and_grow() {
     phases.done("host key recorded");
 
     // A host that does not answer: named, nothing changed; back, the rerun finishes.
-    edit_inventory(
-        &dir,
-        "name = \"site3\"\naddress = \"10.231.77.13\"",
-        "name = \"site3\"\naddress = \"10.231.77.13\"\nports = { mqtt = 1884 }",
-    );
+    let site3 = format!("name = \"site3\"\naddress = \"{}\"", hosts[3].address);
+    edit_inventory(&dir, &site3, &format!("{site3}\nports = {{ mqtt = 1884 }}"));
     block_ssh(&hosts[2], true);
     let (code, out, err) = lab_warren(&dir, &["apply", "--yes"]);
     block_ssh(&hosts[2], false);
     assert_eq!(code, 1, "{out}\n{err}");
     assert!(
-        err.contains("site2: cannot connect to 10.231.77.12:22"),
+        err.contains(&format!("site2: cannot connect to {}:22", hosts[2].address)),
         "{err}"
     );
     assert!(err.contains("no host was changed"), "{err}");
@@ -335,7 +335,7 @@ fn bootstrap_rerun_edit_and_grow() {
     ssh_ok(
         &dir,
         &hosts[0],
-        "timeout 5 bash -c '</dev/tcp/10.231.77.13/1884'",
+        &format!("timeout 5 bash -c '</dev/tcp/{}/1884'", hosts[3].address),
     );
     assert_user_layout(&dir, &hosts);
 
@@ -345,8 +345,8 @@ fn bootstrap_rerun_edit_and_grow() {
     // join, queue and policy; for the others only hosts entries, without restart;
     // apply restarts no other node.
     let pids = all_pids(&dir, &hosts);
-    let known_before = std::fs::read_to_string(dir.join("lab/known_hosts")).unwrap();
-    warren_ok(&dir, &["lab", "up", "--hosts", "6"]);
+    let known_before = std::fs::read_to_string(lab_dir(&dir).join("known_hosts")).unwrap();
+    lab_ok(&dir, &["up", "--hosts", "6"]);
     let six = lab_hosts(6);
     assert_eq!(ssh_ok(&dir, &six[5], "hostname"), "site5");
     assert_eq!(pids, all_pids(&dir, &hosts), "lab up restarted a node");
@@ -357,7 +357,7 @@ fn bootstrap_rerun_edit_and_grow() {
             &format!("test -e /etc/rabbitmq/only-on-{}", h.name),
         )
     });
-    let known_after = std::fs::read_to_string(dir.join("lab/known_hosts")).unwrap();
+    let known_after = std::fs::read_to_string(lab_dir(&dir).join("known_hosts")).unwrap();
     assert!(
         known_after.starts_with(&known_before),
         "existing host keys changed"
@@ -376,7 +376,10 @@ fn bootstrap_rerun_edit_and_grow() {
         "{plan}"
     );
     assert!(plan.contains("+ policy warren-mirror-site5"), "{plan}");
-    assert!(plan.contains("+10.231.77.15 site5"), "{plan}");
+    assert!(
+        plan.contains(&format!("+{} site5", six[5].address)),
+        "{plan}"
+    );
     assert_eq!(
         plan.matches("! restart RabbitMQ").count(),
         1,
@@ -421,13 +424,13 @@ fn bootstrap_rerun_edit_and_grow() {
     phases.done("drills");
 
     // The cookie never appeared in any output.
-    let cookie = std::fs::read_to_string(dir.join("lab/erlang.cookie")).unwrap();
+    let cookie = std::fs::read_to_string(lab_dir(&dir).join("erlang.cookie")).unwrap();
     assert!(cookie.trim().len() >= 20);
     assert!(
         !outputs.contains(cookie.trim()),
         "the cookie leaked into warren's output"
     );
-    warren_ok(&dir, &["lab", "down"]);
+    lab_ok(&dir, &["down"]);
 }
 
 /// Runs verify, expecting it to fail; returns the failing checks.
@@ -657,9 +660,10 @@ fn cookie_changed_by_hand(dir: &Path, hosts: &[Host], outputs: &mut String) {
 /// Drops a lab host's traffic with the other lab hosts, inside its namespace; this
 /// machine (and so SSH from it) still reaches it.
 fn cut_off(host: &Host, cut: bool) {
-    let ns = format!("{}{}", warren::lab::NETNS_PREFIX, host.name);
-    let subnet = format!("{}.0/24", warren::lab::SUBNET);
-    let me = format!("{}.1", warren::lab::SUBNET);
+    let net = lab_net();
+    let ns = net.netns(&host.name);
+    let subnet = format!("{}.0/24", net.subnet);
+    let me = net.bridge_address();
     let iptables = |args: &[&str]| {
         let ok = Command::new("ip")
             .args(["netns", "exec", &ns, "iptables"])

@@ -267,10 +267,11 @@ print(confirmed, gave_up, retried)
 
 impl Clients {
     fn start(dir: &Path, lb: &Host) -> Clients {
-        let password = std::fs::read_to_string(dir.join("lab/secrets/producer-site2.password"))
-            .unwrap()
-            .trim()
-            .to_string();
+        let password =
+            std::fs::read_to_string(lab_dir(dir).join("secrets/producer-site2.password"))
+                .unwrap()
+                .trim()
+                .to_string();
         let stop = dir.join("clients.stop");
         let _ = std::fs::remove_file(&stop);
         let child = std::process::Command::new(python())

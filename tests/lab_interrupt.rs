@@ -53,7 +53,7 @@ struct Run {
 /// which `at` says so stops it. `at` may block (to wait for something on the hosts).
 fn apply_until(dir: &Path, mut at: impl FnMut(&str) -> Option<Stop>) -> Run {
     let mut child = Command::new(env!("CARGO_BIN_EXE_warren"))
-        .args(["-i", "lab/inventory.toml", "apply", "--yes"])
+        .args(["-i", &inventory_arg(), "apply", "--yes"])
         .current_dir(dir)
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -355,10 +355,14 @@ fn killed_runs_are_finished_by_the_next() {
     // From here site1 is reached as a login user that is not root: every command
     // through sudo, every upload through a private folder and sudo.
     let _operator = Operator::make();
+    let entry = format!(
+        "name = \"site1\"\naddress = \"{}\"\nos = \"linux\"\ntransport = \"ssh\"\nuser = ",
+        hosts[1].address
+    );
     edit_inventory(
         &dir,
-        "name = \"site1\"\naddress = \"10.231.77.11\"\nos = \"linux\"\ntransport = \"ssh\"\nuser = \"root\"",
-        &format!("name = \"site1\"\naddress = \"10.231.77.11\"\nos = \"linux\"\ntransport = \"ssh\"\nuser = \"{OPERATOR}\""),
+        &format!("{entry}\"root\""),
+        &format!("{entry}\"{OPERATOR}\""),
     );
 
     // Messages in both site queues, then a change that restarts every node.
@@ -450,8 +454,12 @@ fn killed_runs_are_finished_by_the_next() {
     // site2 removed from the inventory, its queue holding messages: its master moves
     // to central's synchronised copy, the node is stopped and forgotten, its files stay;
     // the first run is killed right after its first step and the next one finishes.
-    let text = std::fs::read_to_string(dir.join("lab/inventory.toml")).unwrap();
-    std::fs::write(dir.join("lab/inventory.toml"), without_host(&text, "site2")).unwrap();
+    let text = std::fs::read_to_string(lab_dir(&dir).join("inventory.toml")).unwrap();
+    std::fs::write(
+        lab_dir(&dir).join("inventory.toml"),
+        without_host(&text, "site2"),
+    )
+    .unwrap();
     let (code, plan, _) = lab(&dir, &["plan", "--exit-code"]);
     assert_eq!(code, 2, "{plan}");
     assert!(
@@ -506,5 +514,5 @@ fn killed_runs_are_finished_by_the_next() {
     let outputs = OUTPUTS.lock().unwrap().clone();
     assert_no_secret_left(&dir, &hosts, &outputs);
     phases.done("no secret left anywhere");
-    warren_ok(&dir, &["lab", "down"]);
+    lab_ok(&dir, &["down"]);
 }

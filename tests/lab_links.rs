@@ -135,7 +135,8 @@ fn shovelled_and_federated_sites_carry_messages_through_restarts() {
     // A backup of the cluster holds central's federation upstream, whose URI carries
     // site2's link password in clear in RabbitMQ: in the file, the password is masked
     // and the rest of the URI is RabbitMQ's.
-    let password = std::fs::read_to_string(dir.join("lab/secrets/link-site2.password")).unwrap();
+    let password =
+        std::fs::read_to_string(lab_dir(&dir).join("secrets/link-site2.password")).unwrap();
     let live_uri = upstream["value"]["uri"].as_str().unwrap().to_string();
     let clear = format!(":{}@", password.trim());
     assert!(live_uri.contains(&clear), "{live_uri}");

@@ -287,7 +287,7 @@ fn backup_a_deleted_queue_planned_and_restored(dir: &Path, hosts: &[Host]) {
 /// `apply --yes`, killed (SIGKILL) once it says it drains site1's queue.
 fn killed_while_draining(dir: &Path) {
     let mut child = Command::new(env!("CARGO_BIN_EXE_warren"))
-        .args(["-i", "lab/inventory.toml", "apply", "--yes"])
+        .args(["-i", &inventory_arg(), "apply", "--yes"])
         .current_dir(dir)
         .stdout(Stdio::null())
         .stderr(Stdio::piped())

@@ -174,7 +174,7 @@ fn up_after_a_killed_run(dir: &Path, hosts: &[Host]) {
         "the namespaces outlive their processes"
     );
     assert!(!ssh(dir, &hosts[0], "true").status.success());
-    warren_ok(dir, &["lab", "up", "--hosts", &hosts.len().to_string()]);
+    lab_ok(dir, &["up", "--hosts", &hosts.len().to_string()]);
     on_each(hosts, |h| {
         assert_eq!(ssh_ok(dir, h, "hostname"), h.name);
         assert_eq!(
@@ -188,21 +188,22 @@ fn up_after_a_killed_run(dir: &Path, hosts: &[Host]) {
 
 /// `lab down`: no process, namespace, link, mount or file left; a second finds nothing.
 fn down_leaves_nothing(dir: &Path) {
-    let lab_dir = dir.join("lab");
-    warren_ok(dir, &["lab", "down"]);
+    let lab_dir = lab_dir(dir);
+    lab_ok(dir, &["down"]);
     assert_eq!(namespaces(), Vec::<String>::new());
     let links = Command::new("ip")
         .args(["-o", "link", "show"])
         .output()
         .unwrap();
     let links = String::from_utf8_lossy(&links.stdout);
+    let net = lab_net();
     assert!(
-        !links.contains(warren::lab::BRIDGE)
-            && !links.contains(&format!(": {}", warren::lab::LINK_PREFIX)),
+        !links.contains(&format!(": {}:", net.bridge))
+            && !links.contains(&format!(": {}", net.link_prefix)),
         "{links}"
     );
     assert!(!lab_dir.exists());
-    assert!(!Path::new("/run/warren-lab").exists());
+    assert!(!Path::new(&format!("/run/warren-lab.{}", lab_name())).exists());
     let lab_path = lab_dir.to_string_lossy().into_owned();
     for entry in std::fs::read_dir("/proc").unwrap().flatten() {
         let pid = entry.file_name().to_string_lossy().into_owned();
@@ -221,11 +222,11 @@ fn down_leaves_nothing(dir: &Path) {
             "process {pid} still sees a lab mount"
         );
         assert!(
-            !mounts.contains("/run/netns/wrnlab-"),
+            !mounts.contains(&format!("/run/netns/{}", net.netns_prefix)),
             "a namespace mount is left"
         );
     }
-    let again = warren_ok(dir, &["lab", "down"]);
+    let again = lab_ok(dir, &["down"]);
     assert!(again.contains("nothing to remove"), "{again}");
 }
 
@@ -280,7 +281,7 @@ fn metrics_as_an_operator_reads_them(dir: &Path, hosts: &[Host]) {
 
     warren_ok(
         dir,
-        &["-i", "lab/inventory.toml", "render", "--out", "metrics-out"],
+        &["-i", &inventory_arg(), "render", "--out", "metrics-out"],
     );
     let text = std::fs::read_to_string(dir.join("metrics-out/cluster/prometheus.yml")).unwrap();
     let config = yaml_rust2::YamlLoader::load_from_str(&text).unwrap();
@@ -491,7 +492,8 @@ c.close()
 
     fn start(dir: &Path, host: &Host, queue: &str, n: usize) -> HeldConsumer {
         use std::io::BufRead;
-        let password = std::fs::read_to_string(dir.join("lab/secrets/admin.password")).unwrap();
+        let password =
+            std::fs::read_to_string(lab_dir(dir).join("secrets/admin.password")).unwrap();
         let mut child = Command::new(python())
             .args(["-c", Self::SCRIPT, &host.address, password.trim(), queue])
             .arg(n.to_string())

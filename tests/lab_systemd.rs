@@ -48,14 +48,16 @@ fn central_under_systemd_bootstrap_rerun_change_and_a_failed_start() {
         "/dev/null"
     );
     assert!(!Path::new("/etc/systemd/system/console-getty.service").exists());
-    let inventory = std::fs::read_to_string(dir.join("lab/inventory.toml")).unwrap();
+    let inventory = std::fs::read_to_string(lab_dir(&dir).join("inventory.toml")).unwrap();
     assert!(
-        inventory.contains("name = \"central\"\naddress = \"10.231.77.10\"")
-            && inventory.contains("role = \"central\"\nservice = \"systemd\"")
+        inventory.contains(&format!(
+            "name = \"central\"\naddress = \"{}\"",
+            hosts[0].address
+        )) && inventory.contains("role = \"central\"\nservice = \"systemd\"")
             && inventory.contains("role = \"site\"\nservice = \"direct\""),
         "{inventory}"
     );
-    let status = warren_ok(&dir, &["lab", "status"]);
+    let status = lab_ok(&dir, &["status"]);
     assert!(
         status
             .lines()
@@ -152,7 +154,7 @@ fn central_under_systemd_bootstrap_rerun_change_and_a_failed_start() {
 
     // A start systemd refuses (a drop-in naming a user that does not exist, through a
     // template override): warren's error carries the unit's journal, which says why.
-    let overrides = dir.join("lab/templates/linux");
+    let overrides = lab_dir(&dir).join("templates/linux");
     std::fs::create_dir_all(&overrides).unwrap();
     std::fs::write(
         overrides.join("systemd-warren.conf.tera"),
@@ -176,7 +178,7 @@ fn central_under_systemd_bootstrap_rerun_change_and_a_failed_start() {
     phases.done("a failed start");
 
     // The override removed: the rerun brings central back under systemd, verified.
-    std::fs::remove_dir_all(dir.join("lab/templates")).unwrap();
+    std::fs::remove_dir_all(lab_dir(&dir).join("templates")).unwrap();
     apply_verified(&dir);
     assert_eq!(
         ssh_ok(&dir, central, "systemctl is-active rabbitmq-server"),
@@ -249,7 +251,7 @@ fn central_under_systemd_bootstrap_rerun_change_and_a_failed_start() {
         "{}",
         String::from_utf8_lossy(&got.stderr)
     );
-    let nspawn = std::fs::read_to_string(dir.join("lab/hosts/central/nspawn.pid")).unwrap();
+    let nspawn = std::fs::read_to_string(lab_dir(&dir).join("hosts/central/nspawn.pid")).unwrap();
     let nspawn = nspawn.trim();
     let init = std::fs::read_to_string(format!("/proc/{nspawn}/task/{nspawn}/children")).unwrap();
     let cache = format!("/proc/{}/root/var/cache/apt/archives", init.trim());
@@ -443,8 +445,8 @@ fn assert_restarted(before: &[String], after: &[String]) {
 /// `lab down`: the container, its cgroups and its mounts are gone, and so is
 /// /run/systemd/nspawn unless it was there before.
 fn down_leaves_no_container(dir: &Path, run_dir_before: bool) {
-    let lab = dir.join("lab");
-    warren_ok(dir, &["lab", "down"]);
+    let lab = lab_dir(dir);
+    lab_ok(dir, &["down"]);
     assert_eq!(namespaces(), Vec::<String>::new());
     assert!(!lab.exists());
     assert!(!Path::new("/run/systemd/nspawn").exists() || run_dir_before);
@@ -455,7 +457,10 @@ fn down_leaves_no_container(dir: &Path, run_dir_before: bool) {
     ] {
         for e in std::fs::read_dir(root).into_iter().flatten().flatten() {
             let name = e.file_name().to_string_lossy().into_owned();
-            assert!(!name.starts_with("wrnlab-"), "cgroup {root}/{name} is left");
+            assert!(
+                !name.starts_with(&lab_net().netns_prefix),
+                "cgroup {root}/{name} is left"
+            );
         }
     }
     let lab_path = lab.to_string_lossy().into_owned();
@@ -467,7 +472,8 @@ fn down_leaves_no_container(dir: &Path, run_dir_before: bool) {
         let cmdline = std::fs::read(entry.path().join("cmdline")).unwrap_or_default();
         let cmdline = String::from_utf8_lossy(&cmdline).replace('\0', " ");
         assert!(
-            !cmdline.contains("/run/netns/wrnlab-") && !cmdline.contains(&lab_path),
+            !cmdline.contains(&format!("/run/netns/{}", lab_net().netns_prefix))
+                && !cmdline.contains(&lab_path),
             "process {pid} is left: {cmdline}"
         );
         let mounts = std::fs::read_to_string(entry.path().join("mountinfo")).unwrap_or_default();

@@ -19,7 +19,7 @@ fn tls_listeners_and_distribution_with_a_renewal() {
     let hosts = fresh_lab(&dir, 3);
     phases.done("lab up");
 
-    let tls = dir.join("lab/tls");
+    let tls = lab_dir(&dir).join("tls");
     std::fs::create_dir_all(&tls).unwrap();
     openssl(
         &tls,
@@ -338,7 +338,7 @@ fn s_client_to(ca: &Path, address: &str, port: u16, more: &[&std::ffi::OsStr]) -
 /// A GET on the management API over HTTPS with Python's ssl module (the CA as the
 /// only trust, the address checked against the certificate), as the lab's administrator.
 fn https_get(dir: &Path, ca: &Path, h: &Host, path: &str) -> serde_json::Value {
-    let password = std::fs::read_to_string(dir.join("lab/secrets/admin.password")).unwrap();
+    let password = std::fs::read_to_string(lab_dir(dir).join("secrets/admin.password")).unwrap();
     let script = "import base64, json, ssl, sys, urllib.request\n\
         ctx = ssl.create_default_context(cafile=sys.argv[1])\n\
         req = urllib.request.Request(sys.argv[2])\n\

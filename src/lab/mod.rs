@@ -524,7 +524,9 @@ impl Lab {
     }
 
     pub fn status(&self) -> Result<()> {
-        let ours = std::fs::read_to_string(self.marker()).ok().map(PathBuf::from);
+        let ours = std::fs::read_to_string(self.marker())
+            .ok()
+            .map(PathBuf::from);
         let Some(dir) = ours else {
             println!(
                 "lab: no such lab is running on this machine ({} builds one)",
@@ -652,7 +654,12 @@ pub fn extend_inventory(existing: &str, hosts: &[LabHost]) -> Result<String> {
 /// /etc/hosts and /etc/hostname. The folders are emptied, not replaced: on a running
 /// host they are the sources of its bind mounts.
 fn fresh_files(dir: &Path, h: &LabHost, all: &[LabHost]) -> Result<()> {
-    for sub in ["etc-rabbitmq", "var-lib-rabbitmq", "var-log-rabbitmq", "etc-haproxy"] {
+    for sub in [
+        "etc-rabbitmq",
+        "var-lib-rabbitmq",
+        "var-log-rabbitmq",
+        "etc-haproxy",
+    ] {
         let d = dir.join(sub);
         std::fs::create_dir_all(&d)?;
         for entry in std::fs::read_dir(&d)? {

@@ -55,13 +55,15 @@ impl LabNet {
     pub fn named(name: &str) -> Result<LabNet> {
         let valid = !name.is_empty()
             && name.len() <= 10
-            && name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit());
+            && name
+                .chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit());
         if !valid {
             bail!("--name {name:?}: a lab's name is 1 to 10 lowercase letters and digits (it goes into network interface names); choose another");
         }
-        let hash = name
-            .bytes()
-            .fold(2166136261u32, |h, b| (h ^ u32::from(b)).wrapping_mul(16777619));
+        let hash = name.bytes().fold(2166136261u32, |h, b| {
+            (h ^ u32::from(b)).wrapping_mul(16777619)
+        });
         Ok(LabNet {
             name: Some(name.to_string()),
             bridge: format!("wrn-{name}"),
@@ -116,10 +118,9 @@ impl LabNet {
         // Another lab's name may hash to the same /24: say so rather than route
         // half of two labs' traffic into the wrong one.
         let all = run("ip", &["-o", "-4", "addr", "show"])?;
-        if let Some(other) = all
-            .lines()
-            .find(|l| l.contains(&format!(" {addr} ")) && l.split_whitespace().nth(1) != Some(bridge))
-        {
+        if let Some(other) = all.lines().find(|l| {
+            l.contains(&format!(" {addr} ")) && l.split_whitespace().nth(1) != Some(bridge)
+        }) {
             bail!(
                 "the lab's subnet {}.0/24 is already on this machine ({}); choose another --name",
                 self.subnet,
@@ -203,7 +204,6 @@ pub fn delete_namespace(ns: &str) {
     run_quiet("ip", &["netns", "del", ns]);
 }
 
-
 /// Stops every process in `ns` but those in `keep`: TERM, then KILL after `grace`
 /// (at once when `grace` is zero).
 pub fn stop_processes(ns: &str, keep: &[u32], grace: Duration) {
@@ -213,7 +213,11 @@ pub fn stop_processes(ns: &str, keep: &[u32], grace: Duration) {
             .filter(|p| !keep.contains(p))
             .collect()
     };
-    let pids = if grace.is_zero() { Vec::new() } else { others() };
+    let pids = if grace.is_zero() {
+        Vec::new()
+    } else {
+        others()
+    };
     for &p in &pids {
         kill(p, "TERM");
     }

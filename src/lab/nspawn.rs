@@ -170,7 +170,7 @@ pub fn start(name: &str, netns: &str, dir: &Path, lab_dir: &Path) -> Result<u32>
          set -e\n",
     );
     for root in cgroup_roots() {
-        let c = root.join(&cgroup);
+        let c = root.join(cgroup);
         script.push_str(&format!(
             "mkdir -p {c}\necho $$ > {c}/cgroup.procs\n",
             c = c.display()

@@ -25,7 +25,9 @@ const MADE_BY_UP: [&str; 8] = [
 impl Lab {
     pub fn reset(&self) -> Result<()> {
         Self::preflight()?;
-        let ours = std::fs::read_to_string(self.marker()).ok().map(PathBuf::from);
+        let ours = std::fs::read_to_string(self.marker())
+            .ok()
+            .map(PathBuf::from);
         if ours.as_deref() != Some(self.dir.as_path()) {
             bail!(
                 "no lab runs from {}; build one with {}",

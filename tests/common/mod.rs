@@ -37,9 +37,10 @@ pub struct Host {
 }
 
 pub fn lab_hosts(n: usize) -> Vec<Host> {
+    let net = lab_net();
     (0..n)
         .map(|i| {
-            let h = warren::lab::LabHost::new(i);
+            let h = warren::lab::LabHost::of(&net, i);
             Host {
                 name: h.name,
                 address: h.address,
@@ -48,9 +49,43 @@ pub fn lab_hosts(n: usize) -> Vec<Host> {
         .collect()
 }
 
+/// The name of this story's lab: each story runs on a lab of its own
+/// (`warren lab up --name`), named after its test binary (lab_apply: "apply"), so two
+/// stories can run side by side.
+pub fn lab_name() -> String {
+    let exe = std::env::current_exe().expect("the test's own path");
+    let stem = exe.file_stem().unwrap().to_string_lossy().into_owned();
+    let story = stem.split('-').next().unwrap_or(&stem);
+    story.trim_start_matches("lab_").replace('_', "")
+}
+
+/// This story's lab network: its bridge, prefixes and subnet.
+pub fn lab_net() -> warren::lab::LabNet {
+    warren::lab::LabNet::named(&lab_name()).expect("a valid lab name")
+}
+
+/// The lab's folder in `dir`: `lab-NAME`.
+pub fn lab_dir(dir: &Path) -> PathBuf {
+    dir.join(format!("lab-{}", lab_name()))
+}
+
+/// The lab's inventory, as the `-i` argument of a command run in the test's folder.
+pub fn inventory_arg() -> String {
+    format!("lab-{}/inventory.toml", lab_name())
+}
+
+/// `warren lab ARGS --name NAME` on this story's lab; fails the test unless it succeeds.
+pub fn lab_ok(dir: &Path, args: &[&str]) -> String {
+    let name = lab_name();
+    let mut all = vec!["lab"];
+    all.extend_from_slice(args);
+    all.extend_from_slice(&["--name", &name]);
+    warren_ok(dir, &all)
+}
+
 /// `ssh root@host command` with the lab's key, checking the host key strictly.
 pub fn ssh(dir: &Path, host: &Host, command: &str) -> Output {
-    let lab = dir.join("lab");
+    let lab = lab_dir(dir);
     Command::new("ssh")
         .args([
             "-i",
@@ -124,14 +159,15 @@ pub fn namespaces() -> Vec<String> {
     String::from_utf8_lossy(&out.stdout)
         .lines()
         .filter_map(|l| l.split_whitespace().next())
-        .filter(|n| n.starts_with(warren::lab::NETNS_PREFIX))
+        .filter(|n| n.starts_with(&lab_net().netns_prefix))
         .map(str::to_string)
         .collect()
 }
 
 /// Runs `warren -i lab/inventory.toml ARGS` and returns (exit code, stdout, stderr).
 pub fn lab_warren(dir: &Path, args: &[&str]) -> (i32, String, String) {
-    let mut all = vec!["-i", "lab/inventory.toml"];
+    let inventory = inventory_arg();
+    let mut all = vec!["-i", inventory.as_str()];
     all.extend_from_slice(args);
     let out = warren(dir, &all);
     (
@@ -150,15 +186,15 @@ pub fn lab_warren_ok(dir: &Path, args: &[&str]) -> String {
 
 /// A fresh lab of `n` hosts in `dir` (whatever lab existed is removed first).
 pub fn fresh_lab(dir: &Path, n: usize) -> Vec<Host> {
-    warren_ok(dir, &["lab", "down"]);
-    warren_ok(dir, &["lab", "up", "--hosts", &n.to_string()]);
+    lab_ok(dir, &["down"]);
+    lab_ok(dir, &["up", "--hosts", &n.to_string()]);
     lab_hosts(n)
 }
 
 /// A fresh lab of `n` hosts whose central host boots systemd (`lab up --systemd`).
 pub fn fresh_systemd_lab(dir: &Path, n: usize) -> Vec<Host> {
-    warren_ok(dir, &["lab", "down"]);
-    warren_ok(dir, &["lab", "up", "--systemd", "--hosts", &n.to_string()]);
+    lab_ok(dir, &["down"]);
+    lab_ok(dir, &["up", "--systemd", "--hosts", &n.to_string()]);
     lab_hosts(n)
 }
 
@@ -233,7 +269,7 @@ pub fn assert_all_see_all(dir: &Path, hosts: &[Host]) {
 
 /// Edits the lab's inventory in place.
 pub fn edit_inventory(dir: &Path, from: &str, to: &str) {
-    let p = dir.join("lab/inventory.toml");
+    let p = lab_dir(dir).join("inventory.toml");
     let text = std::fs::read_to_string(&p).unwrap();
     assert!(text.contains(from), "lab/inventory.toml has no {from:?}");
     std::fs::write(&p, text.replacen(from, to, 1)).unwrap();
@@ -241,7 +277,7 @@ pub fn edit_inventory(dir: &Path, from: &str, to: &str) {
 
 /// Adds `text` at the end of the lab's inventory.
 pub fn append_inventory(dir: &Path, text: &str) {
-    let p = dir.join("lab/inventory.toml");
+    let p = lab_dir(dir).join("inventory.toml");
     let mut s = std::fs::read_to_string(&p).unwrap();
     s.push_str(text);
     std::fs::write(&p, s).unwrap();
@@ -296,7 +332,7 @@ pub fn management_at(
     body: Option<&serde_json::Value>,
 ) -> (u16, String) {
     use base64::Engine;
-    let password = std::fs::read_to_string(dir.join("lab/secrets/admin.password")).unwrap();
+    let password = std::fs::read_to_string(lab_dir(dir).join("secrets/admin.password")).unwrap();
     let auth =
         base64::engine::general_purpose::STANDARD.encode(format!("admin:{}", password.trim()));
     let body = body.map(|b| b.to_string()).unwrap_or_default();
@@ -369,7 +405,7 @@ pub fn queue_messages(dir: &Path, host: &Host, queue: &str) -> u64 {
 /// Like `lab_warren_ok`, with extra environment variables.
 pub fn lab_warren_env(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> String {
     let out = Command::new(env!("CARGO_BIN_EXE_warren"))
-        .args(["-i", "lab/inventory.toml"])
+        .args(["-i", &inventory_arg()])
         .args(args)
         .envs(env.iter().copied())
         .current_dir(dir)
@@ -525,7 +561,7 @@ pub fn assert_user_layout(dir: &Path, hosts: &[Host]) {
 /// The lab's secrets: the cluster's cookie and every user's password, as the lab's
 /// inventory names them.
 pub fn lab_secrets(dir: &Path) -> Vec<String> {
-    let lab = dir.join("lab");
+    let lab = lab_dir(dir);
     let mut out = vec![std::fs::read_to_string(lab.join("erlang.cookie"))
         .unwrap()
         .trim()
@@ -579,7 +615,7 @@ pub fn assert_no_secret_left(dir: &Path, hosts: &[Host], outputs: &str) {
         .arg(dir)
         .output()
         .unwrap();
-    let lab = dir.join("lab");
+    let lab = lab_dir(dir);
     let found: Vec<&str> = std::str::from_utf8(&out.stdout)
         .unwrap()
         .lines()
