@@ -179,8 +179,8 @@ fn resources(c: &mut Checks, inv: &Inventory, si: usize, sa: &mut Api, ca: &mut 
             return;
         }
     };
-    super::site_users(c, inv, &sf, Broker::Site(si));
-    super::users_as_declared(c, inv, &sf, Broker::Site(si));
+    super::users::site_users(c, inv, &sf, Broker::Site(si));
+    super::users::users_as_declared(c, inv, &sf, Broker::Site(si));
     let mut drift = Vec::new();
     if let ClusterPlan::Known { changes, .. } = cplan::plan(inv, Broker::Site(si), &Ok(sf)) {
         drift.extend(
