@@ -19,5 +19,6 @@ pub mod rabbitmq;
 pub mod render;
 pub mod transport;
 pub mod ui;
+pub mod util;
 pub mod verify;
 pub mod versions;

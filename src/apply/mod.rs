@@ -488,7 +488,7 @@ impl<'a> Ctx<'a> {
         let wrote: Vec<&str> = hp
             .files
             .iter()
-            .map(|f| crate::plan::file_name(&f.path))
+            .map(|f| crate::util::file_name(&f.path))
             .collect();
         match &hp.service {
             Service::AwaitBoot => {
@@ -1463,7 +1463,7 @@ impl<'a> Executor<'a> {
             "PUT",
             &format!("/api/policies/{vh}/{temp}"),
             &json!({
-                "pattern": format!("^{}$", crate::render::definitions::regex_escape(queue)),
+                "pattern": format!("^{}$", crate::util::regex_escape(queue)),
                 "definition": {"ha-mode": "nodes", "ha-params": [to], "ha-sync-mode": "automatic"},
                 "priority": 1000,
                 "apply-to": "queues"

@@ -436,7 +436,7 @@ impl Drill<'_> {
                 "PUT",
                 &format!("/api/policies/{vh}/{}", policy_name(&h.name)),
                 &json!({
-                    "pattern": format!("^{}$", crate::render::definitions::regex_escape(&q)),
+                    "pattern": format!("^{}$", crate::util::regex_escape(&q)),
                     "definition": crate::render::definitions::mirror_definition(self.inv, self.site),
                     "priority": 100,
                     "apply-to": "queues"

@@ -1194,7 +1194,7 @@ fn site_users_isolated(p: &mut Problems, inv: &Inventory) {
                         inv.hosts[own].name,
                         reach.join(", "),
                         inv.site_of(&inv.hosts[own])
-                            .map(|s| crate::render::definitions::regex_escape(&s.exchange))
+                            .map(|s| crate::util::regex_escape(&s.exchange))
                             .unwrap_or_default()
                     ),
                 ),

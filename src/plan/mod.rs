@@ -10,7 +10,8 @@ pub mod view;
 use crate::facts::{Facts, FileState, HostFacts};
 use crate::inventory::{Broker, Host, Inventory, JoinMethod, NodeType, Role, ServiceManager};
 use crate::platform::Setting;
-use crate::render::{sha256_hex, Content, Effect, HostRender, Ownership, RenderedFile};
+use crate::render::{Content, Effect, HostRender, Ownership, RenderedFile};
+use crate::util::{file_name, sha256_hex};
 pub use cluster::{ClusterPlan, Resource, ResourceChange};
 pub use departure::Departure;
 
@@ -671,10 +672,6 @@ fn host_plan(h: &Host, d: &HostRender, f: &HostFacts) -> HostPlan {
         upgrade: None,
         revive: false,
     }
-}
-
-pub fn file_name(path: &str) -> &str {
-    path.rsplit(['/', '\\']).next().unwrap_or(path)
 }
 
 /// Puts `block` (from its begin marker to its end marker) into `current`, replacing

@@ -143,7 +143,7 @@ impl Platform for Linux {
             format!(
                 "{}/.warren-new.{}",
                 self.data_dir,
-                crate::plan::file_name(path)
+                crate::util::file_name(path)
             )
         } else {
             format!("{path}.warren-new")

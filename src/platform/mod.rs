@@ -563,7 +563,7 @@ impl Remote {
         }
         let script = self
             .platform
-            .receive_file(path, &crate::render::sha256_hex(bytes));
+            .receive_file(path, &crate::util::sha256_hex(bytes));
         let line = self.platform.command_line(&script).ok_or_else(|| {
             self.io_err(
                 &format!("writing {path}"),
@@ -699,7 +699,7 @@ impl Transport for Remote {
                         format!("making a private upload folder failed: {}", out.last_line()),
                     ));
                 }
-                format!("{folder}/{}", crate::plan::file_name(path))
+                format!("{folder}/{}", crate::util::file_name(path))
             }
             None => self.platform.upload_temp(path, in_place),
         };

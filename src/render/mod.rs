@@ -7,6 +7,7 @@ pub mod templates;
 
 use crate::inventory::{ConfigFormat, Host, Inventory, Paths, Role, Secret, ServiceManager};
 use crate::platform::Setting;
+use crate::util::sha256_hex;
 use anyhow::{Context, Result};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
@@ -626,14 +627,6 @@ struct BootstrapFile {
     acl: Option<String>,
     effect: Effect,
     block: Option<(String, String)>,
-}
-
-/// The SHA-256 of `b` in lowercase hex, as `sha256sum` and warren's stamps write it.
-pub fn sha256_hex(b: &[u8]) -> String {
-    Sha256::digest(b)
-        .iter()
-        .map(|x| format!("{x:02x}"))
-        .collect()
 }
 
 /// The inbound rules a Windows host needs for the cluster: (rule name, ports).

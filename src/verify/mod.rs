@@ -160,7 +160,7 @@ pub fn run_reading_lock(
             .iter()
             .find(|x| x.effect == crate::render::Effect::StopWriteStart)
         {
-            let want = crate::render::sha256_hex(cookie.content.bytes());
+            let want = crate::util::sha256_hex(cookie.content.bytes());
             let ok = matches!(f.files.get(&cookie.path), Some(facts::FileState::Hash { sha256, .. }) if *sha256 == want);
             c.add(
                 "cookie",
@@ -863,7 +863,7 @@ pub fn der_sha256(pem: &str) -> Result<String, String> {
     let der = base64::engine::general_purpose::STANDARD
         .decode(body)
         .map_err(|e| format!("the certificate's PEM is not base64: {e}"))?;
-    Ok(crate::render::sha256_hex(&der))
+    Ok(crate::util::sha256_hex(&der))
 }
 
 /// The path the backend will use, on a queue of warren's own placed like each site's
@@ -1006,7 +1006,7 @@ fn path_queue(
         "PUT",
         &format!("/api/policies/{vh}/warren-verify-{}", site.name),
         &json!({
-        "pattern": format!("^{}$", crate::render::definitions::regex_escape(&queue)),
+        "pattern": format!("^{}$", crate::util::regex_escape(&queue)),
         "definition": definition, "priority": 1000, "apply-to": "queues"}),
     )?;
     api::send(
