@@ -1,6 +1,6 @@
 //! `warren check`: validate the inventory, every problem at once, touching no host.
 
-use crate::cli::Outcome;
+use super::Outcome;
 use crate::inventory::{self, SecretRef};
 use anyhow::Result;
 use std::path::Path;

@@ -1,6 +1,7 @@
 //! `warren lab up|down|status`: the local lab of real hosts.
 
-use crate::cli::{LabAction, Outcome};
+use super::Outcome;
+use crate::cli::LabAction;
 use anyhow::Result;
 
 pub fn run(action: LabAction) -> Result<Outcome> {

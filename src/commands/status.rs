@@ -1,7 +1,7 @@
 //! `warren status [--json]`: nodes and queues as the cluster sees them now, read from
 //! the management API of the first node that answers (the central node first).
 
-use crate::cli::Outcome;
+use super::Outcome;
 use crate::facts;
 use crate::inventory::{self, Inventory};
 use crate::platform::Transport;
