@@ -2,6 +2,8 @@
 //! fact is a command (or API call) plus a parser. A host that cannot be reached or read
 //! is an error for that host, never "unchanged".
 
+pub mod balancer;
+
 use crate::inventory::{Broker, Host, Inventory, Role, Secret, ServiceManager};
 pub use crate::platform::FileState;
 use crate::platform::{Probe, Read, Transport};
@@ -121,7 +123,7 @@ pub struct Facts {
     pub links: BTreeMap<usize, std::result::Result<ClusterFacts, Unreadable>>,
     /// HAProxy on the `[load_balancer]` host; `None` without one. An error says why
     /// it could not be read.
-    pub balancer: Option<std::result::Result<crate::balancer::BalancerFacts, String>>,
+    pub balancer: Option<std::result::Result<balancer::BalancerFacts, String>>,
 }
 
 impl Facts {
@@ -131,6 +133,14 @@ impl Facts {
             Broker::Cluster => &self.cluster,
             Broker::Site(i) => &self.links[&i],
         }
+    }
+}
+
+/// The service manager a host really has: `auto` is decided by its facts.
+pub fn manager(h: &Host, f: &HostFacts) -> ServiceManager {
+    match h.service {
+        ServiceManager::Auto => f.manager,
+        m => m,
     }
 }
 
@@ -700,7 +710,7 @@ pub fn gather(
         }
     }
     let balancer = inv.load_balancer.as_ref().and_then(|lb| {
-        crate::balancer::read(inv, &hosts[lb.host], &mut *conns[lb.host])
+        balancer::read(inv, &hosts[lb.host], &mut *conns[lb.host])
             .map(|r| r.map_err(|e| format!("{e:#}")))
     });
     Ok(Facts {

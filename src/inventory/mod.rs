@@ -1,6 +1,7 @@
 //! The inventory: `inventory.toml` read into raw serde structs (`raw`), then checked into
 //! the model (`model`) that the rest of warren works from. Secrets are references only.
 
+pub mod balancer;
 mod keys;
 pub mod model;
 pub mod raw;

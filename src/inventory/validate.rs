@@ -1,6 +1,7 @@
 //! Raw inventory → checked model. Every problem is collected (not just the first), each
 //! naming the key it concerns and how to fix it, so `warren check` can list them all.
 
+use super::balancer::load_balancer;
 use super::model::*;
 use super::raw::*;
 use super::secret::SecretRef;
@@ -23,10 +24,10 @@ impl fmt::Display for Problem {
 }
 
 #[derive(Default)]
-struct Problems(Vec<Problem>);
+pub(super) struct Problems(pub(super) Vec<Problem>);
 
 impl Problems {
-    fn add(&mut self, key: impl Into<String>, message: impl Into<String>) {
+    pub(super) fn add(&mut self, key: impl Into<String>, message: impl Into<String>) {
         self.0.push(Problem {
             key: key.into(),
             message: message.into(),
@@ -558,7 +559,7 @@ fn tls_together(p: &mut Problems, inv: &Inventory) {
     // all keep their plain listeners, for a client to speak to whichever it meets.
     if with.len() == members.len()
         && inv.load_balancer.is_some()
-        && crate::balancer::wire(inv) == crate::balancer::Wire::Mixed
+        && super::balancer::wire(inv) == super::balancer::Wire::Mixed
     {
         let closed: Vec<&str> = members
             .iter()
@@ -738,89 +739,6 @@ fn ports(p: &mut Problems, key: &str, cluster: &RawPorts, host: &RawPorts) -> Po
         }
     }
     ports
-}
-
-/// `[load_balancer]`: a Linux host of the inventory, and ports of its own on it (the
-/// host usually runs a RabbitMQ node too).
-fn load_balancer(p: &mut Problems, b: &RawLoadBalancer, hosts: &[Host]) -> Option<LoadBalancer> {
-    let Some(host) = hosts.iter().position(|h| h.name == b.host) else {
-        p.add(
-            "load_balancer.host",
-            format!(
-                "no host is named \"{}\"; name a Linux host of [[hosts]] ({})",
-                b.host,
-                hosts
-                    .iter()
-                    .filter(|h| h.os == Os::Linux)
-                    .map(|h| h.name.as_str())
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            ),
-        );
-        return None;
-    };
-    let h = &hosts[host];
-    if h.os != Os::Linux {
-        p.add(
-            "load_balancer.host",
-            format!(
-                "{} is a Windows host, and warren runs HAProxy from Debian's package on Linux; name a Linux host",
-                h.name
-            ),
-        );
-    }
-    let d = BalancerPorts::DEFAULT;
-    let r = &b.ports;
-    let ports = BalancerPorts {
-        amqp: r.amqp.unwrap_or(d.amqp),
-        mqtt: r.mqtt.unwrap_or(d.mqtt),
-        management: r.management.unwrap_or(d.management),
-        stats: r.stats.unwrap_or(d.stats),
-    };
-    let named = [
-        ("amqp", ports.amqp),
-        ("mqtt", ports.mqtt),
-        ("management", ports.management),
-        ("stats", ports.stats),
-    ];
-    let rabbit = [
-        ("amqp", h.ports.amqp),
-        ("management", h.ports.management),
-        ("mqtt", h.ports.mqtt),
-        ("dist", h.ports.dist),
-        ("amqps", h.ports.amqps),
-        ("management_tls", h.ports.management_tls),
-        ("mqtts", h.ports.mqtts),
-        ("prometheus", h.ports.prometheus),
-        ("prometheus_tls", h.ports.prometheus_tls),
-        ("epmd", 4369),
-    ];
-    for (i, (a, pa)) in named.iter().enumerate() {
-        let key = format!("load_balancer.ports.{a}");
-        if *pa == 0 {
-            p.add(key, "port 0 is no port; choose another");
-            continue;
-        }
-        if let Some((r, _)) = rabbit.iter().find(|(_, pr)| pr == pa) {
-            p.add(
-                key,
-                format!(
-                    "port {pa} is RabbitMQ's {r} port on {}, where HAProxy runs; choose another",
-                    h.name
-                ),
-            );
-            continue;
-        }
-        if let Some((b, _)) = named[i + 1..].iter().find(|(_, pb)| pb == pa) {
-            p.add(
-                format!("load_balancer.ports.{b}"),
-                format!(
-                    "port {pa} is also the balancer's {a} port; give each frontend its own port"
-                ),
-            );
-        }
-    }
-    Some(LoadBalancer { host, ports })
 }
 
 fn hosts_together(p: &mut Problems, raw: &[RawHost], hosts: &[Host], cluster: &Cluster) {

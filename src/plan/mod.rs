@@ -2,12 +2,13 @@
 //! steps with reasons. `plan()` does no I/O; the executor runs exactly these steps.
 
 pub mod backup;
+pub mod balancer;
 pub mod cluster;
 pub mod departure;
 pub mod upgrade;
 pub mod view;
 
-use crate::facts::{Facts, FileState, HostFacts};
+use crate::facts::{manager, Facts, FileState, HostFacts};
 use crate::inventory::{Broker, Host, Inventory, JoinMethod, NodeType, Role, ServiceManager};
 use crate::platform::Setting;
 use crate::render::{Content, Effect, HostRender, Ownership, RenderedFile};
@@ -229,7 +230,7 @@ pub struct Plan {
     /// What an operator should know before applying, that does not stop it.
     pub warnings: Vec<String>,
     /// HAProxy on the `[load_balancer]` host, started or reloaded last.
-    pub balancer: Option<crate::balancer::BalancerPlan>,
+    pub balancer: Option<balancer::BalancerPlan>,
     /// The rolling upgrade to the inventory's pinned versions.
     pub upgrade: upgrade::UpgradePlan,
 }
@@ -253,7 +254,7 @@ impl Plan {
             || self
                 .balancer
                 .as_ref()
-                .is_some_and(|b| b.action != crate::balancer::Action::Leave)
+                .is_some_and(|b| b.action != balancer::Action::Leave)
             || self.upgrade.has_changes()
     }
     pub fn restarts(&self) -> usize {
@@ -272,14 +273,6 @@ pub struct Options {
     /// Allow a change that disrupts the whole cluster at once (a new cookie on
     /// every member).
     pub allow_disruptive: bool,
-}
-
-/// The service manager a host really has: `auto` is decided by its facts.
-pub fn manager(h: &Host, f: &HostFacts) -> ServiceManager {
-    match h.service {
-        ServiceManager::Auto => f.manager,
-        m => m,
-    }
 }
 
 /// The desired files of a host, as its service manager needs them (no systemd
@@ -326,7 +319,7 @@ pub fn plan(inv: &Inventory, desired: &[HostRender], facts: &Facts, opts: Option
     for (h, f) in inv.hosts.iter().zip(&facts.hosts) {
         host_warnings(h, f, &mut warnings, &mut blockers);
     }
-    let balancer = crate::balancer::plan(inv, &hosts, facts.balancer.as_ref(), &mut blockers);
+    let balancer = balancer::plan(inv, &hosts, facts.balancer.as_ref(), &mut blockers);
     let mut waves = waves(inv, facts, &hosts, &joins);
     for w in waves.iter_mut().filter(|w| w.kind == WaveKind::Upgrade) {
         // The upgrade's own order: sites first, the central node last.

@@ -11,10 +11,12 @@
 //! - `Transport`, held only by the executor: it can also run scripts, write files and
 //!   send HTTP requests that change the cluster.
 
+pub mod balancer;
 pub mod linux;
 mod service;
 pub mod windows;
 
+pub use balancer::{BalancerProtocol, BalancerTls};
 pub use service::{
     await_startup, check_cookie_source, drain, enable_feature_flags, forget, install, join,
     queue_member, reinstall, remote_node, revive, start, start_app, start_plugins, stop,
@@ -327,23 +329,6 @@ pub trait Platform: Send + Sync {
     ) -> Option<Query> {
         None
     }
-}
-
-/// What a balancer frontend speaks, for `Platform::balancer_probe`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum BalancerProtocol {
-    Amqp,
-    Mqtt,
-    /// Probed this way only through TLS: plain management is asked through the API.
-    Management,
-}
-
-/// TLS through the balancer, for `Platform::balancer_probe`: the CA file on the
-/// balancer's host that the nodes' certificates must chain to (`None`: the host
-/// has none, and the handshake alone is checked).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct BalancerTls {
-    pub ca: Option<String>,
 }
 
 /// The platform of `h`.

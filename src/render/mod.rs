@@ -2,6 +2,7 @@
 //! and what a change to it requires), and the cluster's definitions. Pure: the same
 //! inventory, templates and cookie give byte-identical output.
 
+pub mod balancer;
 pub mod definitions;
 pub mod templates;
 
@@ -31,7 +32,7 @@ pub enum Effect {
     /// environment file only when installed.
     ReinstallService,
     /// HAProxy's configuration: HAProxy is reloaded once the cluster is done
-    /// (`crate::balancer`); RabbitMQ is not touched.
+    /// (`plan::balancer`); RabbitMQ is not touched.
     ReloadBalancer,
 }
 
@@ -487,50 +488,8 @@ fn linux_files(
     if inv.cluster.hosts_file {
         files.push(hosts_block(inv, t, &ctx, "/etc/hosts", false)?);
     }
-    if let Some(lb) = inv
-        .load_balancer
-        .as_ref()
-        .filter(|lb| inv.hosts[lb.host].name == host.name)
-    {
-        let mut ctx = ctx.clone();
-        let backends: Vec<BackendCtx> = crate::balancer::backends(inv)
-            .into_iter()
-            .map(|(name, servers)| BackendCtx {
-                name,
-                port: match name {
-                    "amqp" => lb.ports.amqp,
-                    "mqtt" => lb.ports.mqtt,
-                    _ => lb.ports.management,
-                },
-                servers,
-            })
-            .collect();
-        ctx.insert("backends", &backends);
-        ctx.insert("stats_port", &lb.ports.stats);
-        files.push(text_file(
-            t,
-            &ctx,
-            FileSpec {
-                path: crate::balancer::CONFIG.into(),
-                template: "linux/haproxy.cfg.tera",
-                owner: Some("root"),
-                mode: Some(0o644),
-                effect: Effect::ReloadBalancer,
-            },
-            false,
-        )?);
-    }
+    files.extend(balancer::haproxy_cfg(inv, t, &ctx, host)?);
     Ok(files)
-}
-
-/// One HAProxy frontend and the cluster's nodes behind it.
-#[derive(Serialize)]
-struct BackendCtx {
-    /// "amqp", "mqtt" or "management".
-    name: &'static str,
-    /// The port HAProxy listens on.
-    port: u16,
-    servers: Vec<crate::balancer::Server>,
 }
 
 /// Who may read a Windows cookie file: the service (LocalSystem), Administrators, and
