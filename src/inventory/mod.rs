@@ -2,15 +2,20 @@
 //! the model (`model`) that the rest of warren works from. Secrets are references only.
 
 pub mod balancer;
+mod hosts;
 mod keys;
 pub mod model;
 pub mod raw;
 pub mod secret;
+mod sites;
+pub mod tls;
 pub mod validate;
+mod versions;
 
 pub use model::*;
+pub use secret::Needs;
 pub use secret::{Secret, SecretRef};
-pub use validate::{Needs, Problem};
+pub use validate::Problem;
 
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -130,7 +135,7 @@ pub fn load(path: &Path, needs: Needs) -> Result<Inventory, InventoryError> {
         source,
     })?;
     let inv = parse(&text, path)?;
-    let problems = validate::check_secrets(&inv, needs);
+    let problems = secret::check_secrets(&inv, needs);
     if problems.is_empty() {
         Ok(inv)
     } else {

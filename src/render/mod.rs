@@ -710,7 +710,7 @@ fn tls_files(
         return Ok(Vec::new());
     };
     let read = |p: &Path, marker: &str| {
-        crate::inventory::validate::read_pem(p, marker).map_err(anyhow::Error::msg)
+        crate::inventory::tls::read_pem(p, marker).map_err(anyhow::Error::msg)
     };
     let public = |path: String, text: String| RenderedFile {
         path,
@@ -774,7 +774,7 @@ pub fn render(inv: &Inventory, only: Option<&str>) -> Result<Rendered> {
         .cookie
         .read_or_create_random()
         .map_err(|e| anyhow::anyhow!("{}: cluster.cookie: {e}", inv.path.display()))?;
-    if let Some(why) = crate::inventory::validate::refused_cookie(cookie.expose()) {
+    if let Some(why) = crate::inventory::secret::refused_cookie(cookie.expose()) {
         anyhow::bail!(
             "{}: cluster.cookie: the cookie in {} {why}",
             inv.path.display(),

@@ -793,7 +793,7 @@ fn certificates(c: &mut Checks, inv: &Inventory, t: &mut dyn Transport) {
         if mine.is_empty() {
             continue;
         }
-        let want = match crate::inventory::validate::read_pem(&tls.cert, "CERTIFICATE-----")
+        let want = match crate::inventory::tls::read_pem(&tls.cert, "CERTIFICATE-----")
             .and_then(|pem| der_sha256(&pem))
         {
             Ok(w) => w,
