@@ -18,7 +18,7 @@ pub fn run(path: &Path) -> Result<Outcome> {
         inv.cluster.replication,
         inv.cluster.join,
     );
-    for w in inventory::secret::key_warnings(&inv) {
+    for w in inventory::secret_check::key_warnings(&inv) {
         eprintln!("warning: {}: {w}", path.display());
     }
     if let SecretRef::File(f) = &inv.cluster.cookie {

@@ -5,8 +5,8 @@
 //! HAProxy read by `facts::balancer`, started or reloaded by `plan::balancer`.
 
 use super::model::{BalancerPorts, Host, Inventory, LoadBalancer, Os};
+use super::problem::Problems;
 use super::raw::RawLoadBalancer;
-use super::validate::Problems;
 
 /// `[load_balancer]`: a Linux host of the inventory, and ports of its own on it (the
 /// host usually runs a RabbitMQ node too).

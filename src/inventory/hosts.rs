@@ -3,10 +3,10 @@
 //! addresses, one central host, a disc node, enough nodes for quorum queues.
 
 use super::model::*;
+use super::problem::{quoted, resolve_path, Problems};
 use super::raw::*;
-use super::secret::secret_ref;
+use super::secret_check::secret_ref;
 use super::tls::tls;
-use super::validate::{quoted, resolve_path, Problems};
 use super::versions::versions;
 use std::collections::BTreeMap;
 use std::path::Path;

@@ -5,17 +5,19 @@ pub mod balancer;
 mod hosts;
 mod keys;
 pub mod model;
+mod problem;
 pub mod raw;
 pub mod secret;
+pub mod secret_check;
 mod sites;
 pub mod tls;
 pub mod validate;
 mod versions;
 
 pub use model::*;
-pub use secret::Needs;
+pub use problem::Problem;
 pub use secret::{Secret, SecretRef};
-pub use validate::Problem;
+pub use secret_check::Needs;
 
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -135,7 +137,7 @@ pub fn load(path: &Path, needs: Needs) -> Result<Inventory, InventoryError> {
         source,
     })?;
     let inv = parse(&text, path)?;
-    let problems = secret::check_secrets(&inv, needs);
+    let problems = secret_check::check_secrets(&inv, needs);
     if problems.is_empty() {
         Ok(inv)
     } else {

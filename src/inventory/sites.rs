@@ -3,9 +3,10 @@
 //! site, whose patterns may reach no other site.
 
 use super::model::*;
+use super::problem::{quoted, Problems};
 use super::raw::*;
-use super::secret::{secret_ref, SecretRef};
-use super::validate::{quoted, Problems};
+use super::secret::SecretRef;
+use super::secret_check::secret_ref;
 use std::collections::BTreeMap;
 use std::path::Path;
 

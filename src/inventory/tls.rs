@@ -3,8 +3,8 @@
 //! backends, a certificate to check a link's far end with.
 
 use super::model::*;
+use super::problem::{resolve_path, Problems};
 use super::raw::*;
-use super::validate::{resolve_path, Problems};
 use std::path::Path;
 
 /// TLS distribution is all or nothing among the cluster's members: a node that speaks

@@ -1,76 +1,20 @@
 //! Raw inventory → checked model. Every problem is collected (not just the first), each
 //! naming the key it concerns and how to fix it, so `warren check` can list them all.
 //! Here: the order of the checks, and `[cluster]`; the hosts, their versions, the
-//! sites and users, TLS, the balancer and the secrets each have a file of their own.
+//! sites and users, TLS, the balancer and the secrets each have a file of their own,
+//! and `problem` holds what they all share.
 
 use super::balancer::load_balancer;
 use super::hosts::{host, hosts_together};
 use super::model::*;
+use super::problem::{Problem, Problems};
 use super::raw::*;
-use super::secret::{secret_ref, SecretRef};
+use super::secret::SecretRef;
+use super::secret_check::secret_ref;
 use super::sites::{site_users_isolated, sites, users};
 use super::tls::tls_together;
 use std::collections::BTreeSet;
-use std::fmt;
-use std::path::{Path, PathBuf};
-
-/// One thing wrong with the inventory: the key it concerns and a sentence that says
-/// what is wrong and what to do.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Problem {
-    pub key: String,
-    pub message: String,
-}
-
-impl fmt::Display for Problem {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}: {}", self.key, self.message)
-    }
-}
-
-#[derive(Default)]
-pub(super) struct Problems(pub(super) Vec<Problem>);
-
-impl Problems {
-    pub(super) fn add(&mut self, key: impl Into<String>, message: impl Into<String>) {
-        self.0.push(Problem {
-            key: key.into(),
-            message: message.into(),
-        });
-    }
-
-    /// Parses a keyword such as `replication = "quorum"`; `None` when absent.
-    pub(super) fn keyword<T>(
-        &mut self,
-        key: &str,
-        value: Option<&str>,
-        parse: fn(&str) -> Option<T>,
-        choices: &[&str],
-        default: T,
-    ) -> T {
-        match value {
-            None => default,
-            Some(v) => match parse(v) {
-                Some(t) => t,
-                None => {
-                    self.add(
-                        key,
-                        format!("\"{v}\" is not one of {}; use one of them", quoted(choices)),
-                    );
-                    default
-                }
-            },
-        }
-    }
-}
-
-pub(super) fn quoted(choices: &[&str]) -> String {
-    choices
-        .iter()
-        .map(|c| format!("\"{c}\""))
-        .collect::<Vec<_>>()
-        .join(", ")
-}
+use std::path::Path;
 
 pub const DEFAULT_PLUGINS: &[&str] = &["rabbitmq_management", "rabbitmq_mqtt"];
 
@@ -232,21 +176,6 @@ fn cluster(p: &mut Problems, c: &RawCluster, dir: &Path) -> ClusterParts {
             vhost,
         },
         ports: c.ports.clone(),
-    }
-}
-
-/// Relative paths are relative to the inventory's folder; `~/` is the user's home.
-pub fn resolve_path(dir: &Path, p: &str) -> PathBuf {
-    if let Some(rest) = p.strip_prefix("~/") {
-        if let Some(home) = std::env::var_os("HOME") {
-            return PathBuf::from(home).join(rest);
-        }
-    }
-    let path = PathBuf::from(p);
-    if path.is_absolute() {
-        path
-    } else {
-        dir.join(path)
     }
 }
 

@@ -3,8 +3,8 @@
 //! whether warren knows how to run and upgrade that pair.
 
 use super::model::*;
+use super::problem::Problems;
 use super::raw::*;
-use super::validate::Problems;
 
 /// A host's pinned versions: `[cluster]`'s keys, each overridden by the host's own;
 /// each problem named by the key it comes from (reported once, however many hosts

@@ -2,8 +2,8 @@
 //! ports, paths, link, plugins and TLS files), the nodes and members, the config
 //! file's path and the firewall rules; and which config file the cluster's format is.
 
+use super::firewall::firewall_rules;
 use super::tls::{erl_path, tls_paths};
-use super::windows::firewall_rules;
 use crate::inventory::{ConfigFormat, Host, Inventory, Paths, Role};
 use serde::Serialize;
 

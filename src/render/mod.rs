@@ -7,6 +7,7 @@
 pub mod balancer;
 mod context;
 pub mod definitions;
+mod firewall;
 mod linux;
 mod prometheus;
 pub mod templates;
@@ -16,12 +17,12 @@ mod windows;
 use crate::inventory::{Host, Inventory, Paths, Secret};
 use crate::platform::Setting;
 use anyhow::{Context, Result};
+pub use firewall::firewall_rules;
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 use std::path::{Path, PathBuf};
 pub use templates::Templates;
 pub use tls::{erl_path, tls_paths, TlsPaths};
-pub use windows::{firewall_rules, windows_cookie_acl};
 
 /// What a change to a file requires before it takes effect.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -230,6 +231,12 @@ fn cookie_file(
     }
 }
 
+/// Who may read a Windows cookie file: the service (LocalSystem), Administrators, and
+/// the user whose CLI tools read it; nobody else, nothing inherited.
+pub fn windows_cookie_acl(user: &str) -> String {
+    crate::platform::normalize_owner(&format!("SYSTEM,Administrators,{user}"))
+}
+
 /// The whole desired state: every host's files and the cluster's definitions.
 pub struct Rendered {
     pub hosts: Vec<HostRender>,
@@ -250,7 +257,7 @@ pub fn render(inv: &Inventory, only: Option<&str>) -> Result<Rendered> {
         .cookie
         .read_or_create_random()
         .map_err(|e| anyhow::anyhow!("{}: cluster.cookie: {e}", inv.path.display()))?;
-    if let Some(why) = crate::inventory::secret::refused_cookie(cookie.expose()) {
+    if let Some(why) = crate::inventory::secret_check::refused_cookie(cookie.expose()) {
         anyhow::bail!(
             "{}: cluster.cookie: the cookie in {} {why}",
             inv.path.display(),

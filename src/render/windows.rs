@@ -3,10 +3,11 @@
 //! the stamp of the environment its service is installed from, and bootstrap.ps1.
 
 use super::context::{config_file_name, config_template, context};
+use super::firewall::firewall_rules;
 use super::tls::tls_files;
 use super::{
-    cookie_file, hosts_block, text_file, Effect, FileSpec, HostRender, Ownership, RenderedFile,
-    Templates,
+    cookie_file, hosts_block, text_file, windows_cookie_acl, Effect, FileSpec, HostRender,
+    Ownership, RenderedFile, Templates,
 };
 use crate::inventory::{Host, Inventory, Secret};
 use crate::platform::Setting;
@@ -14,12 +15,6 @@ use crate::util::sha256_hex;
 use anyhow::Result;
 use serde::Serialize;
 use std::path::Path;
-
-/// Who may read a Windows cookie file: the service (LocalSystem), Administrators, and
-/// the user whose CLI tools read it; nobody else, nothing inherited.
-pub fn windows_cookie_acl(user: &str) -> String {
-    crate::platform::normalize_owner(&format!("SYSTEM,Administrators,{user}"))
-}
 
 pub(super) fn windows_render(
     inv: &Inventory,
@@ -109,38 +104,6 @@ struct BootstrapFile {
     acl: Option<String>,
     effect: Effect,
     block: Option<(String, String)>,
-}
-
-/// The inbound rules a Windows host needs for the cluster: (rule name, ports).
-/// `metrics`: the host serves Prometheus metrics.
-pub fn firewall_rules(host: &Host, metrics: bool) -> Vec<(&'static str, String)> {
-    let p = host.ports;
-    let mut rules = vec![
-        ("warren-epmd", "4369".to_string()),
-        ("warren-distribution", p.dist.to_string()),
-        ("warren-cli", "35672-35682".to_string()),
-    ];
-    if !host.tls_only() {
-        rules.extend([
-            ("warren-amqp", p.amqp.to_string()),
-            ("warren-management", p.management.to_string()),
-            ("warren-mqtt", p.mqtt.to_string()),
-        ]);
-    }
-    if host.tls.is_some() {
-        rules.extend([
-            ("warren-amqps", p.amqps.to_string()),
-            ("warren-management-tls", p.management_tls.to_string()),
-            ("warren-mqtts", p.mqtts.to_string()),
-        ]);
-    }
-    if metrics && !host.tls_only() {
-        rules.push(("warren-prometheus", p.prometheus.to_string()));
-    }
-    if metrics && host.tls.is_some() {
-        rules.push(("warren-prometheus-tls", p.prometheus_tls.to_string()));
-    }
-    rules
 }
 
 #[allow(clippy::too_many_arguments)]
