@@ -1,8 +1,8 @@
-//! The command line (clap) and the one place exit codes are chosen.
+//! The command line, as clap parses it: the commands, their flags and arguments. What
+//! each command does is in `commands/`.
 
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
-use std::process::ExitCode;
 
 #[derive(Parser, Debug)]
 #[command(
@@ -146,25 +146,4 @@ pub enum LabAction {
     Reset,
     /// Show each lab host and whether it answers.
     Status,
-}
-
-/// How a command ended, mapped to an exit code in one place.
-pub enum Outcome {
-    Success,
-    /// `plan --exit-code` with changes pending.
-    Changes,
-}
-
-pub fn main() -> ExitCode {
-    let cli = Cli::parse();
-    match crate::commands::run(cli) {
-        Ok(Outcome::Success) => ExitCode::SUCCESS,
-        Ok(Outcome::Changes) => ExitCode::from(2),
-        Err(e) => {
-            for line in format!("{e:#}").lines() {
-                eprintln!("error: {line}");
-            }
-            ExitCode::from(1)
-        }
-    }
 }

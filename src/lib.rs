@@ -2,7 +2,6 @@
 //! by one `inventory.toml`: render, plan, apply, verify. See README.md for the map.
 
 pub mod apply;
-pub mod balancer;
 pub mod cli;
 pub mod commands;
 pub mod drill;
@@ -19,5 +18,6 @@ pub mod rabbitmq;
 pub mod render;
 pub mod transport;
 pub mod ui;
+pub mod util;
 pub mod verify;
 pub mod versions;

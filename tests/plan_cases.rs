@@ -1115,7 +1115,8 @@ fn a_former_federation_links_queue_goes_once_empty() {
 /// RabbitMQ for it), left alone otherwise.
 #[test]
 fn the_balancer_is_started_reloaded_or_refused_where_haproxy_is_missing() {
-    use warren::balancer::{Action, BalancerFacts};
+    use warren::facts::balancer::BalancerFacts;
+    use warren::plan::balancer::Action;
     let c = case(|t| format!("{t}\n[load_balancer]\nhost = \"central\"\n"));
     let with = |hosts: Vec<HostFacts>, version: Option<&str>, running: bool| {
         plan::plan(

@@ -49,7 +49,7 @@ impl<'a> Ctx<'a> {
         let wrote: Vec<&str> = hp
             .files
             .iter()
-            .map(|f| crate::plan::file_name(&f.path))
+            .map(|f| crate::util::file_name(&f.path))
             .collect();
         match &hp.service {
             Service::AwaitBoot => {

@@ -4,6 +4,7 @@
 //! that fails and says what was done and what was not. Everything it does can be
 //! done again: a rerun plans from the facts and picks up where this one stopped.
 
+mod balancer;
 mod cluster;
 mod host;
 mod links;

@@ -70,7 +70,7 @@ impl<'a> Executor<'a> {
             "PUT",
             &format!("/api/policies/{vh}/{temp}"),
             &json!({
-                "pattern": format!("^{}$", crate::render::definitions::regex_escape(queue)),
+                "pattern": format!("^{}$", crate::util::regex_escape(queue)),
                 "definition": {"ha-mode": "nodes", "ha-params": [to], "ha-sync-mode": "automatic"},
                 "priority": 1000,
                 "apply-to": "queues"

@@ -190,7 +190,7 @@ impl Scripted {
                 None => out.push_str(&format!("@@missing - {path}\n")),
                 Some((bytes, owner, mode)) if hash => out.push_str(&format!(
                     "@@hash {mode:o}:{owner}\t{path}\n{}\n",
-                    crate::render::sha256_hex(bytes)
+                    crate::util::sha256_hex(bytes)
                 )),
                 Some((bytes, owner, mode)) => {
                     use base64::Engine;
@@ -301,7 +301,7 @@ impl Connection for Scripted {
             bytes.extend(base64::engine::general_purpose::STANDARD.decode(l).unwrap());
         }
         assert!(
-            script.contains(&crate::render::sha256_hex(&bytes)),
+            script.contains(&crate::util::sha256_hex(&bytes)),
             "the receiving script checks another hash"
         );
         self.record(format!(
@@ -667,7 +667,7 @@ fn windows_env_change_reinstalls() {
     env.0 = String::from_utf8_lossy(&env.0)
         .replace("DIST_PORT=25672", "DIST_PORT=25999")
         .into_bytes();
-    win.stamp = Some(crate::render::sha256_hex(&env.0));
+    win.stamp = Some(crate::util::sha256_hex(&env.0));
     let t = transcript(&inv, vec![converged(&inv, &r[0]), win]);
     assert!(
         t.contains("! reinstall the RabbitMQ service")

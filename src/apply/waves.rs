@@ -65,13 +65,13 @@ pub fn execute(
     if let Some(b) = plan
         .balancer
         .as_ref()
-        .filter(|b| b.action != crate::balancer::Action::Leave)
+        .filter(|b| b.action != crate::plan::balancer::Action::Leave)
     {
         pending.push(format!(
             "{}: {} HAProxy, last",
             b.host,
             match b.action {
-                crate::balancer::Action::Start => "start",
+                crate::plan::balancer::Action::Start => "start",
                 _ => "reload",
             }
         ));
@@ -412,7 +412,7 @@ impl<'a> Executor<'a> {
         crate::interrupt::checkpoint()?;
         let i = lb.host;
         let m = plan.hosts[i].manager;
-        if let Some(what) = crate::balancer::apply(self.inv, &mut *self.conns[i], m, bp)? {
+        if let Some(what) = super::balancer::apply(self.inv, &mut *self.conns[i], m, bp)? {
             self.did(&bp.host, what);
         }
         Ok(())

@@ -1,7 +1,7 @@
 //! `warren apply`: the plan, then (after a confirmation, or --yes) its execution, then
 //! the summary of what changed.
 
-use crate::cli::Outcome;
+use super::Outcome;
 use crate::plan::{self, ClusterPlan};
 use crate::ui::Progress;
 use anyhow::{bail, Result};

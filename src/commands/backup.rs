@@ -1,7 +1,7 @@
 //! `warren backup [--out DIR]`: the cluster's definitions, as the management API
 //! exports them, in a dated private file. Reads only; writes nothing on any host.
 
-use crate::cli::Outcome;
+use super::Outcome;
 use crate::inventory;
 use crate::plan::backup;
 use crate::platform::Probe;

@@ -1,6 +1,6 @@
 //! `warren check`: validate the inventory, every problem at once, touching no host.
 
-use crate::cli::Outcome;
+use super::Outcome;
 use crate::inventory::{self, SecretRef};
 use anyhow::Result;
 use std::path::Path;
@@ -18,7 +18,7 @@ pub fn run(path: &Path) -> Result<Outcome> {
         inv.cluster.replication,
         inv.cluster.join,
     );
-    for w in inventory::validate::key_warnings(&inv) {
+    for w in inventory::secret_check::key_warnings(&inv) {
         eprintln!("warning: {}: {w}", path.display());
     }
     if let SecretRef::File(f) = &inv.cluster.cookie {

@@ -2,7 +2,7 @@
 //! (a rehearsal on a drifted cluster proves nothing and risks more), says what it will
 //! do, asks, then runs the drill and prints what it saw.
 
-use crate::cli::Outcome;
+use super::Outcome;
 use crate::drill::Drill;
 use crate::ui::Progress;
 use anyhow::{anyhow, bail, Result};

@@ -1,6 +1,7 @@
 //! `warren lab up|down|reset|status [--name NAME]`: the local lab of real hosts.
 
-use crate::cli::{LabAction, Outcome};
+use super::Outcome;
+use crate::cli::LabAction;
 use anyhow::Result;
 
 pub fn run(name: Option<&str>, action: LabAction) -> Result<Outcome> {

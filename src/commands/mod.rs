@@ -1,4 +1,5 @@
-//! One file per command; `run` dispatches.
+//! The commands: `main` parses the command line, `run` dispatches to one file per
+//! command, and the exit code is chosen here, in one place.
 
 mod apply;
 mod backup;
@@ -10,8 +11,31 @@ mod render;
 pub mod status;
 mod verify;
 
-use crate::cli::{Cli, Command, Outcome};
+use crate::cli::{Cli, Command};
 use anyhow::Result;
+use clap::Parser;
+use std::process::ExitCode;
+
+/// How a command ended, mapped to an exit code in one place.
+pub enum Outcome {
+    Success,
+    /// `plan --exit-code` with changes pending.
+    Changes,
+}
+
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(Outcome::Success) => ExitCode::SUCCESS,
+        Ok(Outcome::Changes) => ExitCode::from(2),
+        Err(e) => {
+            for line in format!("{e:#}").lines() {
+                eprintln!("error: {line}");
+            }
+            ExitCode::from(1)
+        }
+    }
+}
 
 pub fn run(cli: Cli) -> Result<Outcome> {
     match cli.command {

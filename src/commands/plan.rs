@@ -1,7 +1,7 @@
 //! `warren plan` (and `apply --dry-run`): gather every host's facts and print what
 //! `apply` would do. Holds only read-only handles to the hosts.
 
-use crate::cli::Outcome;
+use super::Outcome;
 use crate::inventory::{self, Inventory};
 use crate::plan::{self, Plan};
 use crate::platform::Transport;

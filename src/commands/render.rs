@@ -1,6 +1,6 @@
 //! `warren render`: write every host's files locally, touching no host.
 
-use crate::cli::Outcome;
+use super::Outcome;
 use crate::{inventory, render};
 use anyhow::{bail, Result};
 use std::path::Path;

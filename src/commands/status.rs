@@ -1,7 +1,7 @@
 //! `warren status [--json]`: nodes and queues as the cluster sees them now, read from
 //! the management API of the first node that answers (the central node first).
 
-use crate::cli::Outcome;
+use super::Outcome;
 use crate::facts;
 use crate::inventory::{self, Inventory};
 use crate::platform::Transport;
@@ -31,7 +31,7 @@ pub struct BalancerStatus {
     /// The frontends clients connect to on the balancer's host.
     pub frontends: Vec<Frontend>,
     /// Each backend's servers as HAProxy's health checks see them.
-    pub servers: Vec<crate::balancer::ServerState>,
+    pub servers: Vec<crate::facts::balancer::ServerState>,
     /// Why HAProxy's statistics could not be read (HAProxy not running, the host
     /// unreachable); `servers` is then empty.
     pub error: Option<String>,
@@ -229,11 +229,11 @@ fn balancer(inv: &Inventory, via: &str, t: &mut dyn Transport) -> Option<Balance
     let lb = inv.load_balancer.as_ref()?;
     let h = &inv.hosts[lb.host];
     let read = if h.name == via {
-        crate::balancer::stats(inv, t)
+        crate::facts::balancer::stats(inv, t)
     } else {
         facts::connect(h)
             .map_err(|e| format!("{e:#}"))
-            .and_then(|mut t| crate::balancer::stats(inv, &mut *t))
+            .and_then(|mut t| crate::facts::balancer::stats(inv, &mut *t))
     };
     let (servers, error) = match read {
         Ok(rows) => (rows, None),
@@ -241,7 +241,7 @@ fn balancer(inv: &Inventory, via: &str, t: &mut dyn Transport) -> Option<Balance
     };
     Some(BalancerStatus {
         host: h.name.clone(),
-        frontends: crate::balancer::frontend_ports(inv)
+        frontends: crate::inventory::balancer::frontend_ports(inv)
             .into_iter()
             .map(|(name, port)| Frontend {
                 name: name.to_string(),

@@ -1,7 +1,7 @@
 //! `warren verify [--json]`: the live cluster checked against the inventory; exit 1
 //! when any check fails.
 
-use crate::cli::Outcome;
+use super::Outcome;
 use crate::{inventory, render, verify};
 use anyhow::{bail, Result};
 use std::path::Path;

@@ -320,7 +320,7 @@ impl Drill<'_> {
             .map(|(_, x)| x.node_name())
             .collect();
         let t0 = Instant::now();
-        let backends = crate::balancer::backends(self.inv).len();
+        let backends = crate::render::balancer::backends(self.inv).len();
         self.progress.host(
             &lb_name,
             &format!(
@@ -330,7 +330,7 @@ impl Drill<'_> {
             ),
         );
         loop {
-            let rows = crate::balancer::stats(self.inv, &mut *self.conns[lb.host])
+            let rows = crate::facts::balancer::stats(self.inv, &mut *self.conns[lb.host])
                 .map_err(|e| anyhow::anyhow!(e))?;
             let up = rows.iter().filter(|r| r.server == h.name && r.up()).count();
             if (back && up == backends) || (!back && up == 0) {
@@ -358,7 +358,7 @@ impl Drill<'_> {
             .plugins
             .iter()
             .any(|p| p == "rabbitmq_management");
-        let seen = crate::balancer::through(
+        let seen = crate::facts::balancer::through(
             self.inv,
             &mut *self.conns[lb.host],
             has_management.then_some(cred),
@@ -436,7 +436,7 @@ impl Drill<'_> {
                 "PUT",
                 &format!("/api/policies/{vh}/{}", policy_name(&h.name)),
                 &json!({
-                    "pattern": format!("^{}$", crate::render::definitions::regex_escape(&q)),
+                    "pattern": format!("^{}$", crate::util::regex_escape(&q)),
                     "definition": crate::render::definitions::mirror_definition(self.inv, self.site),
                     "priority": 100,
                     "apply-to": "queues"

@@ -1,15 +1,23 @@
 //! The inventory: `inventory.toml` read into raw serde structs (`raw`), then checked into
 //! the model (`model`) that the rest of warren works from. Secrets are references only.
 
+pub mod balancer;
+mod hosts;
 mod keys;
 pub mod model;
+mod problem;
 pub mod raw;
 pub mod secret;
+pub mod secret_check;
+mod sites;
+pub mod tls;
 pub mod validate;
+mod versions;
 
 pub use model::*;
+pub use problem::Problem;
 pub use secret::{Secret, SecretRef};
-pub use validate::{Needs, Problem};
+pub use secret_check::Needs;
 
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -129,7 +137,7 @@ pub fn load(path: &Path, needs: Needs) -> Result<Inventory, InventoryError> {
         source,
     })?;
     let inv = parse(&text, path)?;
-    let problems = validate::check_secrets(&inv, needs);
+    let problems = secret_check::check_secrets(&inv, needs);
     if problems.is_empty() {
         Ok(inv)
     } else {

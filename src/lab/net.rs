@@ -237,3 +237,62 @@ pub fn stop_processes(ns: &str, keep: &[u32], grace: Duration) {
         std::thread::sleep(Duration::from_millis(200));
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// No lab's names begin another's (each clears only what is its own), a link's
+    /// name fits the kernel's 15 characters, and the test stories' labs get /24s of
+    /// their own.
+    #[test]
+    fn labs_share_no_names() {
+        let stories = [
+            "apply",
+            "balancer",
+            "interrupt",
+            "links",
+            "migrate",
+            "quorum",
+            "systemd",
+            "tls",
+        ];
+        let mut nets = vec![LabNet::default_lab()];
+        nets.extend(stories.iter().map(|n| LabNet::named(n).unwrap()));
+        for (i, a) in nets.iter().enumerate() {
+            assert!(
+                a.bridge.len() <= 15 && a.link(49, "site49").len() <= 15,
+                "{a:?}"
+            );
+            for b in &nets[i + 1..] {
+                assert_ne!(a.subnet, b.subnet, "{a:?} {b:?}");
+                for (x, y) in [
+                    (&a.netns_prefix, &b.netns_prefix),
+                    (&a.link_prefix, &b.link_prefix),
+                ] {
+                    assert!(
+                        !x.starts_with(y.as_str()) && !y.starts_with(x.as_str()),
+                        "{x} {y}"
+                    );
+                }
+                assert!(
+                    !a.link(0, "central").starts_with(&b.link_prefix),
+                    "{a:?} {b:?}"
+                );
+                assert!(
+                    !b.link(0, "central").starts_with(&a.link_prefix),
+                    "{a:?} {b:?}"
+                );
+            }
+        }
+        assert_eq!(
+            LabNet::named("apply").unwrap(),
+            LabNet::named("apply").unwrap()
+        );
+        assert_eq!(LabNet::of(None).unwrap(), LabNet::default_lab());
+        for bad in ["", "Apply", "a-b", "elevenchars"] {
+            let e = LabNet::named(bad).unwrap_err().to_string();
+            assert!(e.contains("1 to 10 lowercase letters and digits"), "{e}");
+        }
+    }
+}

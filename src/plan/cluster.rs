@@ -1,14 +1,25 @@
 //! The cluster part of the plan: vhost, users, permissions, policies, exchanges, queues
 //! (with where their master and copies live) and bindings, compared with what the
-//! central node's management API reports.
+//! central node's management API reports. Here: the operations, and each wanted
+//! resource against the broker's; what the inventory wants, what warren left behind,
+//! and a queue's migration to quorum each have a file.
+
+mod desired;
+mod leftovers;
+mod migration;
+
+pub use leftovers::MOVE_POLICY_PREFIX;
+pub use migration::{migration_queue, migration_shovel};
 
 use super::Action;
 use crate::facts::{ClusterFacts, Unreadable};
-use crate::inventory::{Broker, Inventory, Link, Replication};
+use crate::inventory::{Broker, Inventory};
 use crate::render::definitions::{
-    self, BindingDef, ExchangeDef, ParameterDef, PermissionDef, PolicyDef, QueueDef,
+    BindingDef, ExchangeDef, ParameterDef, PermissionDef, PolicyDef, QueueDef,
 };
 use base64::Engine;
+use desired::{desired, tags_text};
+use migration::{has_queue, migration};
 use sha2::{Digest, Sha256};
 
 /// One API (or CLI) operation on the cluster.
@@ -95,41 +106,6 @@ pub enum Op {
     },
 }
 
-/// The temporary quorum queue of a migration: `warren.migrate.QUEUE`.
-pub fn migration_queue(queue: &str) -> String {
-    format!("warren.migrate.{queue}")
-}
-
-/// The dynamic shovel that drains a queue during a migration.
-pub fn migration_shovel(queue: &str) -> String {
-    format!("warren-migrate-{queue}")
-}
-
-/// The prefix of the temporary policy that moves a master (`apply`): one left
-/// behind by an interrupted run pins its queue to one node, without a mirror.
-pub const MOVE_POLICY_PREFIX: &str = "warren-move-";
-
-/// What warren makes for itself while it runs, by name prefix, and which run makes it:
-/// policies, then queues, then verify's exchange. Each is removed when the run ends;
-/// the facts find what an interrupted run left, and the plan removes it.
-const OWN_POLICIES: [(&str, &str); 3] = [
-    (MOVE_POLICY_PREFIX, "an interrupted master move"),
-    ("warren-verify-", "an interrupted verify"),
-    ("warren-drill-", "an interrupted drill"),
-];
-const OWN_QUEUES: [(&str, &str); 3] = [
-    ("warren.verify.", "an interrupted verify"),
-    (
-        "federation: warren.verify.",
-        "an interrupted verify (the upstream queue of its federation link)",
-    ),
-    (
-        "warren.drill.",
-        "an interrupted drill (its test messages go with it)",
-    ),
-];
-const OWN_EXCHANGE: &str = "warren.verify";
-
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Resource {
     Vhost,
@@ -203,182 +179,6 @@ impl ClusterPlan {
     }
     pub fn has_changes(&self) -> bool {
         !self.changes().is_empty()
-    }
-}
-
-/// Everything the inventory wants on broker `b`, as operations, in the order they
-/// must run (users before permissions, policies before queues, queues before
-/// bindings, links last).
-fn desired(inv: &Inventory, b: Broker) -> Vec<ResourceChange> {
-    let defs = definitions::for_broker(inv, b);
-    let mut out = Vec::new();
-    let c = |resource, name: String, detail: String, op| ResourceChange {
-        resource,
-        name,
-        action: Action::Create,
-        detail,
-        op,
-    };
-    for v in &defs.vhosts {
-        out.push(c(
-            Resource::Vhost,
-            v.name.clone(),
-            String::new(),
-            Op::PutVhost(v.name.clone()),
-        ));
-    }
-    for u in inv.users_on(b) {
-        out.push(c(
-            Resource::User,
-            u.name.clone(),
-            tags_text(&u.tags),
-            Op::PutUser {
-                name: u.name.clone(),
-                tags: u.tags.clone(),
-            },
-        ));
-    }
-    for (name, _) in &defs.link_users {
-        out.push(c(
-            Resource::User,
-            name.clone(),
-            "the link's own user, no tags".into(),
-            Op::PutUser {
-                name: name.clone(),
-                tags: Vec::new(),
-            },
-        ));
-    }
-    for p in defs.permissions {
-        out.push(c(
-            Resource::Permission,
-            format!("{} on {}", p.user, p.vhost),
-            format!(
-                "configure {:?} write {:?} read {:?}",
-                p.configure, p.write, p.read
-            ),
-            Op::PutPermission(p),
-        ));
-    }
-    for p in defs.policies {
-        out.push(c(
-            Resource::Policy,
-            p.name.clone(),
-            format!(
-                "{} -> {}",
-                p.pattern,
-                serde_json::Value::Object(p.definition.clone())
-            ),
-            Op::PutPolicy(p),
-        ));
-    }
-    for e in defs.exchanges {
-        out.push(c(
-            Resource::Exchange,
-            e.name.clone(),
-            e.kind.clone(),
-            Op::PutExchange(e),
-        ));
-    }
-    for q in defs.queues {
-        let s = inv
-            .sites
-            .iter()
-            .find(|s| s.queue == q.name)
-            .expect("every queue is a site's");
-        if s.linked() {
-            // A linked site's queue: on its own broker, or the central node's copy
-            // that receives its messages. One node, no copies.
-            let node = inv.hosts[inv.broker_host(b)].node_name();
-            out.push(c(
-                Resource::Queue,
-                q.name.clone(),
-                match b {
-                    Broker::Cluster => format!("classic, on {node}, fed by the site's {}", s.link),
-                    Broker::Site(_) => format!("classic, on {node}, emptied by its shovel"),
-                },
-                Op::DeclareQueue {
-                    def: q,
-                    node,
-                    members: Vec::new(),
-                },
-            ));
-            continue;
-        }
-        let node = inv.hosts[s.host].node_name();
-        let copies: Vec<String> = s
-            .mirrors
-            .iter()
-            .map(|&m| inv.hosts[m].node_name())
-            .collect();
-        let detail = match inv.cluster.replication {
-            Replication::Mirrored => format!("master on {node}, mirrored on {}", copies.join(", ")),
-            Replication::Quorum => {
-                format!("quorum, leader on {node}, members {}", copies.join(", "))
-            }
-        };
-        let mut members = vec![node.clone()];
-        members.extend(copies);
-        out.push(c(
-            Resource::Queue,
-            q.name.clone(),
-            detail,
-            Op::DeclareQueue {
-                def: q,
-                node,
-                members: if inv.cluster.replication == Replication::Quorum {
-                    members
-                } else {
-                    Vec::new()
-                },
-            },
-        ));
-    }
-    for b in defs.bindings {
-        out.push(c(
-            Resource::Binding,
-            format!("{} -> {}", b.source, b.destination),
-            format!("routing key {:?}", b.routing_key),
-            Op::PutBinding(b),
-        ));
-    }
-    for p in defs.parameters {
-        let (resource, detail) = parameter_text(&p);
-        out.push(c(resource, p.name.clone(), detail, Op::PutParameter(p)));
-    }
-    out
-}
-
-/// How a shovel or upstream reads in the plan (its password masked).
-fn parameter_text(p: &ParameterDef) -> (Resource, String) {
-    let v = |k: &str| p.value.get(k).and_then(|x| x.as_str()).unwrap_or("");
-    if p.component == "shovel" {
-        (
-            Resource::Shovel,
-            format!(
-                "queue {} -> {} queue {}, ack-mode {}",
-                v("src-queue"),
-                v("dest-uri"),
-                v("dest-queue"),
-                v("ack-mode")
-            ),
-        )
-    } else {
-        (
-            Resource::Upstream,
-            format!("from {}, ack-mode {}", v("uri"), v("ack-mode")),
-        )
-    }
-}
-
-/// The components of the runtime parameters warren manages.
-const LINK_COMPONENTS: [&str; 2] = ["shovel", "federation-upstream"];
-
-fn tags_text(tags: &[String]) -> String {
-    if tags.is_empty() {
-        "no tags".into()
-    } else {
-        format!("tags {}", tags.join(","))
     }
 }
 
@@ -655,247 +455,14 @@ pub fn plan(inv: &Inventory, b: Broker, facts: &Result<ClusterFacts, Unreadable>
     // Member and sync changes were pushed as found; keep the fixed order of kinds.
     changes.sort_by_key(|c| order(&c.resource));
     // What an interrupted run of warren left goes first: it would undo the rest.
-    let mut leftovers: Vec<ResourceChange> = Vec::new();
-    for p in cf.policies.iter().filter(|p| &p.vhost == vhost) {
-        let Some((_, by)) = OWN_POLICIES.iter().find(|(pre, _)| p.name.starts_with(pre)) else {
-            continue;
-        };
-        let why = if p.name.starts_with(MOVE_POLICY_PREFIX) {
-            ": it keeps the queue on one node without its mirror"
-        } else {
-            ""
-        };
-        leftovers.push(ResourceChange {
-            resource: Resource::Policy,
-            name: p.name.clone(),
-            action: Action::Delete,
-            detail: format!("left by {by} (pattern {}){why}", p.pattern),
-            op: Op::DeletePolicy {
-                name: p.name.clone(),
-            },
-        });
-    }
-    for q in cf.queues.iter().filter(|q| &q.vhost == vhost) {
-        if let Some((_, by)) = OWN_QUEUES.iter().find(|(pre, _)| q.name.starts_with(pre)) {
-            leftovers.push(ResourceChange {
-                resource: Resource::Queue,
-                name: q.name.clone(),
-                action: Action::Delete,
-                detail: format!("left by {by}"),
-                op: Op::DeleteQueue {
-                    name: q.name.clone(),
-                    if_empty: false,
-                },
-            });
-        }
-    }
-    for e in cf.exchanges.iter().filter(|e| {
-        &e.vhost == vhost
-            && (e.name == OWN_EXCHANGE
-                || e.name.starts_with(&format!("{OWN_EXCHANGE}."))
-                || e.name.starts_with(&format!("federation: {OWN_EXCHANGE}.")))
-    }) {
-        leftovers.push(ResourceChange {
-            resource: Resource::Exchange,
-            name: e.name.clone(),
-            action: Action::Delete,
-            detail: "left by an interrupted verify".into(),
-            op: Op::DeleteExchange {
-                name: e.name.clone(),
-            },
-        });
-    }
-    // What a former federation link of this site left on its broker: warren's
-    // upstreams keep their queue and exchange here when the link stops
-    // (`resource-cleanup-mode` "never", so that they buffer through central's
-    // restarts), so they outlive a link the inventory no longer wants. The queue
-    // goes only once empty: what it holds was never carried to central.
-    if let Broker::Site(si) = b {
-        let site = &inv.sites[si];
-        let prefix = format!("federation: {} -> ", site.exchange);
-        if site.link != Link::Federation {
-            // The exchange first: it feeds the queue.
-            for e in cf
-                .exchanges
-                .iter()
-                .filter(|e| &e.vhost == vhost && e.name.starts_with(&prefix))
-            {
-                leftovers.push(ResourceChange {
-                    resource: Resource::Exchange,
-                    name: e.name.clone(),
-                    action: Action::Delete,
-                    detail:
-                        "the upstream exchange of a federation link the inventory no longer has"
-                            .into(),
-                    op: Op::DeleteExchange {
-                        name: e.name.clone(),
-                    },
-                });
-            }
-            for q in cf
-                .queues
-                .iter()
-                .filter(|q| &q.vhost == vhost && q.name.starts_with(&prefix))
-            {
-                match q.messages.unwrap_or(0) {
-                    0 => leftovers.push(ResourceChange {
-                        resource: Resource::Queue,
-                        name: q.name.clone(),
-                        action: Action::Delete,
-                        detail: "the upstream queue of a federation link the inventory no longer has, empty".into(),
-                        op: Op::DeleteQueue {
-                            name: q.name.clone(),
-                            if_empty: true,
-                        },
-                    }),
-                    n => blockers.push(format!(
-                        "queue '{}' on {} holds {n} messages a former federation link never carried to central, and warren would delete it: consume or move them (e.g. a shovel into '{}'), or delete the queue to drop them, then rerun",
-                        q.name, inv.hosts[site.host].name, site.queue
-                    )),
-                }
-            }
-        }
-    }
-    // Links of warren's the inventory no longer wants on this broker, and those an
-    // interrupted verify left: a shovel left running would keep moving messages.
-    let wanted: Vec<(&str, String)> = desired_links(inv, b);
-    for x in cf.parameters.iter().filter(|x| {
-        &x.vhost == vhost
-            && LINK_COMPONENTS.contains(&x.component.as_str())
-            && x.name.starts_with("warren-")
-            && !x.name.starts_with(&migration_shovel(""))
-            && !wanted
-                .iter()
-                .any(|(c, n)| *c == x.component && *n == x.name)
-    }) {
-        let resource = if x.component == "shovel" {
-            Resource::Shovel
-        } else {
-            Resource::Upstream
-        };
-        leftovers.push(ResourceChange {
-            resource,
-            name: x.name.clone(),
-            action: Action::Delete,
-            detail: if x.name.starts_with("warren-verify-") {
-                "left by an interrupted verify".into()
-            } else {
-                "warren's, and the inventory no longer links this site this way".into()
-            },
-            op: Op::DeleteParameter {
-                component: x.component.clone(),
-                name: x.name.clone(),
-            },
-        });
-    }
-    // Mirror policies of warren's the inventory no longer wants (quorum queues need
-    // none), once no classic queue of the site is left for them to mirror.
-    let desired_policies: Vec<String> = desired(inv, b)
-        .iter()
-        .filter_map(|c| match &c.op {
-            Op::PutPolicy(p) => Some(p.name.clone()),
-            _ => None,
-        })
-        .collect();
-    for p in cf.policies.iter().filter(|p| {
-        &p.vhost == vhost
-            && p.name.starts_with(&definitions::policy_name(""))
-            && !desired_policies.contains(&p.name)
-    }) {
-        let host = &p.name[definitions::policy_name("").len()..];
-        let classic_left = inv
-            .sites
-            .iter()
-            .filter(|s| inv.hosts[s.host].name == host)
-            .any(|s| {
-                cf.queues
-                    .iter()
-                    .any(|q| q.name == s.queue && &q.vhost == vhost && q.kind == "classic")
-            });
-        if !classic_left {
-            leftovers.push(ResourceChange {
-                resource: Resource::Policy,
-                name: p.name.clone(),
-                action: Action::Delete,
-                detail: "warren's mirror policy, and the site's queue is no longer mirrored".into(),
-                op: Op::DeletePolicy {
-                    name: p.name.clone(),
-                },
-            });
-        }
-    }
-    // Federation policies of warren's whose site is no longer federated: left, each
-    // would federate the exchange again from an upstream that is gone.
-    for p in cf.policies.iter().filter(|p| {
-        &p.vhost == vhost
-            && p.name.starts_with(&definitions::federation_policy_name(""))
-            && !desired_policies.contains(&p.name)
-    }) {
-        leftovers.push(ResourceChange {
-            resource: Resource::Policy,
-            name: p.name.clone(),
-            action: Action::Delete,
-            detail: "warren's, and the inventory no longer federates this site".into(),
-            op: Op::DeletePolicy {
-                name: p.name.clone(),
-            },
-        });
-    }
-    // A leftover link goes before the queue it fills.
-    leftovers.sort_by_key(|c| !matches!(c.resource, Resource::Shovel | Resource::Upstream));
-    changes.splice(0..0, leftovers);
-    // RabbitMQ's default user goes once warren's own administrator is in place.
-    let has_admin = inv
-        .users_on(b)
-        .any(|u| u.tags.iter().any(|t| t == "administrator"));
-    if has_admin && cf.users.iter().any(|u| u.name == "guest") {
-        changes.push(ResourceChange {
-            resource: Resource::User,
-            name: "guest".into(),
-            action: Action::Delete,
-            detail: "RabbitMQ's default user, not in the inventory: the inventory's administrator replaces it".into(),
-            op: Op::DeleteUser {
-                name: "guest".into(),
-            },
-        });
-    }
-    // Link users of warren's this broker no longer needs (a site linked another way,
-    // or no longer linked): each holds a password and permissions nothing uses.
-    let link_users: Vec<String> = definitions::for_broker(inv, b)
-        .link_users
-        .into_iter()
-        .map(|(name, _)| name)
-        .collect();
-    for u in cf.users.iter().filter(|u| {
-        u.name.starts_with(&crate::inventory::link_user(""))
-            && !link_users.contains(&u.name)
-            && !inv.users_on(b).any(|x| x.name == u.name)
-    }) {
-        changes.push(ResourceChange {
-            resource: Resource::User,
-            name: u.name.clone(),
-            action: Action::Delete,
-            detail: "warren's link user, and no link of the inventory logs in as it here".into(),
-            op: Op::DeleteUser {
-                name: u.name.clone(),
-            },
-        });
-    }
+    changes.splice(0..0, leftovers::leftovers(inv, b, cf, &mut blockers));
+    changes.extend(leftovers::stale_users(inv, b, cf));
     ClusterPlan::Known {
         changes,
         unchanged,
         blockers,
         notes,
     }
-}
-
-/// The (component, name) of every link the inventory wants on `b`.
-fn desired_links(inv: &Inventory, b: Broker) -> Vec<(&'static str, String)> {
-    definitions::for_broker(inv, b)
-        .parameters
-        .into_iter()
-        .map(|p| (p.component, p.name))
-        .collect()
 }
 
 fn member_change(queue: &str, node: &str, add: bool) -> ResourceChange {
@@ -914,86 +481,6 @@ fn member_change(queue: &str, node: &str, add: bool) -> ResourceChange {
                 queue: queue.to_string(),
                 node: node.to_string(),
             }
-        },
-    }
-}
-
-fn has_queue(cf: &ClusterFacts, vhost: &str, name: &str) -> bool {
-    cf.queues.iter().any(|q| q.name == name && q.vhost == vhost)
-}
-
-/// The migration of a site's queue to quorum, its steps described from where the
-/// cluster is now.
-fn migration(
-    inv: &Inventory,
-    cf: &ClusterFacts,
-    def: &QueueDef,
-    node: &str,
-    members: &[String],
-) -> ResourceChange {
-    let vhost = &inv.cluster.vhost;
-    let site = inv
-        .sites
-        .iter()
-        .find(|s| s.queue == def.name)
-        .expect("a site queue");
-    let q = &def.name;
-    let temp = migration_queue(q);
-    let x = &site.exchange;
-    let old = cf
-        .queues
-        .iter()
-        .find(|c| &c.name == q && &c.vhost == vhost && c.kind == "classic");
-    let mut steps = Vec::new();
-    if let Some(old) = old {
-        steps.push(format!(
-            "quorum queue {temp} bound to {x} in {q}'s place, then {q} unbound"
-        ));
-        steps.push(format!(
-            "{q}'s {} message(s) shovelled into it (on-confirm), {q} deleted once empty (its consumers are cancelled)",
-            old.messages.unwrap_or(0)
-        ));
-    }
-    let new_exists = cf
-        .queues
-        .iter()
-        .any(|c| &c.name == q && &c.vhost == vhost && c.kind == "quorum");
-    if !new_exists {
-        steps.push(format!(
-            "{q} declared as a quorum queue (leader on {node}, members {})",
-            members.join(", ")
-        ));
-    }
-    steps.push(format!(
-        "{q} bound to {x}, {temp} unbound, drained into {q} and deleted; policy {} removed",
-        definitions::policy_name(&inv.hosts[site.host].name)
-    ));
-    let detail = format!(
-        "classic -> quorum without losing a message{}: {}",
-        if old.is_some() {
-            ""
-        } else {
-            " (resuming an interrupted run)"
-        },
-        steps
-            .iter()
-            .enumerate()
-            .map(|(k, s)| format!("{}) {s}", k + 1))
-            .collect::<Vec<_>>()
-            .join("; ")
-    );
-    ResourceChange {
-        resource: Resource::Migration,
-        name: q.clone(),
-        action: Action::Update,
-        detail,
-        op: Op::MigrateQueue {
-            def: def.clone(),
-            node: node.to_string(),
-            members: members.to_vec(),
-            exchange: x.clone(),
-            routing_key: site.routing_key.clone(),
-            mirror_policy: definitions::policy_name(&inv.hosts[site.host].name),
         },
     }
 }

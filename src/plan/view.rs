@@ -205,9 +205,9 @@ pub fn text(p: &Plan) -> String {
     if let Some(b) = &p.balancer {
         let _ = writeln!(s, "load balancer (HAProxy on {}):", b.host);
         let mark = match b.action {
-            crate::balancer::Action::Leave => "=",
-            crate::balancer::Action::Start => "+",
-            crate::balancer::Action::Reload => "~",
+            super::balancer::Action::Leave => "=",
+            super::balancer::Action::Start => "+",
+            super::balancer::Action::Reload => "~",
         };
         let _ = writeln!(s, "  {mark} {}", b.why);
     }

@@ -143,7 +143,7 @@ impl Platform for Linux {
             format!(
                 "{}/.warren-new.{}",
                 self.data_dir,
-                crate::plan::file_name(path)
+                crate::util::file_name(path)
             )
         } else {
             format!("{path}.warren-new")
@@ -288,7 +288,7 @@ impl Platform for Linux {
     fn balancer_reload(&self, m: ServiceManager) -> Option<String> {
         let check = format!(
             "out=$(haproxy -c -f {cfg} 2>&1) || {{ printf '%s\\n' \"$out\" | grep -v '^$' | tail -n 5 >&2; exit 1; }}\n",
-            cfg = crate::balancer::CONFIG
+            cfg = super::balancer::CONFIG
         );
         let run = match m {
             // Debian's unit reloads by signalling its master process, which keeps
@@ -312,7 +312,7 @@ impl Platform for Linux {
                  c=$?\n\
                  grep -v '^$' /tmp/warren-haproxy.out | tail -n 5 >&2\n\
                  exit $c",
-                cfg = crate::balancer::CONFIG
+                cfg = super::balancer::CONFIG
             ),
         };
         Some(format!("{check}{run}"))

@@ -8,6 +8,7 @@
 use crate::inventory::{
     link_name, link_user, Broker, Inventory, Link, Replication, Secret, Site, User,
 };
+use crate::util::regex_escape;
 use anyhow::Result;
 use base64::Engine;
 use serde::Serialize;
@@ -487,18 +488,6 @@ fn password_salt(cookie: &Secret<String>, cluster: &str, user: &str) -> [u8; 4] 
     [tag[0], tag[1], tag[2], tag[3]]
 }
 
-/// Escapes a queue name for use in a policy pattern (an Erlang `re` regex).
-pub fn regex_escape(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for c in s.chars() {
-        if "\\.+*?()|[]{}^$".contains(c) {
-            out.push('\\');
-        }
-        out.push(c);
-    }
-    out
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -574,11 +563,5 @@ link_password = { env = "L" }
             upstream.value["resource-cleanup-mode"], "never",
             "the site keeps the link's queue through central's restarts"
         );
-    }
-
-    #[test]
-    fn regex_escape_quotes_metacharacters() {
-        assert_eq!(regex_escape("site.win1"), r"site\.win1");
-        assert_eq!(regex_escape("a(b)*"), r"a\(b\)\*");
     }
 }

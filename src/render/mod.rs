@@ -1,17 +1,28 @@
 //! The desired state, rendered: every file each host should have (content, owner, mode,
 //! and what a change to it requires), and the cluster's definitions. Pure: the same
-//! inventory, templates and cookie give byte-identical output.
+//! inventory, templates and cookie give byte-identical output. Here: what a rendered
+//! file is, rendering a host and the whole inventory, and writing a render locally;
+//! each OS, TLS, the balancer and Prometheus have a file of their own.
 
+pub mod balancer;
+mod context;
 pub mod definitions;
+mod firewall;
+mod linux;
+mod prometheus;
 pub mod templates;
+mod tls;
+mod windows;
 
-use crate::inventory::{ConfigFormat, Host, Inventory, Paths, Role, Secret, ServiceManager};
+use crate::inventory::{Host, Inventory, Paths, Secret};
 use crate::platform::Setting;
 use anyhow::{Context, Result};
+pub use firewall::firewall_rules;
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 use std::path::{Path, PathBuf};
 pub use templates::Templates;
+pub use tls::{erl_path, tls_paths, TlsPaths};
 
 /// What a change to a file requires before it takes effect.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -30,7 +41,7 @@ pub enum Effect {
     /// environment file only when installed.
     ReinstallService,
     /// HAProxy's configuration: HAProxy is reloaded once the cluster is done
-    /// (`crate::balancer`); RabbitMQ is not touched.
+    /// (`plan::balancer`); RabbitMQ is not touched.
     ReloadBalancer,
 }
 
@@ -117,205 +128,6 @@ pub struct HostRender {
     pub bootstrap: Option<String>,
 }
 
-#[derive(Serialize)]
-struct NodeCtx<'a> {
-    name: &'a str,
-    node_name: String,
-    address: &'a str,
-    node_type: &'a str,
-    role: &'a str,
-}
-
-#[derive(Serialize)]
-struct HostCtx<'a> {
-    name: &'a str,
-    node_name: String,
-    address: &'a str,
-    os: &'a str,
-    role: &'a str,
-    node_type: &'a str,
-    service: &'a str,
-    ports: crate::inventory::Ports,
-    paths: &'a Paths,
-    /// How the host's broker reaches the central host: "cluster" (a member),
-    /// "shovel" or "federation" (a standalone broker).
-    link: &'a str,
-    /// The cluster_name its broker carries: the cluster's, or for a linked site's
-    /// standalone broker its own (federation tells brokers apart by it).
-    cluster_name: String,
-    /// The plugins it runs: the cluster's, and those its links need.
-    plugins: Vec<String>,
-    /// Where its TLS files are, for a host with `tls`.
-    tls: Option<TlsCtx>,
-}
-
-/// A TLS host's files as RabbitMQ and Erlang read them: forward slashes on every
-/// OS (Erlang takes `C:/...`), so one template serves both.
-#[derive(Serialize)]
-struct TlsCtx {
-    ca: String,
-    cert: String,
-    key: String,
-    dist_optfile: String,
-    keep_plain: bool,
-}
-
-/// Where warren puts a TLS host's files, in the host's own syntax.
-pub struct TlsPaths {
-    pub ca: String,
-    pub cert: String,
-    pub key: String,
-    /// The options file of TLS distribution (`-ssl_dist_optfile`).
-    pub dist_optfile: String,
-}
-
-/// The paths of `host`'s TLS files, if it has `tls`: beside its config file.
-pub fn tls_paths(host: &Host) -> Option<TlsPaths> {
-    host.tls.as_ref()?;
-    let (dir, sep) = match &host.paths {
-        Paths::Linux { config_dir, .. } => (config_dir.as_str(), "/"),
-        Paths::Windows { base, .. } => (base.as_str(), "\\"),
-    };
-    let at = |name: &str| format!("{dir}{sep}{name}");
-    Some(TlsPaths {
-        ca: at("tls-ca.pem"),
-        cert: at("tls-cert.pem"),
-        key: at("tls-key.pem"),
-        dist_optfile: at("inter_node_tls.config"),
-    })
-}
-
-/// A host path as Erlang and RabbitMQ's config read it (forward slashes).
-pub fn erl_path(p: &str) -> String {
-    p.replace('\\', "/")
-}
-
-#[derive(Serialize)]
-struct ClusterCtx<'a> {
-    name: &'a str,
-    replication: &'a str,
-    partition_handling: &'a str,
-    net_ticktime: Option<u32>,
-    plugins: &'a [String],
-    join: &'a str,
-    config_format: &'a str,
-    vhost: &'a str,
-}
-
-#[derive(Serialize)]
-struct FirewallRule {
-    name: String,
-    ports: String,
-}
-
-const HEADER: &str =
-    "Managed by warren from inventory.toml: edit the inventory (or a template), not this file.";
-
-/// The tera context every template of `host` sees.
-fn context(inv: &Inventory, host: &Host, config_file: &str) -> tera::Context {
-    let c = &inv.cluster;
-    let hi = inv
-        .hosts
-        .iter()
-        .position(|h| h.name == host.name)
-        .expect("an inventory host");
-    let mut ctx = tera::Context::new();
-    ctx.insert("header", HEADER);
-    ctx.insert(
-        "cluster",
-        &ClusterCtx {
-            name: &c.name,
-            replication: c.replication.as_str(),
-            partition_handling: c.partition_handling.as_str(),
-            net_ticktime: c.net_ticktime,
-            plugins: &c.plugins,
-            join: c.join.as_str(),
-            config_format: c.config_format.as_str(),
-            vhost: &c.vhost,
-        },
-    );
-    ctx.insert(
-        "host",
-        &HostCtx {
-            name: &host.name,
-            node_name: host.node_name(),
-            address: &host.address,
-            os: host.os.as_str(),
-            role: host.role.as_str(),
-            node_type: host.node_type.as_str(),
-            service: host.service.as_str(),
-            ports: host.ports,
-            paths: &host.paths,
-            link: inv
-                .site_of(host)
-                .map(|s| s.link.as_str())
-                .unwrap_or("cluster"),
-            cluster_name: match inv.site_of(host).filter(|s| s.linked()) {
-                Some(_) => format!("{}-{}", c.name, host.name),
-                None => c.name.clone(),
-            },
-            plugins: inv.plugins_of(hi),
-            tls: host.tls.as_ref().zip(tls_paths(host)).map(|(t, p)| TlsCtx {
-                ca: erl_path(&p.ca),
-                cert: erl_path(&p.cert),
-                key: erl_path(&p.key),
-                dist_optfile: erl_path(&p.dist_optfile),
-                keep_plain: t.keep_plain,
-            }),
-        },
-    );
-    // The seed (central) first: the node list of peer discovery and the hosts file
-    // both read best with the node every other node joins at the top.
-    let mut nodes: Vec<&Host> = inv.hosts.iter().collect();
-    nodes.sort_by_key(|h| h.role != Role::Central);
-    let nodes: Vec<NodeCtx> = nodes
-        .iter()
-        .map(|h| NodeCtx {
-            name: &h.name,
-            node_name: h.node_name(),
-            address: &h.address,
-            node_type: h.node_type.as_str(),
-            role: h.role.as_str(),
-        })
-        .collect();
-    ctx.insert("nodes", &nodes);
-    // The cluster's members: what peer discovery lists (a linked site is none).
-    let members: Vec<&NodeCtx> = nodes
-        .iter()
-        .filter(|n| {
-            inv.hosts
-                .iter()
-                .position(|h| h.name == n.name)
-                .is_some_and(|i| inv.is_member(i))
-        })
-        .collect();
-    ctx.insert("members", &members);
-    ctx.insert("config_file", config_file);
-    let firewall: Vec<FirewallRule> = firewall_rules(host, inv.serves_metrics(hi))
-        .into_iter()
-        .map(|(n, ports)| FirewallRule {
-            name: n.to_string(),
-            ports,
-        })
-        .collect();
-    ctx.insert("firewall", &firewall);
-    ctx
-}
-
-fn config_file_name(inv: &Inventory) -> &'static str {
-    match inv.cluster.config_format {
-        ConfigFormat::Conf => "rabbitmq.conf",
-        ConfigFormat::ErlangTerms => "rabbitmq.config",
-    }
-}
-
-fn config_template(inv: &Inventory) -> &'static str {
-    match inv.cluster.config_format {
-        ConfigFormat::Conf => "common/rabbitmq.conf.tera",
-        ConfigFormat::ErlangTerms => "common/rabbitmq.config.tera",
-    }
-}
-
 pub const HOSTS_BEGIN: &str = "# BEGIN warren cluster ";
 pub const HOSTS_END: &str = "# END warren cluster ";
 
@@ -333,7 +145,7 @@ pub fn render_host(
             ..
         } => Ok(HostRender {
             host: host.name.clone(),
-            files: linux_files(inv, t, host, cookie, config_dir, data_dir)?,
+            files: linux::linux_files(inv, t, host, cookie, config_dir, data_dir)?,
             settings: Vec::new(),
             service_stamp: None,
             bootstrap: None,
@@ -343,7 +155,7 @@ pub fn render_host(
             user_profile,
             system_profile,
             ..
-        } => windows_render(inv, t, host, cookie, base, user_profile, system_profile),
+        } => windows::windows_render(inv, t, host, cookie, base, user_profile, system_profile),
     }
 }
 
@@ -419,387 +231,10 @@ fn cookie_file(
     }
 }
 
-fn linux_files(
-    inv: &Inventory,
-    t: &Templates,
-    host: &Host,
-    cookie: &Secret<String>,
-    config_dir: &str,
-    data_dir: &str,
-) -> Result<Vec<RenderedFile>> {
-    let config_file = format!("{config_dir}/{}", config_file_name(inv));
-    let ctx = context(inv, host, &config_file);
-    let conf = |path: String, template: &'static str, effect: Effect| FileSpec {
-        path,
-        template,
-        owner: Some("root"),
-        mode: Some(0o644),
-        effect,
-    };
-    let mut files = vec![
-        text_file(
-            t,
-            &ctx,
-            conf(config_file.clone(), config_template(inv), Effect::Restart),
-            false,
-        )?,
-        text_file(
-            t,
-            &ctx,
-            conf(
-                format!("{config_dir}/enabled_plugins"),
-                "common/enabled_plugins.tera",
-                Effect::Restart,
-            ),
-            false,
-        )?,
-        text_file(
-            t,
-            &ctx,
-            conf(
-                format!("{config_dir}/rabbitmq-env.conf"),
-                "linux/rabbitmq-env.conf.tera",
-                Effect::Restart,
-            ),
-            false,
-        )?,
-        cookie_file(
-            format!("{data_dir}/.erlang.cookie"),
-            cookie,
-            Some("rabbitmq"),
-            Some(0o400),
-        ),
-    ];
-    files.extend(tls_files(t, &ctx, host, Some(("root", "rabbitmq")), false)?);
-    if matches!(host.service, ServiceManager::Systemd | ServiceManager::Auto) {
-        files.push(text_file(
-            t,
-            &ctx,
-            conf(
-                "/etc/systemd/system/rabbitmq-server.service.d/warren.conf".into(),
-                "linux/systemd-warren.conf.tera",
-                Effect::DaemonReloadRestart,
-            ),
-            false,
-        )?);
-    }
-    if inv.cluster.hosts_file {
-        files.push(hosts_block(inv, t, &ctx, "/etc/hosts", false)?);
-    }
-    if let Some(lb) = inv
-        .load_balancer
-        .as_ref()
-        .filter(|lb| inv.hosts[lb.host].name == host.name)
-    {
-        let mut ctx = ctx.clone();
-        let backends: Vec<BackendCtx> = crate::balancer::backends(inv)
-            .into_iter()
-            .map(|(name, servers)| BackendCtx {
-                name,
-                port: match name {
-                    "amqp" => lb.ports.amqp,
-                    "mqtt" => lb.ports.mqtt,
-                    _ => lb.ports.management,
-                },
-                servers,
-            })
-            .collect();
-        ctx.insert("backends", &backends);
-        ctx.insert("stats_port", &lb.ports.stats);
-        files.push(text_file(
-            t,
-            &ctx,
-            FileSpec {
-                path: crate::balancer::CONFIG.into(),
-                template: "linux/haproxy.cfg.tera",
-                owner: Some("root"),
-                mode: Some(0o644),
-                effect: Effect::ReloadBalancer,
-            },
-            false,
-        )?);
-    }
-    Ok(files)
-}
-
-/// One HAProxy frontend and the cluster's nodes behind it.
-#[derive(Serialize)]
-struct BackendCtx {
-    /// "amqp", "mqtt" or "management".
-    name: &'static str,
-    /// The port HAProxy listens on.
-    port: u16,
-    servers: Vec<crate::balancer::Server>,
-}
-
 /// Who may read a Windows cookie file: the service (LocalSystem), Administrators, and
 /// the user whose CLI tools read it; nobody else, nothing inherited.
 pub fn windows_cookie_acl(user: &str) -> String {
     crate::platform::normalize_owner(&format!("SYSTEM,Administrators,{user}"))
-}
-
-fn windows_render(
-    inv: &Inventory,
-    t: &Templates,
-    host: &Host,
-    cookie: &Secret<String>,
-    base: &str,
-    user_profile: &str,
-    system_profile: &str,
-) -> Result<HostRender> {
-    let config_file = format!(r"{base}\{}", config_file_name(inv));
-    let mut ctx = context(inv, host, &config_file);
-    let files = windows_files(
-        inv,
-        t,
-        host,
-        cookie,
-        &ctx,
-        base,
-        user_profile,
-        system_profile,
-    )?;
-    let env_file = files
-        .iter()
-        .find(|f| f.effect == Effect::ReinstallService)
-        .expect("windows_files renders rabbitmq-env-conf.bat");
-    let service_stamp = Some(sha256_hex(env_file.content.bytes()));
-    let mut settings = vec![Setting {
-        key: "env:RABBITMQ_BASE".into(),
-        value: base.to_string(),
-        reinstall: true,
-    }];
-    let metrics = inv
-        .hosts
-        .iter()
-        .position(|h| h.name == host.name)
-        .is_some_and(|i| inv.serves_metrics(i));
-    for (name, ports) in firewall_rules(host, metrics) {
-        settings.push(Setting {
-            key: format!("firewall:{name}"),
-            value: format!("TCP {ports} Inbound Allow True"),
-            reinstall: false,
-        });
-    }
-    // bootstrap.ps1 copies each file from the rendered folder it sits in.
-    let bootstrap_files: Vec<BootstrapFile> = files
-        .iter()
-        .map(|f| BootstrapFile {
-            source: f
-                .local_path(Path::new(""), "")
-                .to_string_lossy()
-                .replace('/', "\\")
-                .trim_start_matches('\\')
-                .to_string(),
-            target: f.path.clone(),
-            acl: f.owner.clone(),
-            effect: f.effect,
-            block: match &f.ownership {
-                Ownership::Block { begin, end } => Some((begin.clone(), end.clone())),
-                Ownership::Whole => None,
-            },
-        })
-        .collect();
-    ctx.insert("files", &bootstrap_files);
-    ctx.insert("service_stamp", &service_stamp);
-    ctx.insert("seed", &inv.central().node_name());
-    ctx.insert(
-        "join_by_config",
-        &(inv.cluster.join == crate::inventory::JoinMethod::Config),
-    );
-    let mut bootstrap = t.render("windows/bootstrap.ps1.tera", &ctx)?;
-    bootstrap = bootstrap.replace("\r\n", "\n").replace('\n', "\r\n");
-    Ok(HostRender {
-        host: host.name.clone(),
-        files,
-        settings,
-        service_stamp,
-        bootstrap: Some(bootstrap),
-    })
-}
-
-#[derive(Serialize)]
-struct BootstrapFile {
-    /// Relative to the host's rendered folder.
-    source: String,
-    target: String,
-    acl: Option<String>,
-    effect: Effect,
-    block: Option<(String, String)>,
-}
-
-/// The SHA-256 of `b` in lowercase hex, as `sha256sum` and warren's stamps write it.
-pub fn sha256_hex(b: &[u8]) -> String {
-    Sha256::digest(b)
-        .iter()
-        .map(|x| format!("{x:02x}"))
-        .collect()
-}
-
-/// The inbound rules a Windows host needs for the cluster: (rule name, ports).
-/// `metrics`: the host serves Prometheus metrics.
-pub fn firewall_rules(host: &Host, metrics: bool) -> Vec<(&'static str, String)> {
-    let p = host.ports;
-    let mut rules = vec![
-        ("warren-epmd", "4369".to_string()),
-        ("warren-distribution", p.dist.to_string()),
-        ("warren-cli", "35672-35682".to_string()),
-    ];
-    if !host.tls_only() {
-        rules.extend([
-            ("warren-amqp", p.amqp.to_string()),
-            ("warren-management", p.management.to_string()),
-            ("warren-mqtt", p.mqtt.to_string()),
-        ]);
-    }
-    if host.tls.is_some() {
-        rules.extend([
-            ("warren-amqps", p.amqps.to_string()),
-            ("warren-management-tls", p.management_tls.to_string()),
-            ("warren-mqtts", p.mqtts.to_string()),
-        ]);
-    }
-    if metrics && !host.tls_only() {
-        rules.push(("warren-prometheus", p.prometheus.to_string()));
-    }
-    if metrics && host.tls.is_some() {
-        rules.push(("warren-prometheus-tls", p.prometheus_tls.to_string()));
-    }
-    rules
-}
-
-#[allow(clippy::too_many_arguments)]
-fn windows_files(
-    inv: &Inventory,
-    t: &Templates,
-    host: &Host,
-    cookie: &Secret<String>,
-    ctx: &tera::Context,
-    base: &str,
-    user_profile: &str,
-    system_profile: &str,
-) -> Result<Vec<RenderedFile>> {
-    let config_file = format!(r"{base}\{}", config_file_name(inv));
-    let spec = |path: String, template: &'static str, effect: Effect| FileSpec {
-        path,
-        template,
-        owner: None,
-        mode: None,
-        effect,
-    };
-    let acl = windows_cookie_acl(&host.user);
-    let mut files = vec![
-        text_file(
-            t,
-            ctx,
-            spec(config_file.clone(), config_template(inv), Effect::Restart),
-            false,
-        )?,
-        text_file(
-            t,
-            ctx,
-            spec(
-                format!(r"{base}\enabled_plugins"),
-                "common/enabled_plugins.tera",
-                Effect::Restart,
-            ),
-            false,
-        )?,
-        text_file(
-            t,
-            ctx,
-            spec(
-                format!(r"{base}\rabbitmq-env-conf.bat"),
-                "windows/rabbitmq-env-conf.bat.tera",
-                Effect::ReinstallService,
-            ),
-            true,
-        )?,
-        // The service (LocalSystem) reads the first, the CLI tools of the
-        // administering user the second; both must hold the cluster's cookie.
-        cookie_file(
-            format!(r"{system_profile}\.erlang.cookie"),
-            cookie,
-            Some(&acl),
-            None,
-        ),
-        cookie_file(
-            format!(r"{user_profile}\.erlang.cookie"),
-            cookie,
-            Some(&acl),
-            None,
-        ),
-    ];
-    files.extend(tls_files(t, ctx, host, None, true)?);
-    if inv.cluster.hosts_file {
-        files.push(hosts_block(
-            inv,
-            t,
-            ctx,
-            r"C:\Windows\System32\drivers\etc\hosts",
-            true,
-        )?);
-    }
-    Ok(files)
-}
-
-/// A TLS host's files: the CA and certificate as the inventory's files have them, the
-/// key as a secret (readable by RabbitMQ and the CLI's user only), and TLS
-/// distribution's options. RabbitMQ reads them at start. `linux_owners` is (owner of
-/// the certificates, owner of the key); on Windows the key gets the cookie's ACL.
-fn tls_files(
-    t: &Templates,
-    ctx: &tera::Context,
-    host: &Host,
-    linux_owners: Option<(&'static str, &'static str)>,
-    crlf: bool,
-) -> Result<Vec<RenderedFile>> {
-    let (Some(tls), Some(paths)) = (&host.tls, tls_paths(host)) else {
-        return Ok(Vec::new());
-    };
-    let read = |p: &Path, marker: &str| {
-        crate::inventory::validate::read_pem(p, marker).map_err(anyhow::Error::msg)
-    };
-    let public = |path: String, text: String| RenderedFile {
-        path,
-        content: Content::Text(text),
-        owner: linux_owners.map(|(o, _)| o.to_string()),
-        mode: linux_owners.map(|_| 0o644),
-        ownership: Ownership::Whole,
-        effect: Effect::Restart,
-        template: None,
-    };
-    let key = RenderedFile {
-        path: paths.key.clone(),
-        content: Content::Secret(Secret::new(read(&tls.key, "PRIVATE KEY-----")?)),
-        owner: Some(match linux_owners {
-            Some((_, o)) => o.to_string(),
-            None => windows_cookie_acl(&host.user),
-        }),
-        mode: linux_owners.map(|_| 0o400),
-        ownership: Ownership::Whole,
-        effect: Effect::Restart,
-        template: None,
-    };
-    let mut optfile = text_file(
-        t,
-        ctx,
-        FileSpec {
-            path: paths.dist_optfile.clone(),
-            template: "common/inter_node_tls.config.tera",
-            owner: linux_owners.map(|(o, _)| o),
-            mode: linux_owners.map(|_| 0o644),
-            effect: Effect::Restart,
-        },
-        crlf,
-    )?;
-    optfile.effect = Effect::Restart;
-    Ok(vec![
-        public(paths.ca, read(&tls.ca, "CERTIFICATE-----")?),
-        public(paths.cert, read(&tls.cert, "CERTIFICATE-----")?),
-        key,
-        optfile,
-    ])
 }
 
 /// The whole desired state: every host's files and the cluster's definitions.
@@ -822,7 +257,7 @@ pub fn render(inv: &Inventory, only: Option<&str>) -> Result<Rendered> {
         .cookie
         .read_or_create_random()
         .map_err(|e| anyhow::anyhow!("{}: cluster.cookie: {e}", inv.path.display()))?;
-    if let Some(why) = crate::inventory::validate::refused_cookie(cookie.expose()) {
+    if let Some(why) = crate::inventory::secret_check::refused_cookie(cookie.expose()) {
         anyhow::bail!(
             "{}: cluster.cookie: the cookie in {} {why}",
             inv.path.display(),
@@ -844,134 +279,13 @@ pub fn render(inv: &Inventory, only: Option<&str>) -> Result<Rendered> {
         }
     }
     let definitions = definitions::render(inv, &cookie)?;
-    let prometheus = scrape_config(inv, &t)?;
+    let prometheus = prometheus::scrape_config(inv, &t)?;
     Ok(Rendered {
         hosts,
         definitions,
         prometheus,
         overridden: t.overridden,
     })
-}
-
-#[derive(Serialize)]
-struct ScrapeJob {
-    name: String,
-    path: &'static str,
-    params: Vec<ScrapeParam>,
-    scheme: &'static str,
-    ca_file: Option<String>,
-    targets: Vec<ScrapeTarget>,
-}
-
-#[derive(Serialize)]
-struct ScrapeParam {
-    name: &'static str,
-    values: Vec<String>,
-}
-
-#[derive(Serialize, Clone)]
-struct ScrapeTarget {
-    target: String,
-    cluster: String,
-    host: String,
-    role: &'static str,
-    link: &'static str,
-}
-
-/// The Prometheus scrape jobs of every broker warren manages (the cluster's nodes,
-/// each linked site's own): its nodes' totals, and its per-queue numbers. A broker's
-/// nodes share TLS or not (validation refuses a mix in one cluster), so one scheme
-/// serves each job.
-fn scrape_config(inv: &Inventory, t: &Templates) -> Result<Option<String>> {
-    let mut jobs = Vec::new();
-    for b in inv.brokers() {
-        let members: Vec<usize> = match b {
-            crate::inventory::Broker::Cluster => inv
-                .central_first()
-                .into_iter()
-                .filter(|&i| inv.is_member(i))
-                .collect(),
-            crate::inventory::Broker::Site(s) => vec![inv.sites[s].host],
-        };
-        let members: Vec<usize> = members
-            .into_iter()
-            .filter(|&i| inv.serves_metrics(i))
-            .collect();
-        let Some(&first) = members.first() else {
-            continue;
-        };
-        let cluster = match b {
-            crate::inventory::Broker::Cluster => inv.cluster.name.clone(),
-            crate::inventory::Broker::Site(_) => {
-                format!("{}-{}", inv.cluster.name, inv.hosts[first].name)
-            }
-        };
-        let tls = inv.hosts[first].tls.as_ref();
-        let targets: Vec<ScrapeTarget> = members
-            .iter()
-            .map(|&i| {
-                let h = &inv.hosts[i];
-                let port = match h.tls {
-                    Some(_) => h.ports.prometheus_tls,
-                    None => h.ports.prometheus,
-                };
-                let address = match h.address.contains(':') {
-                    true => format!("[{}]:{port}", h.address),
-                    false => format!("{}:{port}", h.address),
-                };
-                ScrapeTarget {
-                    target: address,
-                    cluster: cluster.clone(),
-                    host: h.name.clone(),
-                    role: h.role.as_str(),
-                    link: inv.site_of(h).map(|s| s.link.as_str()).unwrap_or("cluster"),
-                }
-            })
-            .collect();
-        let ca_file = tls.map(|t| {
-            t.ca.strip_prefix(&inv.dir)
-                .unwrap_or(&t.ca)
-                .to_string_lossy()
-                .into_owned()
-        });
-        let scheme = if tls.is_some() { "https" } else { "http" };
-        jobs.push(ScrapeJob {
-            name: format!("rabbitmq-{cluster}"),
-            path: "/metrics",
-            params: Vec::new(),
-            scheme,
-            ca_file: ca_file.clone(),
-            targets: targets.clone(),
-        });
-        // The per-queue families only: /metrics/detailed without `family` returns
-        // nothing, and /metrics/per-object would return every object's every metric.
-        jobs.push(ScrapeJob {
-            name: format!("rabbitmq-{cluster}-queues"),
-            path: "/metrics/detailed",
-            params: vec![
-                ScrapeParam {
-                    name: "family",
-                    values: vec!["queue_coarse_metrics".into(), "queue_consumer_count".into()],
-                },
-                ScrapeParam {
-                    name: "vhost",
-                    values: vec![inv.cluster.vhost.clone()],
-                },
-            ],
-            scheme,
-            ca_file,
-            targets,
-        });
-    }
-    if jobs.is_empty() {
-        return Ok(None);
-    }
-    let mut ctx = tera::Context::new();
-    ctx.insert("header", HEADER);
-    ctx.insert("cluster", &inv.cluster.name);
-    ctx.insert("vhost", &inv.cluster.vhost);
-    ctx.insert("jobs", &jobs);
-    Ok(Some(t.render("common/prometheus.yml.tera", &ctx)?))
 }
 
 /// The cookie of a linked site's standalone broker: its own, derived from the

@@ -27,7 +27,7 @@ pub(super) fn check(
         return;
     };
     let t: &mut dyn Transport = &mut **t;
-    let state = crate::balancer::read(inv, hf, &mut *t);
+    let state = crate::facts::balancer::read(inv, hf, &mut *t);
     let state = match state {
         Some(Ok(s)) => s,
         Some(Err(e)) => {
@@ -60,11 +60,11 @@ pub(super) fn check(
         .collect();
 
     // HAProxy's own health checks: every member up in every backend.
-    match crate::balancer::stats(inv, &mut *t) {
+    match crate::facts::balancer::stats(inv, &mut *t) {
         Ok(rows) => {
             let mut down = Vec::new();
             let mut up = 0;
-            for (backend, _) in crate::balancer::backends(inv) {
+            for (backend, _) in crate::render::balancer::backends(inv) {
                 for h in &members {
                     match rows
                         .iter()
@@ -97,7 +97,7 @@ pub(super) fn check(
     // passes TLS through, and so do the probes (`balancer::through`); `check` refuses
     // members that differ in it.
     let mut problems = Vec::new();
-    let cred = if crate::balancer::wire(inv) == crate::balancer::Wire::Plain
+    let cred = if crate::inventory::balancer::wire(inv) == crate::inventory::balancer::Wire::Plain
         && inv
             .cluster
             .plugins
@@ -122,7 +122,7 @@ pub(super) fn check(
         None
     };
     let n = 2 * members.len();
-    let seen = crate::balancer::through(inv, &mut *t, cred.as_ref(), n);
+    let seen = crate::facts::balancer::through(inv, &mut *t, cred.as_ref(), n);
     let (mut problems, mut parts) = describe(&seen, &members, problems);
     if let Some(t) = &seen.tls {
         parts.push(match &t.ca {
@@ -151,7 +151,7 @@ pub(super) fn check(
 /// What `through` found, as (problems, good parts): every member must have answered
 /// through the management frontend and every connection through the others.
 fn describe(
-    seen: &crate::balancer::Through,
+    seen: &crate::facts::balancer::Through,
     members: &[&crate::inventory::Host],
     mut problems: Vec<String>,
 ) -> (Vec<String>, Vec<String>) {

@@ -394,7 +394,7 @@ fn federation_path(inv: &Inventory, si: usize, sa: &mut Api, ca: &mut Api) -> Re
         ca.send(
             "PUT",
             &format!("/api/policies/{vh}/{}", enc(&policy)),
-            json!({"pattern": format!("^{}$", definitions::regex_escape(&exchange)), "definition": {"federation-upstream": upstream}, "priority": 1000, "apply-to": "exchanges"}),
+            json!({"pattern": format!("^{}$", crate::util::regex_escape(&exchange)), "definition": {"federation-upstream": upstream}, "priority": 1000, "apply-to": "exchanges"}),
         )?;
         let mut last = String::new();
         wait_for(

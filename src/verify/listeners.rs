@@ -194,7 +194,7 @@ fn certificates(c: &mut Checks, inv: &Inventory, t: &mut dyn Transport) {
         if mine.is_empty() {
             continue;
         }
-        let want = match crate::inventory::validate::read_pem(&tls.cert, "CERTIFICATE-----")
+        let want = match crate::inventory::tls::read_pem(&tls.cert, "CERTIFICATE-----")
             .and_then(|pem| der_sha256(&pem))
         {
             Ok(w) => w,
@@ -264,5 +264,5 @@ fn der_sha256(pem: &str) -> Result<String, String> {
     let der = base64::engine::general_purpose::STANDARD
         .decode(body)
         .map_err(|e| format!("the certificate's PEM is not base64: {e}"))?;
-    Ok(crate::render::sha256_hex(&der))
+    Ok(crate::util::sha256_hex(&der))
 }

@@ -112,7 +112,7 @@ pub(super) fn hosts(
             .iter()
             .find(|x| x.effect == crate::render::Effect::StopWriteStart)
         {
-            let want = crate::render::sha256_hex(cookie.content.bytes());
+            let want = crate::util::sha256_hex(cookie.content.bytes());
             let ok = matches!(f.files.get(&cookie.path), Some(facts::FileState::Hash { sha256, .. }) if *sha256 == want);
             c.add(
                 "cookie",

@@ -148,7 +148,7 @@ fn path_queue(
         "PUT",
         &format!("/api/policies/{vh}/warren-verify-{}", site.name),
         &json!({
-        "pattern": format!("^{}$", crate::render::definitions::regex_escape(&queue)),
+        "pattern": format!("^{}$", crate::util::regex_escape(&queue)),
         "definition": definition, "priority": 1000, "apply-to": "queues"}),
     )?;
     api::send(

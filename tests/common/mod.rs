@@ -439,14 +439,27 @@ impl Phases {
         }
     }
 
+    /// Prints how long the phase `what` took, and appends the line to
+    /// `target/tmp/phases.log`: nextest shows a passing story's output only with
+    /// `--no-capture`, which runs the stories one at a time.
     pub fn done(&mut self, what: &str) {
         let now = std::time::Instant::now();
-        eprintln!(
+        let line = format!(
             "[{}] {:6.1} s  (total {:6.1} s)  {what}",
             self.test,
             (now - self.last).as_secs_f64(),
             (now - self.start).as_secs_f64()
         );
+        eprintln!("{line}");
+        let log = Path::new(env!("CARGO_TARGET_TMPDIR")).join("phases.log");
+        if let Ok(mut f) = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(log)
+        {
+            use std::io::Write;
+            let _ = writeln!(f, "{line}");
+        }
         self.last = now;
     }
 }

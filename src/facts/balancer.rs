@@ -1,22 +1,15 @@
-//! The load balancer: HAProxy on one Linux host of the inventory, in front of the
-//! cluster's nodes, so that a client connects to one address and reaches whichever
-//! node answers. Its configuration is one of that host's rendered files (`CONFIG`,
-//! written with the host's other files, and planned and diffed like them); this
-//! module reads whether HAProxy is installed and runs, plans its start or reload, and
-//! runs that at the very end of `apply`, once every node has joined: a node joining
-//! serves, for a moment, an empty broker of its own, which no client should meet.
+//! HAProxy as its host reports it: whether it is installed and runs (`read`, with the
+//! facts), its health checks of the nodes (`stats`), and what a client meets through
+//! its frontends (`through`).
 
-use crate::facts::HostFacts;
-use crate::inventory::{Inventory, ServiceManager};
-use crate::plan::{Blocker, HostPlan};
+use super::HostFacts;
+use crate::inventory::balancer::{frontend_ports, wire, Wire};
+use crate::inventory::Inventory;
 use crate::platform::{BalancerProtocol, Probe, Transport};
 use crate::rabbitmq::api::{self, Credentials};
 use anyhow::{anyhow, bail, Result};
 use std::collections::BTreeSet;
-use std::time::{Duration, Instant};
-
-/// Where Debian's haproxy package reads its configuration.
-pub const CONFIG: &str = "/etc/haproxy/haproxy.cfg";
+use std::time::Duration;
 
 /// HAProxy on the balancer's host, as read.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -35,7 +28,7 @@ pub fn read(
 ) -> Option<Result<BalancerFacts>> {
     let lb = inv.load_balancer.as_ref()?;
     let h = &inv.hosts[lb.host];
-    let m = crate::plan::manager(h, f);
+    let m = super::manager(h, f);
     Some((|| {
         let q = probe
             .platform()
@@ -69,148 +62,6 @@ fn parse(stdout: &str) -> BalancerFacts {
     f
 }
 
-/// What apply does with HAProxy.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Action {
-    Leave,
-    Start,
-    Reload,
-}
-
-#[derive(Debug, Clone)]
-pub struct BalancerPlan {
-    pub host: String,
-    pub action: Action,
-    pub why: String,
-}
-
-/// Plans HAProxy: started when it does not run, reloaded when its configuration
-/// changes, refused (a blocker) where it is not installed.
-pub fn plan(
-    inv: &Inventory,
-    hosts: &[HostPlan],
-    facts: Option<&std::result::Result<BalancerFacts, String>>,
-    blockers: &mut Vec<Blocker>,
-) -> Option<BalancerPlan> {
-    let lb = inv.load_balancer.as_ref()?;
-    let host = inv.hosts[lb.host].name.clone();
-    let f = match facts? {
-        Ok(f) => f,
-        Err(e) => {
-            blockers.push(Blocker {
-                host: host.clone(),
-                message: e.clone(),
-            });
-            return None;
-        }
-    };
-    if f.version.is_none() {
-        blockers.push(Blocker {
-            host: host.clone(),
-            message: format!(
-                "HAProxy is not installed, and {} names this host in [load_balancer]: install Debian's package (apt-get install haproxy), then rerun",
-                inv.path.display()
-            ),
-        });
-        return None;
-    }
-    let changed = hosts[lb.host].files.iter().any(|c| c.path == CONFIG);
-    let (action, why) = match (f.running, changed) {
-        (false, _) => (Action::Start, "not running: start it".to_string()),
-        (true, true) => (
-            Action::Reload,
-            "haproxy.cfg changed: reload (open connections stay until they close)".to_string(),
-        ),
-        (true, false) => (
-            Action::Leave,
-            "running with the rendered haproxy.cfg".to_string(),
-        ),
-    };
-    Some(BalancerPlan { host, action, why })
-}
-
-/// Starts or reloads HAProxy as planned, then waits (up to 10 s) until every
-/// frontend accepts connections. Returns what was done.
-pub fn apply(
-    inv: &Inventory,
-    t: &mut dyn Transport,
-    m: ServiceManager,
-    p: &BalancerPlan,
-) -> Result<Option<String>> {
-    if p.action == Action::Leave {
-        return Ok(None);
-    }
-    let script = t
-        .platform()
-        .balancer_reload(m)
-        .ok_or_else(|| anyhow!("{}: warren runs HAProxy on Linux hosts only", p.host))?;
-    let out = t.run(&script, Duration::from_secs(60))?;
-    if !out.ok() {
-        bail!(
-            "{}: {} HAProxy failed: {} ({CONFIG} is written; the running HAProxy, if any, keeps its old configuration)",
-            p.host,
-            if p.action == Action::Start { "starting" } else { "reloading" },
-            out.stderr.trim().lines().collect::<Vec<_>>().join("; ")
-        );
-    }
-    let ports = frontend_ports(inv);
-    let targets: Vec<(String, u16)> = ports
-        .iter()
-        .map(|&(_, p)| ("127.0.0.1".into(), p))
-        .collect();
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let q = t.platform().probe_ports(&targets);
-        let open = t.query(&q, Duration::from_secs(30))?;
-        let answered = open
-            .stdout
-            .lines()
-            .filter(|l| l.starts_with("open "))
-            .count();
-        if answered == targets.len() {
-            break;
-        }
-        if Instant::now() > deadline {
-            bail!(
-                "{}: HAProxy {} but not every frontend listens after 10 s ({}): see its log",
-                p.host,
-                if p.action == Action::Start {
-                    "started"
-                } else {
-                    "reloaded"
-                },
-                ports
-                    .iter()
-                    .map(|(w, p)| format!("{w} {p}"))
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            );
-        }
-        std::thread::sleep(Duration::from_millis(300));
-    }
-    Ok(Some(match p.action {
-        Action::Start => "started HAProxy".into(),
-        _ => "reloaded HAProxy (haproxy.cfg changed)".into(),
-    }))
-}
-
-/// The balancer's frontends, as (protocol name, port): AMQP always, MQTT and
-/// management where the cluster runs their plugins.
-pub fn frontend_ports(inv: &Inventory) -> Vec<(&'static str, u16)> {
-    let Some(lb) = inv.load_balancer.as_ref() else {
-        return Vec::new();
-    };
-    let has = |p: &str| inv.cluster.plugins.iter().any(|x| x == p);
-    let mut out = vec![("amqp", lb.ports.amqp)];
-    if has("rabbitmq_mqtt") {
-        out.push(("mqtt", lb.ports.mqtt));
-    }
-    if has("rabbitmq_management") {
-        out.push(("management", lb.ports.management));
-    }
-    out
-}
-
 /// The frontends a probe talks to: AMQP and MQTT, and management too through TLS
 /// (plain management is asked through the API, which names the node that served).
 pub fn probed_frontends(inv: &Inventory, tls: bool) -> Vec<(u16, BalancerProtocol)> {
@@ -221,76 +72,6 @@ pub fn probed_frontends(inv: &Inventory, tls: bool) -> Vec<(u16, BalancerProtoco
             "mqtt" => Some((p, BalancerProtocol::Mqtt)),
             "management" if tls => Some((p, BalancerProtocol::Management)),
             _ => None,
-        })
-        .collect()
-}
-
-/// What the balancer's backends speak: the members' listeners.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Wire {
-    Plain,
-    /// Every member listens with TLS only: HAProxy passes TLS through.
-    Tls,
-    /// Some members with TLS only, some with plain listeners: one frontend leads to
-    /// both, and no client can speak to every backend.
-    Mixed,
-}
-
-/// What the cluster's members listen with, as the balancer's backends meet them.
-pub fn wire(inv: &Inventory) -> Wire {
-    let tls_only: Vec<bool> = inv
-        .hosts
-        .iter()
-        .enumerate()
-        .filter(|(i, _)| inv.is_member(*i))
-        .map(|(_, h)| h.tls_only())
-        .collect();
-    match (tls_only.iter().all(|t| *t), tls_only.iter().any(|t| *t)) {
-        (true, true) => Wire::Tls,
-        (_, false) => Wire::Plain,
-        _ => Wire::Mixed,
-    }
-}
-
-/// A server of a balancer backend: a cluster member and the port it serves on.
-#[derive(Debug, Clone, serde::Serialize)]
-pub struct Server {
-    pub name: String,
-    pub address: String,
-    pub port: u16,
-}
-
-/// Each backend's servers, as (frontend, servers): every cluster member (a linked
-/// site's broker is another broker, no member), at the port its node listens on for
-/// that protocol: the TLS one where the host closes the plain listeners, so TLS goes
-/// through the balancer end to end.
-pub fn backends(inv: &Inventory) -> Vec<(&'static str, Vec<Server>)> {
-    frontend_ports(inv)
-        .into_iter()
-        .map(|(what, _)| {
-            let servers = inv
-                .hosts
-                .iter()
-                .enumerate()
-                .filter(|(i, _)| inv.is_member(*i))
-                .map(|(_, h)| {
-                    let tls_only = h.tls_only();
-                    let port = match (what, tls_only) {
-                        ("amqp", false) => h.ports.amqp,
-                        ("amqp", true) => h.ports.amqps,
-                        ("mqtt", false) => h.ports.mqtt,
-                        ("mqtt", true) => h.ports.mqtts,
-                        (_, false) => h.ports.management,
-                        (_, true) => h.ports.management_tls,
-                    };
-                    Server {
-                        name: h.name.clone(),
-                        address: h.address.clone(),
-                        port,
-                    }
-                })
-                .collect();
-            (what, servers)
         })
         .collect()
 }
