@@ -414,11 +414,13 @@ impl Lab {
              mount --bind {d}/var-lib-rabbitmq /var/lib/rabbitmq\n\
              mount --bind {d}/var-log-rabbitmq /var/log/rabbitmq\n\
              if [ -d /etc/haproxy ]; then mount --bind {d}/etc-haproxy /etc/haproxy; fi\n\
+             {private}\
              /usr/sbin/sshd -f {d}/sshd_config\n\
              cd /\n\
              rabbitmq-server -detached\n",
             name = h.name,
             d = q(&dir),
+            private = PRIVATE_RUN,
         );
         sys::run_logged(
             "ip",
@@ -648,6 +650,17 @@ pub fn extend_inventory(existing: &str, hosts: &[LabHost]) -> Result<String> {
     }
     Ok(s)
 }
+
+/// A host's own /run, as every server has: what a program keeps there (a pid file
+/// such as HAProxy's, a lock) is then the host's, not shared with every other lab host,
+/// or another lab's, on this machine. sshd needs its privilege-separation folder in it.
+/// /tmp stays this machine's: the lab's own folder may be below it.
+const PRIVATE_RUN: &str = "mount -t tmpfs -o mode=0755 warren-lab-run /run\n\
+     mkdir -p /run/sshd /run/lock && chmod 1777 /run/lock\n";
+
+/// Empties a host's /run (but sshd's folder), as a reboot would.
+const EMPTY_RUN: &str =
+    "find /run -mindepth 1 -maxdepth 1 ! -name sshd ! -name lock -exec rm -rf {} +\n";
 
 /// Gives host `h` (its folder `dir`) the files of a freshly installed server: the
 /// package's /etc/rabbitmq and /etc/haproxy files, empty data and log folders, its

@@ -1,5 +1,6 @@
 //! `warren lab reset`: a fresh cluster in seconds. Every host's processes stop but its
-//! sshd, its RabbitMQ folders become a fresh install's again and its node starts
+//! sshd, its RabbitMQ folders become a fresh install's again, its /run is emptied
+//! as by a reboot, and its node starts
 //! standalone with a new cookie; the lab folder gets back the inventory `lab up` wrote.
 //! Namespaces, links, sshd and keys stay, which is what makes it quicker than down and
 //! up. A host that is not healthy, or that boots systemd, is rebuilt instead.
@@ -103,7 +104,7 @@ impl Lab {
                 "--",
                 "sh",
                 "-c",
-                "cd / && rabbitmq-server -detached",
+                &format!("{}cd / && rabbitmq-server -detached", super::EMPTY_RUN),
             ],
             &dir.join("boot.log"),
         )
