@@ -176,6 +176,70 @@ fn clients_reach_the_cluster_through_haproxy_while_a_node_stops() {
     );
     assert!(out.contains("of 6 AMQP connections answered"), "{out}");
     phases.done("drill through the balancer");
+
+    lab_reset_gives_fresh_servers(&dir, &hosts);
+    phases.done("lab reset, and a bootstrap again");
+    // Passed: the lab goes (a failed story keeps its lab for inspection).
+    lab_ok(&dir, &["down"]);
+}
+
+/// `warren lab reset` on this bootstrapped lab, with HAProxy running on central: every
+/// node is a freshly installed server again, as RabbitMQ reports it (standalone, only
+/// the package's guest user, no queue, a new cookie), HAProxy is gone with its pid file,
+/// the lab folder holds what `lab up` wrote, the host keys stay; and one `apply`
+/// bootstraps the cluster on it again.
+fn lab_reset_gives_fresh_servers(dir: &Path, hosts: &[Host]) {
+    let known = std::fs::read_to_string(lab_dir(dir).join("known_hosts")).unwrap();
+    let cookies = |dir: &Path| {
+        on_each(hosts, |h| {
+            ssh_ok(dir, h, "sha256sum /var/lib/rabbitmq/.erlang.cookie")
+        })
+    };
+    let before = cookies(dir);
+    lab_ok(dir, &["reset"]);
+    on_each(hosts, |h| {
+        assert_eq!(
+            running_nodes(dir, h),
+            vec![format!("rabbit@{}", h.name)],
+            "{} is not standalone after reset",
+            h.name
+        );
+        let users = rabbitmqctl_json(dir, h, "list_users");
+        let names: Vec<&str> = users
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|u| u["user"].as_str().unwrap())
+            .collect();
+        assert_eq!(names, ["guest"], "{}", h.name);
+        let queues = rabbitmqctl_json(dir, h, "list_queues name");
+        assert_eq!(queues, serde_json::json!([]), "{}", h.name);
+        assert_eq!(
+            ssh_ok(dir, h, "ls -A /run | tr '\\n' ' '"),
+            "lock sshd",
+            "{}: /run keeps what the reset should have emptied",
+            h.name
+        );
+    });
+    let after = cookies(dir);
+    assert!(
+        before.iter().zip(&after).all(|(b, a)| b != a),
+        "{before:?} {after:?}"
+    );
+    assert!(
+        std::net::TcpStream::connect((hosts[0].address.as_str(), 15674)).is_err(),
+        "HAProxy still answers after reset"
+    );
+    let lab = lab_dir(dir);
+    let inventory = std::fs::read_to_string(lab.join("inventory.toml")).unwrap();
+    assert!(!inventory.contains("[load_balancer]"), "{inventory}");
+    assert!(!lab.join("erlang.cookie").exists());
+    assert_eq!(
+        std::fs::read_to_string(lab.join("known_hosts")).unwrap(),
+        known
+    );
+    apply_verified(dir);
+    assert_user_layout(dir, hosts);
 }
 
 /// `apply --yes`, verified; returns its progress lines (stderr), where each step

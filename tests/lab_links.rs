@@ -222,6 +222,8 @@ fn shovelled_and_federated_sites_carry_messages_through_restarts() {
     publish_at(&dir, site2, "site.site2", 2);
     await_count(&dir, central, "site.site2.data", 17);
     phases.done("federation -> shovel");
+    // Passed: the lab goes (a failed story keeps its lab for inspection).
+    lab_ok(&dir, &["down"]);
 }
 
 /// Makes `site` a linked site in the lab's inventory.

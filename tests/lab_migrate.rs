@@ -157,6 +157,8 @@ fn mirrored_to_quorum_while_publishing_killed_and_resumed() {
 
     backup_a_deleted_queue_planned_and_restored(&dir, &hosts);
     phases.done("backup taken, queues deleted, plan --backup, restored");
+    // Passed: the lab goes (a failed story keeps its lab for inspection).
+    lab_ok(&dir, &["down"]);
 }
 
 /// The definitions backup after a mistake: a queue of the backend's own beside the

@@ -214,6 +214,8 @@ fn tls_listeners_and_distribution_with_a_renewal() {
         );
     }
     phases.done("HAProxy passes TLS through");
+    // Passed: the lab goes (a failed story keeps its lab for inspection).
+    lab_ok(&dir, &["down"]);
 }
 
 fn openssl(dir: &Path, args: &[&str]) -> String {

@@ -5,7 +5,8 @@
 //! Namespaces, links, sshd and keys stay, which is what makes it quicker than down and
 //! up. A host that is not healthy, or that boots systemd, is rebuilt instead.
 
-use super::{fresh_files, net, sys, wait_for_rabbitmq, Lab, LabHost, Mark};
+use super::host::{fresh_files, remove, EMPTY_RUN};
+use super::{net, sys, wait_for_rabbitmq, Lab, LabHost, Mark};
 use anyhow::{bail, Context, Result};
 use std::path::PathBuf;
 use std::time::Duration;
@@ -104,7 +105,7 @@ impl Lab {
                 "--",
                 "sh",
                 "-c",
-                &format!("{}cd / && rabbitmq-server -detached", super::EMPTY_RUN),
+                &format!("{}cd / && rabbitmq-server -detached", EMPTY_RUN),
             ],
             &dir.join("boot.log"),
         )
@@ -119,7 +120,7 @@ impl Lab {
             if MADE_BY_UP.contains(&name) {
                 continue;
             }
-            super::remove(&p).with_context(|| format!("cannot remove {}", p.display()))?;
+            remove(&p).with_context(|| format!("cannot remove {}", p.display()))?;
         }
         Ok(())
     }

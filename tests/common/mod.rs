@@ -144,11 +144,23 @@ pub fn on_each<T: Send>(hosts: &[Host], f: impl Fn(&Host) -> T + Sync) -> Vec<T>
 }
 
 /// A working folder for a lab test, kept under target/ so a failed run's lab can be
-/// inspected; emptied at the start.
+/// inspected; emptied at the start, but for the story's lab folder, which
+/// `fresh_lab` resets in place when that lab still runs.
 pub fn workdir(name: &str) -> PathBuf {
     let d = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(name);
-    if d.exists() {
-        std::fs::remove_dir_all(&d).unwrap();
+    let keep = lab_dir(&d);
+    if let Ok(entries) = std::fs::read_dir(&d) {
+        for e in entries.flatten() {
+            let p = e.path();
+            if p == keep {
+                continue;
+            }
+            if p.is_dir() {
+                std::fs::remove_dir_all(&p).unwrap();
+            } else {
+                std::fs::remove_file(&p).unwrap();
+            }
+        }
     }
     std::fs::create_dir_all(&d).unwrap();
     d
@@ -184,10 +196,20 @@ pub fn lab_warren_ok(dir: &Path, args: &[&str]) -> String {
     out
 }
 
-/// A fresh lab of `n` hosts in `dir` (whatever lab existed is removed first).
+/// A fresh lab of `n` hosts in `dir`. The story's lab of an earlier run, when it
+/// still runs from `dir` with `n` hosts and no systemd, is reset in place (a story
+/// rerun by hand starts in seconds); any other is removed and built anew.
 pub fn fresh_lab(dir: &Path, n: usize) -> Vec<Host> {
-    lab_ok(dir, &["down"]);
-    lab_ok(dir, &["up", "--hosts", &n.to_string()]);
+    let lab = lab_dir(dir);
+    let marker = format!("/run/warren-lab.{}", lab_name());
+    let running = std::fs::read_to_string(marker).ok().map(PathBuf::from) == Some(lab.clone());
+    let mark = std::fs::read_to_string(lab.join(".warren-lab")).unwrap_or_default();
+    if running && mark == format!("hosts={n}\n") {
+        lab_ok(dir, &["reset"]);
+    } else {
+        lab_ok(dir, &["down"]);
+        lab_ok(dir, &["up", "--hosts", &n.to_string()]);
+    }
     lab_hosts(n)
 }
 
