@@ -34,20 +34,7 @@ impl Lab {
     pub(super) fn client_key(&self) -> Result<()> {
         let key = self.dir.join("id_ed25519");
         if !key.exists() {
-            sys::run(
-                "ssh-keygen",
-                &[
-                    "-q",
-                    "-t",
-                    "ed25519",
-                    "-N",
-                    "",
-                    "-C",
-                    "warren-lab",
-                    "-f",
-                    path_str(&key)?,
-                ],
-            )?;
+            new_key(&key, "warren-lab")?;
         }
         let public = std::fs::read_to_string(self.dir.join("id_ed25519.pub"))?;
         std::fs::write(self.dir.join("authorized_keys"), public)?;
@@ -70,20 +57,7 @@ impl Lab {
         }
         fresh_files(&dir, h, all)?;
         let host_key = dir.join("ssh_host_ed25519_key");
-        sys::run(
-            "ssh-keygen",
-            &[
-                "-q",
-                "-t",
-                "ed25519",
-                "-N",
-                "",
-                "-C",
-                &h.name,
-                "-f",
-                path_str(&host_key)?,
-            ],
-        )?;
+        new_key(&host_key, &h.name)?;
         let sshd_config = format!(
             "# sshd of lab host {name}, written by warren lab up\n\
              ListenAddress {addr}\n\
@@ -192,6 +166,23 @@ impl Lab {
 /// /tmp stays this machine's: the lab's own folder may be below it.
 const PRIVATE_RUN: &str = "mount -t tmpfs -o mode=0755 warren-lab-run /run\n\
      mkdir -p /run/sshd /run/lock && chmod 1777 /run/lock\n";
+
+/// A new ed25519 key pair without a passphrase at `path` (and `path.pub`).
+fn new_key(path: &Path, comment: &str) -> Result<()> {
+    let args = [
+        "-q",
+        "-t",
+        "ed25519",
+        "-N",
+        "",
+        "-C",
+        comment,
+        "-f",
+        path_str(path)?,
+    ];
+    sys::run("ssh-keygen", &args)?;
+    Ok(())
+}
 
 /// Empties a host's /run (but sshd's folder), as a reboot would.
 pub(super) const EMPTY_RUN: &str =

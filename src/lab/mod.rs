@@ -1,12 +1,16 @@
 //! `warren lab`: real hosts on one Linux machine, so warren always has something real
 //! to run against. Each host is a network namespace on one bridge, with its own
 //! hostname (UTS namespace), its own /etc/hosts, /etc/hostname, /etc/rabbitmq, /etc/haproxy,
-//! /var/lib/rabbitmq and /var/log/rabbitmq (bind mounts in a private mount namespace),
-//! an sshd that accepts only the lab's key, and Debian's rabbitmq-server started as on a
-//! freshly installed server: standalone, package defaults, its own random cookie.
+//! /var/lib/rabbitmq and /var/log/rabbitmq (bind mounts in a private mount namespace)
+//! and /run (a tmpfs), an sshd that accepts only the lab's key, and Debian's
+//! rabbitmq-server started as on a freshly installed server: standalone, package
+//! defaults, its own random cookie.
 //!
 //! State lives in `./lab` (the hosts' folders, the SSH key, `inventory.toml`) and in
-//! `/run/warren-lab` (which folder the running lab belongs to). Lab hosts use the
+//! `/run/warren-lab` (which folder the running lab belongs to); a named lab
+//! (`--name NAME`, `net.rs` has its names) in `./lab-NAME` and `/run/warren-lab.NAME`,
+//! so labs run side by side. `host.rs` builds a host, `reset.rs` makes a running
+//! lab's hosts fresh again in place, `inventory.rs` writes the lab's inventory. Lab hosts use the
 //! `direct` service manager, except the central host of `lab up --systemd`, which
 //! boots systemd as its init (`nspawn.rs`) and runs RabbitMQ as its service.
 

@@ -177,7 +177,8 @@ pub fn start(name: &str, netns: &str, dir: &Path, lab_dir: &Path) -> Result<u32>
         ));
     }
     script.push_str(&format!(
-        "mount -t tmpfs -o mode=0755 warren-lab {RUN_DIR}\n\
+        "mkdir -p {RUN_DIR}\n\
+         mount -t tmpfs -o mode=0755 warren-lab {RUN_DIR}\n\
          mount -t tmpfs -o mode=0755 warren-lab {d}/overlay\n\
          mkdir {d}/overlay/upper {d}/overlay/work {d}/overlay/root\n\
          cp -a {d}/overlay-seed/. {d}/overlay/upper/\n\
@@ -298,8 +299,9 @@ pub fn stop(pid: u32) {
 
 /// Every systemd-nspawn of a lab host (found by the lab's namespace in its command
 /// line, whichever folder started it), stopped; then the lab's cgroups, and
-/// /run/systemd/nspawn when it is empty (a lab that another warren cleared, one that
-/// knew no systemd host, leaves both). Returns what it removed.
+/// /run/systemd/nspawn when it is empty and no container of any lab runs (a lab that
+/// another warren cleared, one that knew no systemd host, leaves both). Returns what
+/// it removed.
 pub fn clear_all(netns_prefix: &str) -> Vec<String> {
     let mut removed = Vec::new();
     let needle = format!("--network-namespace-path=/run/netns/{netns_prefix}");
@@ -327,8 +329,16 @@ pub fn clear_all(netns_prefix: &str) -> Vec<String> {
             }
         }
     }
-    // nspawn makes the folder itself when it needs it; only an empty one goes.
-    if std::fs::remove_dir(RUN_DIR).is_ok() {
+    // nspawn makes the folder itself when it needs it; only an empty one goes, and
+    // only when no container runs (another lab's holds a mount on it in its own
+    // mount namespace, which removing the folder would take away).
+    let any_container = std::fs::read_dir("/proc")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| e.file_name().to_str().and_then(|p| p.parse().ok()))
+        .any(is_nspawn);
+    if !any_container && std::fs::remove_dir(RUN_DIR).is_ok() {
         removed.push(RUN_DIR.to_string());
     }
     removed
