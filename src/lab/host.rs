@@ -85,9 +85,6 @@ impl Lab {
             auth = self.dir.join("authorized_keys").display(),
         );
         std::fs::write(dir.join("sshd_config"), sshd_config)?;
-        // sshd's privilege-separation folder, normally made by systemd-tmpfiles.
-        std::fs::create_dir_all("/run/sshd")?;
-
         self.net
             .create_host_network(&h.netns, &h.link, &h.address)?;
         if h.systemd {
