@@ -150,7 +150,28 @@ impl Scripted {
             return ok("[]\n".into());
         }
         if script.contains("erlang_cookie_sources") {
-            return ok("Cookie File\n\nEffective user: Administrator\nCookie file path: C:\\Users\\Administrator\\.erlang.cookie\nCookie file exists? true\n".into());
+            // As `rabbitmq-diagnostics -q erlang_cookie_sources` prints it on Windows
+            // (`output/2` of erlang_cookie_sources_command.ex in rabbitmq-server's
+            // deps/rabbitmq_cli): the home folder is HOMEDRIVE and HOMEPATH, joined to
+            // the file name by Elixir's `Path.join`, which writes `/`; USER is not set on
+            // Windows, so the user is "(none)".
+            return ok(concat!(
+                "Cookie File\n\n",
+                "Effective user: (none)\n",
+                "Effective home directory: C:\\Users\\Administrator\n",
+                "Cookie file path: C:\\Users\\Administrator/.erlang.cookie\n",
+                "Cookie file exists? true\n",
+                "Cookie file type: regular\n",
+                "Cookie file access: read_write\n",
+                "Cookie file size: 32\n",
+                "\nCookie CLI Switch\n\n",
+                "--erlang-cookie value set? false\n",
+                "--erlang-cookie value length: 0\n",
+                "\nEnv variable  (Deprecated)\n\n",
+                "RABBITMQ_ERLANG_COOKIE value set? false\n",
+                "RABBITMQ_ERLANG_COOKIE value length: 0\n",
+            )
+            .into());
         }
         if script.contains("GetHostAddresses") || script.contains("getent ahostsv4") {
             let name = s

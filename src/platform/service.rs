@@ -3,7 +3,7 @@
 //! error messages are the same everywhere.
 
 use super::{Probe, Read, Tool, Transport};
-use crate::inventory::ServiceManager;
+use crate::inventory::{Os, ServiceManager};
 use anyhow::{bail, Result};
 use std::time::{Duration, Instant};
 
@@ -246,8 +246,9 @@ pub fn check_cookie_source(t: &mut dyn Probe) -> Result<()> {
     let exists = text
         .lines()
         .any(|l| l.trim().starts_with("Cookie file exists?") && l.trim().ends_with("true"));
+    let os = t.platform().os();
     match path {
-        Some(p) if p.eq_ignore_ascii_case(&want) && exists => Ok(()),
+        Some(p) if same_path(os, p, &want) && exists => Ok(()),
         Some(p) => bail!(
             "{}: the CLI tools read the cookie from {p}{}, not from {want}, which warren wrote; set the login user's profile in paths.user_profile (Windows) and rerun",
             t.host(),
@@ -261,10 +262,47 @@ pub fn check_cookie_source(t: &mut dyn Probe) -> Result<()> {
     }
 }
 
+/// Whether two paths a host printed name the same file. On Windows case does not count,
+/// and `\` and `/` are one separator: the CLI builds its cookie path with Elixir's
+/// `Path.join`, which adds `/` to a home folder written with `\`
+/// (`C:\Users\Administrator/.erlang.cookie`; `erlang_cookie_sources_command.ex` in
+/// rabbitmq-server's `deps/rabbitmq_cli`).
+fn same_path(os: Os, a: &str, b: &str) -> bool {
+    match os {
+        Os::Linux => a == b,
+        Os::Windows => a
+            .replace('\\', "/")
+            .eq_ignore_ascii_case(&b.replace('\\', "/")),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::transport::Exec;
+
+    #[test]
+    fn the_cli_cookie_path_matches_with_either_separator_on_windows_only() {
+        let printed = r"C:\Users\Administrator/.erlang.cookie";
+        let written = r"C:\Users\Administrator\.erlang.cookie";
+        assert!(same_path(Os::Windows, printed, written));
+        assert!(same_path(Os::Windows, &printed.to_uppercase(), written));
+        assert!(!same_path(
+            Os::Windows,
+            r"C:\Users\rabbit/.erlang.cookie",
+            written
+        ));
+        assert!(same_path(
+            Os::Linux,
+            "/var/lib/rabbitmq/.erlang.cookie",
+            "/var/lib/rabbitmq/.erlang.cookie"
+        ));
+        assert!(!same_path(
+            Os::Linux,
+            "/root/.erlang.cookie",
+            "/ROOT/.erlang.cookie"
+        ));
+    }
 
     #[test]
     fn a_failed_systemd_start_is_reported_with_the_units_journal() {
