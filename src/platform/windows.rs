@@ -211,7 +211,13 @@ function Read-Hash([string]$Path) {
 
 /// The installed versions: RabbitMQ's from its installer's Uninstall entry (as
 /// `Find-Sbin` reads it), Erlang/OTP's from the `OTP_VERSION` file of the release its
-/// installer registered under `HKLM:\SOFTWARE\Ericsson\Erlang` (the newest one).
+/// installer registered under `HKLM:\SOFTWARE\Ericsson\Erlang` (the newest one), in
+/// the 64-bit and the 32-bit (`WOW6432Node`) registry views. Only keys named as
+/// versions count: erlsrv keeps its services under `Ericsson\Erlang\ErlSrv` (made by
+/// `rabbitmq-service.bat install`), which RabbitMQ's own installer skips too (`findErlang`
+/// in rabbitmq-server's `packaging/windows-exe/rabbitmq_nsi.in`); cast to `[version]`,
+/// that name threw and stopped the whole fact reading. Versions sort by their parts
+/// padded, since `[version]` takes neither one part nor more than four.
 const READ_VERSIONS: &str = r#"foreach ($Key in @('HKLM:\SOFTWARE\Microsoft\Windows\CurrentVersion\Uninstall\RabbitMQ', 'HKLM:\SOFTWARE\WOW6432Node\Microsoft\Windows\CurrentVersion\Uninstall\RabbitMQ')) {
     $Entry = Get-ItemProperty -LiteralPath $Key -ErrorAction SilentlyContinue
     if ($Entry -and $Entry.DisplayVersion) {
@@ -219,7 +225,9 @@ const READ_VERSIONS: &str = r#"foreach ($Key in @('HKLM:\SOFTWARE\Microsoft\Wind
         break
     }
 }
-$Erts = @(Get-ChildItem -LiteralPath 'HKLM:\SOFTWARE\Ericsson\Erlang' -ErrorAction SilentlyContinue | Sort-Object { [version]($_.PSChildName -replace '[^0-9.]', '') })
+$Erts = @(@(foreach ($Root in @('HKLM:\SOFTWARE\Ericsson\Erlang', 'HKLM:\SOFTWARE\WOW6432Node\Ericsson\Erlang')) {
+    Get-ChildItem -LiteralPath $Root -ErrorAction SilentlyContinue | Where-Object { $_.PSChildName -match '^[0-9]+(\.[0-9]+)*$' }
+}) | Sort-Object { (($_.PSChildName -split '\.') | ForEach-Object { $_.PadLeft(6, '0') }) -join '.' })
 if ($Erts.Count -gt 0) {
     $OtpRoot = (Get-ItemProperty -LiteralPath $Erts[-1].PSPath).'(default)'
     $Otp = @(Get-ChildItem -Path (Join-Path $OtpRoot 'releases\*\OTP_VERSION') -ErrorAction SilentlyContinue)
@@ -625,6 +633,27 @@ impl Platform for Windows {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The keys a real server has under `HKLM:\SOFTWARE\Ericsson\Erlang` once the
+    /// RabbitMQ service is installed: one per ERTS version the OTP installers put there,
+    /// and erlsrv's `ErlSrv`. The fact script's own filter (read out of it, applied
+    /// here with the regex crate: PowerShell's `-match` reads this pattern the same
+    /// way, though no PowerShell runs here) keeps the versions and drops `ErlSrv`.
+    #[test]
+    fn the_erlang_version_read_skips_erlsrvs_key() {
+        let pattern = READ_VERSIONS
+            .split("PSChildName -match '")
+            .nth(1)
+            .and_then(|rest| rest.split('\'').next())
+            .expect("the fact script filters the keys by name");
+        let re = regex::Regex::new(pattern).unwrap();
+        let keys = ["10.7", "13.2.2.5", "14.2.5", "ErlSrv"];
+        let kept: Vec<&str> = keys.iter().copied().filter(|k| re.is_match(k)).collect();
+        assert_eq!(kept, ["10.7", "13.2.2.5", "14.2.5"]);
+        // Both registry views are read.
+        assert!(READ_VERSIONS.contains(r"HKLM:\SOFTWARE\WOW6432Node\Ericsson\Erlang"));
+        assert!(!READ_VERSIONS.contains("[version]"));
+    }
 
     #[test]
     fn encoding_round_trips_and_paths_convert() {
