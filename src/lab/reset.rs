@@ -1,9 +1,9 @@
 //! `warren lab reset`: a fresh cluster in seconds. Every host's processes stop but its
-//! sshd, its RabbitMQ folders become a fresh install's again, its /run is emptied
-//! as by a reboot, and its node starts
-//! standalone with a new cookie; the lab folder gets back the inventory `lab up` wrote.
-//! Namespaces, links, sshd and keys stay, which is what makes it quicker than down and
-//! up. A host that is not healthy, or that boots systemd, is rebuilt instead.
+//! sshd, its RabbitMQ folders become a fresh install's again, its /run is emptied as by
+//! a reboot, and its node starts standalone with a new cookie; the lab folder gets back
+//! the inventory `lab up` wrote. Namespaces, links, sshd and keys stay, which is what
+//! makes it quicker than down and up. A host that is not healthy, or that boots
+//! systemd, is rebuilt instead.
 
 use super::host::{fresh_files, remove, EMPTY_RUN};
 use super::{net, sys, wait_for_rabbitmq, Lab, LabHost, Mark};
@@ -25,6 +25,8 @@ const MADE_BY_UP: [&str; 8] = [
 ];
 
 impl Lab {
+    /// Makes every host of this running lab a freshly installed server again, each on
+    /// a thread of its own, and waits until every node answers.
     pub fn reset(&self) -> Result<()> {
         Self::preflight()?;
         let ours = std::fs::read_to_string(self.marker())
