@@ -113,15 +113,19 @@ impl Lab {
     /// The lab called `name` (the default lab without one), whose folder is `./lab`
     /// (`./lab-NAME` for a named lab).
     pub fn here(name: Option<&str>) -> Result<Lab> {
-        let net = LabNet::of(name)?;
         let cwd = std::env::current_dir().context("cannot read the current folder")?;
+        Lab::at(&cwd, name)
+    }
+
+    /// The lab called `name` whose folder is in `parent`.
+    pub fn at(parent: &Path, name: Option<&str>) -> Result<Lab> {
         let folder = match name {
             None => "lab".to_string(),
             Some(n) => format!("lab-{n}"),
         };
         Ok(Lab {
-            dir: cwd.join(folder),
-            net,
+            dir: parent.join(folder),
+            net: LabNet::of(name)?,
         })
     }
 
@@ -131,6 +135,20 @@ impl Lab {
             None => PathBuf::from(MARKER),
             Some(n) => PathBuf::from(format!("{MARKER}.{n}")),
         }
+    }
+
+    /// The folder the lab of this name runs from, as its marker names it.
+    fn running_from(&self) -> Option<PathBuf> {
+        std::fs::read_to_string(self.marker())
+            .ok()
+            .map(PathBuf::from)
+    }
+
+    /// When this lab runs from its folder: how many hosts it has, and whether its
+    /// central host runs systemd.
+    pub fn running(&self) -> Option<(usize, bool)> {
+        let mark = (self.running_from()? == self.dir).then(|| Mark::read(&self.dir))?;
+        Some((mark.hosts, mark.systemd))
     }
 
     /// `lab up` or `lab up --name NAME`, for messages.
@@ -196,7 +214,7 @@ impl Lab {
             bail!("--hosts {wanted}: the lab's subnet and this machine hold at most 50 hosts; use fewer");
         }
         let marker = self.marker();
-        let ours = std::fs::read_to_string(&marker).ok().map(PathBuf::from);
+        let ours = self.running_from();
         let mut mark = Mark::default();
         let existing = if ours.as_deref() == Some(self.dir.as_path()) {
             mark = Mark::read(&self.dir);
@@ -289,11 +307,7 @@ impl Lab {
     pub fn down(&self) -> Result<()> {
         Self::preflight()?;
         let marker = self.marker();
-        let mut folders: Vec<PathBuf> = std::fs::read_to_string(&marker)
-            .ok()
-            .map(PathBuf::from)
-            .into_iter()
-            .collect();
+        let mut folders: Vec<PathBuf> = self.running_from().into_iter().collect();
         folders.push(self.dir.clone());
         // The containers first: each shuts its systemd down in order, and leaves
         // their namespaces to be deleted below.
@@ -331,10 +345,7 @@ impl Lab {
     }
 
     pub fn status(&self) -> Result<()> {
-        let ours = std::fs::read_to_string(self.marker())
-            .ok()
-            .map(PathBuf::from);
-        let Some(dir) = ours else {
+        let Some(dir) = self.running_from() else {
             println!(
                 "lab: no such lab is running on this machine ({} builds one)",
                 self.command("up")

@@ -92,12 +92,9 @@ impl LabNet {
 
     /// Namespaces that carry the lab's prefix.
     pub fn namespaces(&self) -> Vec<String> {
-        run("ip", &["netns", "list"])
-            .unwrap_or_default()
-            .lines()
-            .filter_map(|l| l.split_whitespace().next())
+        all_namespaces()
+            .into_iter()
             .filter(|n| n.starts_with(&self.netns_prefix))
-            .map(str::to_string)
             .collect()
     }
 
@@ -182,11 +179,18 @@ impl LabNet {
     }
 }
 
-pub fn netns_exists(ns: &str) -> bool {
+/// Every network namespace on this machine, by name.
+fn all_namespaces() -> Vec<String> {
     run("ip", &["netns", "list"])
         .unwrap_or_default()
         .lines()
-        .any(|l| l.split_whitespace().next() == Some(ns))
+        .filter_map(|l| l.split_whitespace().next())
+        .map(str::to_string)
+        .collect()
+}
+
+pub fn netns_exists(ns: &str) -> bool {
+    all_namespaces().iter().any(|n| n == ns)
 }
 
 /// Processes whose network namespace is `ns`.

@@ -305,6 +305,7 @@ pub fn stop(pid: u32) {
 pub fn clear_all(netns_prefix: &str) -> Vec<String> {
     let mut removed = Vec::new();
     let needle = format!("--network-namespace-path=/run/netns/{netns_prefix}");
+    let mut others = false;
     for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
         let Some(pid) = entry.file_name().to_str().and_then(|p| p.parse().ok()) else {
             continue;
@@ -316,6 +317,8 @@ pub fn clear_all(netns_prefix: &str) -> Vec<String> {
         if String::from_utf8_lossy(&cmdline).contains(&needle) {
             stop(pid);
             removed.push(format!("systemd-nspawn (pid {pid})"));
+        } else {
+            others = true;
         }
     }
     for root in cgroup_roots() {
@@ -330,15 +333,9 @@ pub fn clear_all(netns_prefix: &str) -> Vec<String> {
         }
     }
     // nspawn makes the folder itself when it needs it; only an empty one goes, and
-    // only when no container runs (another lab's holds a mount on it in its own
+    // only when no other lab's container runs (it holds a mount on it in its own
     // mount namespace, which removing the folder would take away).
-    let any_container = std::fs::read_dir("/proc")
-        .into_iter()
-        .flatten()
-        .flatten()
-        .filter_map(|e| e.file_name().to_str().and_then(|p| p.parse().ok()))
-        .any(is_nspawn);
-    if !any_container && std::fs::remove_dir(RUN_DIR).is_ok() {
+    if !others && std::fs::remove_dir(RUN_DIR).is_ok() {
         removed.push(RUN_DIR.to_string());
     }
     removed

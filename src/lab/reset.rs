@@ -6,9 +6,8 @@
 //! systemd, is rebuilt instead.
 
 use super::host::{fresh_files, remove, EMPTY_RUN};
-use super::{net, sys, wait_for_rabbitmq, Lab, LabHost, Mark};
+use super::{net, sys, wait_for_rabbitmq, Lab, LabHost};
 use anyhow::{bail, Context, Result};
-use std::path::PathBuf;
 use std::time::Duration;
 
 /// What `lab up` puts at the top of a lab folder; `reset` removes everything else
@@ -29,17 +28,14 @@ impl Lab {
     /// a thread of its own, and waits until every node answers.
     pub fn reset(&self) -> Result<()> {
         Self::preflight()?;
-        let ours = std::fs::read_to_string(self.marker())
-            .ok()
-            .map(PathBuf::from);
-        if ours.as_deref() != Some(self.dir.as_path()) {
+        let Some((size, _)) = self.running() else {
             bail!(
                 "no lab runs from {}; build one with {}",
                 self.dir.display(),
                 self.command("up")
             );
-        }
-        let hosts = self.hosts(Mark::read(&self.dir).hosts);
+        };
+        let hosts = self.hosts(size);
         let results: Vec<Result<()>> = std::thread::scope(|s| {
             let handles: Vec<_> = hosts
                 .iter()

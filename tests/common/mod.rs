@@ -200,11 +200,8 @@ pub fn lab_warren_ok(dir: &Path, args: &[&str]) -> String {
 /// still runs from `dir` with `n` hosts and no systemd, is reset in place (a story
 /// rerun by hand starts in seconds); any other is removed and built anew.
 pub fn fresh_lab(dir: &Path, n: usize) -> Vec<Host> {
-    let lab = lab_dir(dir);
-    let marker = format!("/run/warren-lab.{}", lab_name());
-    let running = std::fs::read_to_string(marker).ok().map(PathBuf::from) == Some(lab.clone());
-    let mark = std::fs::read_to_string(lab.join(".warren-lab")).unwrap_or_default();
-    if running && mark == format!("hosts={n}\n") {
+    let lab = warren::lab::Lab::at(dir, Some(&lab_name())).unwrap();
+    if lab.running() == Some((n, false)) {
         lab_ok(dir, &["reset"]);
     } else {
         lab_ok(dir, &["down"]);
