@@ -86,6 +86,18 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Check every assumption warren makes about each host (rights, RabbitMQ and
+    /// Erlang, the service, the cookie, names and ports between the hosts, clock,
+    /// disk, memory, folders, TLS files); changes nothing; exit 1 when any check fails.
+    Doctor {
+        /// Print JSON instead of lines.
+        #[arg(long)]
+        json: bool,
+        /// Check only this host (and the names and ports between it and the others);
+        /// repeat for more.
+        #[arg(long = "host", value_name = "NAME")]
+        hosts: Vec<String>,
+    },
     /// Nodes and queues as the cluster sees them now.
     Status {
         /// Print JSON instead of a table.

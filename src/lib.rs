@@ -4,6 +4,7 @@
 pub mod apply;
 pub mod cli;
 pub mod commands;
+pub mod doctor;
 pub mod drill;
 pub mod facts;
 pub mod interrupt;

@@ -17,6 +17,7 @@ const LAYERS: &[(&str, &[&str])] = &[
     ("render", &["render"]),
     ("facts", &["facts"]),
     ("plan", &["plan"]),
+    ("doctor", &["doctor"]),
     ("apply", &["apply"]),
     ("verify", &["verify", "drill"]),
     ("commands", &["commands", "cli", "main", "lib"]),

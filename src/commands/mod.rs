@@ -4,6 +4,7 @@
 mod apply;
 mod backup;
 mod check;
+mod doctor;
 mod drill;
 mod lab;
 mod plan;
@@ -47,6 +48,7 @@ pub fn run(cli: Cli) -> Result<Outcome> {
             backup,
         } => plan::run(&cli.inventory, exit_code, timings, backup.as_deref()),
         Command::Backup { out } => backup::run(&cli.inventory, &out),
+        Command::Doctor { json, hosts } => doctor::run(&cli.inventory, json, &hosts),
         Command::Apply {
             yes,
             dry_run,

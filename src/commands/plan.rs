@@ -141,6 +141,14 @@ pub fn prepare_with(
         plan.warnings.insert(0, note);
     }
     timings.push(("plan".to_string(), t0.elapsed().as_secs_f64()));
+    if !plan.joins.is_empty() {
+        // A join needs names and ports both ways: checked now, so that a closed
+        // firewall stops the run before anything changes, not halfway.
+        let t0 = Instant::now();
+        let blockers = crate::doctor::preflight(&inv, &plan, &facts, &mut conns);
+        plan.blockers.extend(blockers);
+        timings.push(("join preflight".to_string(), t0.elapsed().as_secs_f64()));
+    }
     Ok(Planned {
         inv,
         conns,

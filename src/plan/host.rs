@@ -8,7 +8,7 @@ use crate::inventory::{Broker, Host, Inventory};
 use crate::render::{Content, Effect, HostRender, Ownership, RenderedFile};
 use crate::util::{file_name, sha256_hex};
 
-pub(super) fn host_plan(h: &Host, d: &HostRender, f: &HostFacts) -> HostPlan {
+pub fn host_plan(h: &Host, d: &HostRender, f: &HostFacts) -> HostPlan {
     let m = manager(h, f);
     let mut files = Vec::new();
     let mut unchanged = Vec::new();

@@ -21,11 +21,11 @@ use crate::platform::Setting;
 use crate::render::{Content, Effect, HostRender, RenderedFile};
 pub use cluster::{ClusterPlan, Resource, ResourceChange};
 pub use departure::Departure;
-pub use host::merge_block;
-use host::{host_plan, mark_drained};
+use host::mark_drained;
+pub use host::{host_plan, merge_block};
 pub use joins::{reset_refusal, Join};
-pub use refusals::windows_openssh_version;
-use refusals::{disruptive_cookie, host_warnings, restart_refusals};
+use refusals::{disruptive_cookie, restart_refusals};
+pub use refusals::{host_warnings, windows_openssh_version};
 pub use waves::{is_fresh, Wave, WaveKind};
 
 /// What a step does, shown as a symbol: `+` create, `~` change, `-` remove.

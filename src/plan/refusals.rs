@@ -113,7 +113,7 @@ pub fn windows_openssh_version(banner: &str) -> Option<(u32, u32)> {
 }
 
 /// What the facts show about a host that the operator should hear of before apply.
-pub(super) fn host_warnings(
+pub fn host_warnings(
     h: &Host,
     f: &HostFacts,
     warnings: &mut Vec<String>,

@@ -56,6 +56,10 @@ impl Platform for Linux {
         Os::Linux
     }
 
+    fn doctor_read(&self, folders: &[&str]) -> Query {
+        Query::new(super::doctor::linux(&self.data_dir, folders))
+    }
+
     fn command_line(&self, script: &str) -> Option<String> {
         Some(if self.sudo {
             format!("sudo -n sh -c {}", sh_quote(script))

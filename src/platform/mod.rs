@@ -16,6 +16,7 @@
 //! have a file.
 
 pub mod balancer;
+mod doctor;
 pub mod linux;
 mod reading;
 mod remote;
@@ -228,6 +229,10 @@ pub trait Platform: Send + Sync {
     fn await_registered(&self) -> Option<Query> {
         None
     }
+    /// The doctor's reading (`doctor.rs` says what it prints): rights, clock, own
+    /// name, free disk and memory, the folders warren writes to, the RabbitMQ service
+    /// and what it was installed with.
+    fn doctor_read(&self, folders: &[&str]) -> Query;
     /// Prints the IPv4 addresses `name` resolves to on the host, one per line.
     fn resolve(&self, name: &str) -> Query;
     /// Prints `open K` for each target (address, port) that accepts a TCP connection

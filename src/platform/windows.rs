@@ -316,6 +316,10 @@ impl Platform for Windows {
         Os::Windows
     }
 
+    fn doctor_read(&self, folders: &[&str]) -> Query {
+        Query::new(super::doctor::windows(&self.base, folders))
+    }
+
     fn command_line(&self, script: &str) -> Option<String> {
         let line = encode(&wrap(script));
         (line.len() <= COMMAND_LINE_LIMIT).then_some(line)

@@ -101,3 +101,8 @@ pub fn paint(text: &str, good: bool) -> String {
         s.red().bold().to_string()
     }
 }
+
+/// `text` in yellow, by `paint`'s rules: something to know, not a failure.
+pub fn warn(text: &str) -> String {
+    console::style(text).yellow().to_string()
+}
