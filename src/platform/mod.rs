@@ -79,6 +79,10 @@ pub enum Read<'a> {
     NodeState,
 }
 
+/// The exit code of a CLI call that could not run the CLI at all (sh: command not
+/// found; Windows: no Erlang where ERLANG_HOME points): no retry helps.
+pub const NO_CLI_EXIT: i32 = 127;
+
 /// The expression `Read::NodeState` evaluates on the node. No double quotes, `!`,
 /// `%` or `^`, which cmd.exe would change on their way to `rabbitmqctl.bat`.
 /// A node between states (its boot not far enough along to say, or stopping)

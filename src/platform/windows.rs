@@ -21,6 +21,11 @@ use base64::Engine;
 /// through the default shell, cmd.exe unless changed.
 pub const COMMAND_LINE_LIMIT: usize = 8191;
 
+/// The longest command line warren sends: below `COMMAND_LINE_LIMIT` by a margin for
+/// what goes around it on its way, `cmd.exe /c ` and the quoting sshd adds, or a
+/// DefaultShell's own wrapper, which the limit counts too.
+pub const COMMAND_LINE_MAX: usize = 8000;
+
 /// The start of every command line; the encoded script follows.
 pub const POWERSHELL: &str = "powershell.exe -NoProfile -NonInteractive -ExecutionPolicy Bypass";
 
@@ -65,16 +70,27 @@ impl Windows {
         }
     }
 
-    /// Sets `$Sbin` (and RABBITMQ_BASE for this process, so the CLI reads the node's
-    /// rabbitmq-env-conf.bat) before a CLI call.
+    /// Sets `$Sbin`, ERLANG_HOME from the machine's environment (see `ERLANG_ENV`) and
+    /// RABBITMQ_BASE for this process (so the CLI reads the node's
+    /// rabbitmq-env-conf.bat) before a CLI or service call.
     fn cli_prelude(&self) -> String {
+        self.cli_prelude_with(ERLANG_FATAL)
+    }
+
+    /// The same, throwing (for a `catch`) where Erlang is missing.
+    fn cli_prelude_no_exit(&self) -> String {
+        self.cli_prelude_with("    throw $Why\n")
+    }
+
+    fn cli_prelude_with(&self, fail: &str) -> String {
         let sbin = match &self.sbin {
             Some(s) => ps_quote(s),
             None => "(Find-Sbin)".into(),
         };
         let find = if self.sbin.is_none() { FIND_SBIN } else { "" };
         format!(
-            "{find}$Sbin = {sbin}\n$env:RABBITMQ_BASE = {}\n",
+            "{find}$Sbin = {sbin}\n{}$env:RABBITMQ_BASE = {}\n",
+            ERLANG_ENV.replace("{FAIL}", fail),
             ps_quote(&self.base)
         )
     }
@@ -132,9 +148,13 @@ pub fn decode(command_line: &str) -> Option<String> {
 /// Every script's start. `Invoke-Native` runs a CLI tool with its stderr passed
 /// through as plain text (Windows PowerShell would otherwise turn each line into an
 /// error record, which `Stop` makes fatal) and leaves its exit code in $LASTEXITCODE.
+/// Setting `[Console]::OutputEncoding` throws "The handle is invalid" where the process
+/// has no console (a WinRM shell, some remote sessions: posh-git #708, PSWinVitals #5),
+/// so it is tried, never fatal; output then keeps the session's code page (WinRM's
+/// shell is opened with 65001 already).
 pub const PRELUDE: &str = r#"$ProgressPreference = 'SilentlyContinue'
 $ErrorActionPreference = 'Stop'
-[Console]::OutputEncoding = [System.Text.Encoding]::UTF8
+try { [Console]::OutputEncoding = [System.Text.Encoding]::UTF8 } catch { }
 $global:LASTEXITCODE = 0
 function Invoke-Native([string]$Exe, [string[]]$Arguments) {
     $ErrorActionPreference = 'Continue'
@@ -147,6 +167,38 @@ function Invoke-Native([string]$Exe, [string[]]$Arguments) {
     }
 }
 "#;
+
+/// ERLANG_HOME for the `.bat` tools, from the machine's environment: Win32-OpenSSH 7.7
+/// (Windows Server 2019) gives a session sshd's own environment (Win32-OpenSSH #1329,
+/// fixed by openssh-portable #509), so a value written after sshd started (RabbitMQ's
+/// installer writes ERLANG_HOME, `findErlang` in its `rabbitmq_nsi.in`) is missing or
+/// stale there. Without it `rabbitmqctl.bat` fails and `rabbitmq-service.bat` prints
+/// "ERLANG_HOME not set correctly" and exits 0 having done nothing
+/// (`deps/rabbit/scripts/rabbitmq-service.bat`), which warren would see only when the
+/// node never came up. So a missing erl.exe ends the script at once, in one sentence,
+/// with exit code `platform::NO_CLI_EXIT`, which nothing retries ({FAIL}: that exit,
+/// or a `throw` where the caller goes on without the CLI).
+pub const ERLANG_ENV: &str = r#"$ErlangHome = [Environment]::GetEnvironmentVariable('ERLANG_HOME', 'Machine')
+if (-not $ErlangHome -or -not (Test-Path -LiteralPath (Join-Path $ErlangHome 'bin\erl.exe') -PathType Leaf)) {
+    $Why = "Erlang is not where the machine's ERLANG_HOME points (no bin\erl.exe under '$ErlangHome'): install Erlang/OTP or set ERLANG_HOME machine-wide to its folder, then rerun"
+{FAIL}}
+$env:ERLANG_HOME = $ErlangHome
+"#;
+
+const ERLANG_FATAL: &str = "    [Console]::Error.WriteLine($Why)\n    exit 127\n";
+
+/// `s` with every line indented by `by` (PowerShell source without here-strings).
+fn indent(s: &str, by: &str) -> String {
+    s.lines()
+        .map(|l| {
+            if l.is_empty() {
+                "\n".to_string()
+            } else {
+                format!("{by}{l}\n")
+            }
+        })
+        .collect()
+}
 
 /// Finds RabbitMQ's sbin folder from the installer's Uninstall entry.
 pub const FIND_SBIN: &str = r#"function Find-Sbin {
@@ -236,20 +288,48 @@ if ($Erts.Count -gt 0) {
 "#;
 
 /// Runs an installer silently, from a path on the host or downloaded from a URL.
+///
+/// Windows PowerShell 5.1 runs on .NET Framework, whose web requests may offer only
+/// TLS 1.0 (learn.microsoft.com/security/engineering/solving-tls1-problem): TLS 1.2 is
+/// added to what the process offers before a download.
+///
+/// The installer runs with this process's environment: RabbitMQ's installer uninstalls
+/// the old version, then runs `rabbitmq-service.bat install` and `start` itself
+/// (rabbitmq-server's `packaging/windows-exe/rabbitmq_nsi.in`, section "RabbitMQ
+/// Service"), and that service takes RABBITMQ_BASE from the installer's environment.
+/// Without the host's RABBITMQ_BASE, a default node on the login user's roaming
+/// profile would run until warren's reinstall; ERLANG_HOME is read afresh from the
+/// machine's environment (an SSH session may hold sshd's stale one). {BASE} is the
+/// inventory's RABBITMQ_BASE.
 const INSTALL_FROM: &str = r#"function Install-From([string]$Source, [string]$Name) {
     $File = $Source
     if ($Source -match '^https?://') {
         New-Item -ItemType Directory -Force -Path 'C:\ProgramData\warren\run' | Out-Null
         $File = Join-Path 'C:\ProgramData\warren\run' ([System.IO.Path]::GetFileName(([uri]$Source).AbsolutePath))
+        [Net.ServicePointManager]::SecurityProtocol = [Net.ServicePointManager]::SecurityProtocol -bor [Net.SecurityProtocolType]::Tls12
         Invoke-WebRequest -Uri $Source -OutFile $File -UseBasicParsing
     }
     if (-not (Test-Path -LiteralPath $File -PathType Leaf)) {
         throw "the $Name installer $File is not on this host; put it there or name a URL"
     }
+    $env:RABBITMQ_BASE = {BASE}
+    $env:ERLANG_HOME = [Environment]::GetEnvironmentVariable('ERLANG_HOME', 'Machine')
     $Run = Start-Process -FilePath $File -ArgumentList '/S' -Wait -PassThru
     if ($Run.ExitCode -ne 0) {
         throw "the $Name installer $File exited with code $($Run.ExitCode)"
     }
+}
+"#;
+
+/// The TLS versions a handshake offers, given explicitly: the one-argument
+/// `AuthenticateAsClient` of .NET Framework may offer only TLS 1.0
+/// (learn.microsoft.com/dotnet/framework/network-programming/tls). TLS 1.2, and 1.3
+/// where .NET names it and Schannel has it (Windows Server 2022, build 20348, onwards:
+/// learn.microsoft.com/windows/win32/secauthn/protocols-in-tls-ssl--schannel-ssp-);
+/// asked of an older Schannel, 1.3 makes the handshake fail.
+pub const TLS_PROTOCOLS: &str = r#"$Protocols = [System.Security.Authentication.SslProtocols]::Tls12
+if ([enum]::GetNames([System.Security.Authentication.SslProtocols]) -contains 'Tls13' -and [Environment]::OSVersion.Version.Build -ge 20348) {
+    $Protocols = $Protocols -bor [System.Security.Authentication.SslProtocols]'Tls13'
 }
 "#;
 
@@ -272,7 +352,8 @@ if ((Get-FileHash -LiteralPath $Path -Algorithm SHA256).Hash.ToLowerInvariant() 
 }
 "#;
 
-/// An HTTP request to 127.0.0.1:{PORT}, described by JSON on stdin.
+/// An HTTP request to 127.0.0.1:{PORT}, described by JSON on stdin. Plain HTTP on the
+/// loopback only, so no TLS version is asked for here.
 const LOCAL_HTTP: &str = r#"$Ask = [Console]::In.ReadToEnd() | ConvertFrom-Json
 $Request = [System.Net.HttpWebRequest]::Create('http://127.0.0.1:{PORT}' + $Ask.path)
 $Request.Method = $Ask.method
@@ -318,7 +399,7 @@ impl Platform for Windows {
 
     fn command_line(&self, script: &str) -> Option<String> {
         let line = encode(&wrap(script));
-        (line.len() <= COMMAND_LINE_LIMIT).then_some(line)
+        (line.len() <= COMMAND_LINE_MAX).then_some(line)
     }
 
     fn script_file(&self, script: &str, n: u64) -> ScriptFile {
@@ -412,7 +493,9 @@ impl Platform for Windows {
             let f = if *secret { "Read-Hash" } else { "Read-Text" };
             s.push_str(&format!("{f} {}\n", ps_quote(path)));
         }
-        s.push_str("'@@hostname ' + $env:COMPUTERNAME\n'@@manager windows'\n");
+        // The DNS host name, not COMPUTERNAME: that is the NetBIOS name, cut to 15
+        // characters (learn.microsoft.com/troubleshoot/windows-server/identity/naming-conventions-for-computer-domain-site-ou).
+        s.push_str("'@@hostname ' + [System.Net.Dns]::GetHostName()\n'@@manager windows'\n");
         for set in settings {
             if let Some(name) = set.key.strip_prefix("env:") {
                 s.push_str(&format!(
@@ -427,6 +510,9 @@ impl Platform for Windows {
                 "foreach ($Rule in @(Get-NetFirewallRule -Name 'warren-*' -ErrorAction SilentlyContinue)) {\n    $Filter = $Rule | Get-NetFirewallPortFilter\n    '@@setting firewall:' + $Rule.Name + ' ' + $Filter.Protocol + ' ' + ($Filter.LocalPort -join ',') + ' ' + $Rule.Direction + ' ' + $Rule.Action + ' ' + $Rule.Enabled\n}\n",
             );
         }
+        // The node's pid: its pid file, else the erl.exe that erlsrv started. The
+        // service's own ProcessId is erlsrv's, which outlives the node it supervises
+        // (erlsrv runs the emulator as its child: `Machine` in erlsrv's reference).
         s.push_str(&format!(
             "$Stamp = Join-Path {} 'warren-service.sha256'\n\
              $Service = Get-Service -Name '{SERVICE}' -ErrorAction SilentlyContinue\n\
@@ -434,7 +520,7 @@ impl Platform for Windows {
              $NodePid = $null\n\
              $PidFile = {}\n\
              if (Test-Path -LiteralPath $PidFile) {{\n    $Id = (Get-Content -LiteralPath $PidFile -Raw).Trim()\n    $Process = Get-Process -Id $Id -ErrorAction SilentlyContinue\n    if ($Process -and $Process.ProcessName -eq 'erl') {{ $NodePid = $Id }}\n}}\n\
-             if (-not $NodePid -and $Service -and $Service.Status -eq 'Running') {{\n    $NodePid = (Get-CimInstance -ClassName Win32_Service -Filter \"Name='{SERVICE}'\").ProcessId\n}}\n\
+             if (-not $NodePid -and $Service -and $Service.Status -eq 'Running') {{\n    $Erlsrv = (Get-CimInstance -ClassName Win32_Service -Filter \"Name='{SERVICE}'\").ProcessId\n    $Erl = @(Get-CimInstance -ClassName Win32_Process -Filter \"ParentProcessId=$Erlsrv\" | Where-Object {{ $_.Name -eq 'erl.exe' }})\n    if ($Erl.Count -gt 0) {{ $NodePid = $Erl[0].ProcessId }}\n}}\n\
              if ($NodePid) {{ '@@pid ' + $NodePid }} else {{ '@@pid none' }}\n",
             ps_quote(&self.base),
             ps_quote(&self.pid_file),
@@ -484,7 +570,7 @@ impl Platform for Windows {
         // certificates live in its certificate store, not in PEM files: a listener
         // that requires one, TLS distribution, is probed without.)
         // A list, not an array literal: PowerShell flattens @(@(a, b, c)) into one.
-        let mut s = String::from("$Targets = New-Object System.Collections.ArrayList\n");
+        let mut s = format!("{TLS_PROTOCOLS}$Targets = New-Object System.Collections.ArrayList\n");
         for (addr, port, name) in targets {
             s.push_str(&format!(
                 "[void]$Targets.Add(@({}, {port}, {}))\n",
@@ -493,18 +579,28 @@ impl Platform for Windows {
             ));
         }
         s.push_str(
-            "for ($K = 0; $K -lt $Targets.Count; $K++) {\n    $T = $Targets[$K]\n    $Client = New-Object System.Net.Sockets.TcpClient\n    try {\n        if (-not $Client.ConnectAsync($T[0], [int]$T[1]).Wait(5000)) { continue }\n        $Ssl = New-Object System.Net.Security.SslStream($Client.GetStream(), $false, { $true })\n        $Ssl.ReadTimeout = 10000\n        try { $Ssl.AuthenticateAsClient($T[2]) } catch { }\n        if ($Ssl.RemoteCertificate) {\n            $Cert = New-Object System.Security.Cryptography.X509Certificates.X509Certificate2($Ssl.RemoteCertificate)\n            $Hash = -join ([System.Security.Cryptography.SHA256]::Create().ComputeHash($Cert.RawData) | ForEach-Object { $_.ToString('x2') })\n            $End = ([DateTimeOffset]$Cert.NotAfter.ToUniversalTime()).ToUnixTimeSeconds()\n            'tls ' + $K + ' ' + $Hash + ' ' + $End\n        }\n    } catch {\n    } finally {\n        $Client.Dispose()\n    }\n}\n",
+            "for ($K = 0; $K -lt $Targets.Count; $K++) {\n    $T = $Targets[$K]\n    $Client = New-Object System.Net.Sockets.TcpClient\n    try {\n        if (-not $Client.ConnectAsync($T[0], [int]$T[1]).Wait(5000)) { continue }\n        $Ssl = New-Object System.Net.Security.SslStream($Client.GetStream(), $false, { $true })\n        $Ssl.ReadTimeout = 10000\n        try { $Ssl.AuthenticateAsClient($T[2], $null, $Protocols, $false) } catch { }\n        if ($Ssl.RemoteCertificate) {\n            $Cert = New-Object System.Security.Cryptography.X509Certificates.X509Certificate2($Ssl.RemoteCertificate)\n            $Hash = -join ([System.Security.Cryptography.SHA256]::Create().ComputeHash($Cert.RawData) | ForEach-Object { $_.ToString('x2') })\n            $End = ([DateTimeOffset]$Cert.NotAfter.ToUniversalTime()).ToUnixTimeSeconds()\n            'tls ' + $K + ' ' + $Hash + ' ' + $End\n        }\n    } catch {\n    } finally {\n        $Client.Dispose()\n    }\n}\n",
         );
         Query::new(s)
     }
 
     fn stop(&self, _m: ServiceManager) -> String {
+        // erlsrv gives the emulator 30 s to stop, then reports the service still
+        // running (erlsrv's StopAction in the ERTS reference manual), and Stop-Service
+        // fails while a node with many queues is still stopping. So the rabbit app
+        // is stopped first through the CLI (its own wait, not erlsrv's), which leaves
+        // only the VM for the service stop; a failed stop_app (node not running, CLI
+        // unable to run) or Stop-Service is not the end: the node's pid file then
+        // says when its erl.exe has gone.
         format!(
             "$Service = Get-Service -Name '{SERVICE}' -ErrorAction SilentlyContinue\n\
-             if ($Service -and $Service.Status -ne 'Stopped') {{\n    Stop-Service -Name '{SERVICE}' -Force\n    $Service.WaitForStatus('Stopped', [TimeSpan]::FromSeconds(120))\n}}\n\
+             if ($Service -and $Service.Status -ne 'Stopped') {{\n    try {{\n{prelude}        {stop_app}        if ($LASTEXITCODE -ne 0) {{ [Console]::Error.WriteLine(\"rabbitmqctl stop_app exited with code $LASTEXITCODE; stopping the service\") }}\n    }} catch {{\n        [Console]::Error.WriteLine('rabbitmqctl stop_app: ' + $_.Exception.Message)\n    }}\n    $global:LASTEXITCODE = 0\n    try {{\n        Stop-Service -Name '{SERVICE}' -Force\n        $Service.WaitForStatus('Stopped', [TimeSpan]::FromSeconds(120))\n    }} catch {{\n        [Console]::Error.WriteLine('Stop-Service: ' + $_.Exception.Message + '; waiting for the node''s process')\n    }}\n}}\n\
              $PidFile = {}\n\
-             if (Test-Path -LiteralPath $PidFile) {{\n    $Id = (Get-Content -LiteralPath $PidFile -Raw).Trim()\n    $Process = Get-Process -Id $Id -ErrorAction SilentlyContinue\n    if ($Process -and $Process.ProcessName -eq 'erl' -and -not $Process.WaitForExit(120000)) {{\n        throw \"RabbitMQ (erl.exe, pid $Id) did not stop within 120 s\"\n    }}\n}}\n",
-            ps_quote(&self.pid_file)
+             if (Test-Path -LiteralPath $PidFile) {{\n    $Id = (Get-Content -LiteralPath $PidFile -Raw).Trim()\n    $Process = Get-Process -Id $Id -ErrorAction SilentlyContinue\n    if ($Process -and $Process.ProcessName -eq 'erl' -and -not $Process.WaitForExit(120000)) {{\n        throw \"RabbitMQ (erl.exe, pid $Id) did not stop within 120 s\"\n    }}\n}}\n\
+             if ($Service) {{\n    $Service.Refresh()\n    if ($Service.Status -ne 'Stopped') {{ $Service.WaitForStatus('Stopped', [TimeSpan]::FromSeconds(60)) }}\n}}\n",
+            ps_quote(&self.pid_file),
+            prelude = indent(&self.cli_prelude_no_exit(), "        "),
+            stop_app = self.cli_call(Tool::Ctl, &["stop_app"]),
         )
     }
 
@@ -538,7 +634,7 @@ impl Platform for Windows {
     fn install(&self, what: &super::Install) -> String {
         // Erlang first: the new RabbitMQ may need it. Both installers are NSIS
         // installers, silent with /S; a URL is downloaded into the run folder first.
-        let mut s = String::from(INSTALL_FROM);
+        let mut s = INSTALL_FROM.replace("{BASE}", &ps_quote(&self.base));
         for (name, source) in [("Erlang", &what.erlang), ("RabbitMQ", &what.rabbitmq)] {
             if let Some(src) = source {
                 s.push_str(&format!("Install-From {} '{name}'\n", ps_quote(src)));
@@ -653,6 +749,129 @@ mod tests {
         // Both registry views are read.
         assert!(READ_VERSIONS.contains(r"HKLM:\SOFTWARE\WOW6432Node\Ericsson\Erlang"));
         assert!(!READ_VERSIONS.contains("[version]"));
+    }
+
+    fn host() -> Windows {
+        Windows {
+            base: r"C:\ProgramData\RabbitMQ".into(),
+            sbin: None,
+            node: "rabbit@win1".into(),
+            pid_file: r"C:\ProgramData\RabbitMQ\db\rabbit@win1.pid".into(),
+            user_profile: r"C:\Users\Administrator".into(),
+        }
+    }
+
+    /// Where there is no console, setting the output encoding throws; it must not end
+    /// the script.
+    #[test]
+    fn the_output_encoding_is_tried_not_required() {
+        let line = PRELUDE
+            .lines()
+            .find(|l| l.contains("[Console]::OutputEncoding"))
+            .unwrap();
+        assert!(
+            line.starts_with("try {") && line.ends_with("} catch { }"),
+            "{line}"
+        );
+    }
+
+    /// Every script that runs a `.bat` tool takes ERLANG_HOME from the machine's
+    /// environment and stops at once, exit code 127, without erl.exe; the prelude of
+    /// every other script does not pay for it.
+    #[test]
+    fn cli_scripts_take_erlang_home_from_the_machine() {
+        let w = host();
+        assert!(!PRELUDE.contains("ERLANG_HOME"));
+        for script in [
+            w.cli(Tool::Ctl, &["status"]),
+            w.reinstall().unwrap(),
+            w.read(super::super::Read::AwaitStartup).script,
+        ] {
+            let at = script
+                .find("[Environment]::GetEnvironmentVariable('ERLANG_HOME', 'Machine')")
+                .expect("ERLANG_HOME from the machine");
+            assert!(script[at..].contains(r"'bin\erl.exe'"));
+            assert!(script[at..].contains("exit 127\n"));
+            assert_eq!(super::super::NO_CLI_EXIT, 127);
+            let bat = script.find("Invoke-Native ").unwrap();
+            assert!(at < bat, "the check comes before the first .bat");
+        }
+    }
+
+    /// The stop: the app through the CLI first, tolerated when it fails, then the
+    /// service, tolerated when erlsrv gives up after its 30 s, then the pid file.
+    #[test]
+    fn the_stop_stops_the_app_first_and_falls_back_to_the_pid_file() {
+        let s = host().stop(ServiceManager::Windows);
+        let app = s.find("'stop_app'").unwrap();
+        let service = s.find("Stop-Service").unwrap();
+        let pid = s.find("$PidFile = ").unwrap();
+        assert!(app < service && service < pid);
+        assert!(s.contains("'-n', 'rabbit@win1'"));
+        // Inside the stop, a missing Erlang throws (caught) instead of ending the script.
+        assert!(!s.contains("exit 127"));
+        assert!(s[..service].contains("throw $Why"));
+        assert!(crate::pscheck::powershell_problems(&wrap(&s)).is_empty());
+    }
+
+    /// Installers run with the host's RABBITMQ_BASE and the machine's ERLANG_HOME,
+    /// and a download asks for TLS 1.2.
+    #[test]
+    fn installers_get_the_hosts_base_and_tls12() {
+        let s = host().install(&super::super::Install {
+            erlang: None,
+            rabbitmq: Some("https://example.org/rabbitmq-server-3.13.7.exe".into()),
+        });
+        let env = s
+            .find(r"$env:RABBITMQ_BASE = 'C:\ProgramData\RabbitMQ'")
+            .unwrap();
+        let erl = s
+            .find("$env:ERLANG_HOME = [Environment]::GetEnvironmentVariable('ERLANG_HOME', 'Machine')")
+            .unwrap();
+        let run = s.find("Start-Process").unwrap();
+        assert!(env < run && erl < run);
+        let tls = s.find("[Net.SecurityProtocolType]::Tls12").unwrap();
+        assert!(tls < s.find("Invoke-WebRequest").unwrap());
+        assert!(crate::pscheck::powershell_problems(&wrap(&s)).is_empty());
+    }
+
+    /// The TLS probe names its protocols (the four-argument AuthenticateAsClient).
+    #[test]
+    fn the_tls_probe_asks_for_tls12_explicitly() {
+        let q = host().probe_tls(&[("10.0.0.1".into(), 5671, "win1".into())], None);
+        assert!(q
+            .script
+            .contains("AuthenticateAsClient($T[2], $null, $Protocols, $false)"));
+        assert!(q.script.starts_with(TLS_PROTOCOLS));
+        assert!(!q.script.contains("AuthenticateAsClient($T[2])"));
+    }
+
+    /// A command line is used up to `COMMAND_LINE_MAX` characters, one more goes as a
+    /// file, well before cmd.exe's 8191.
+    #[test]
+    fn the_command_line_keeps_a_margin_below_cmds_limit() {
+        let w = host();
+        let len = |n: usize| encode(&wrap(&"#".repeat(n))).len();
+        let n = (0..4000)
+            .rev()
+            .find(|&n| len(n) <= COMMAND_LINE_MAX)
+            .unwrap();
+        assert!(w.command_line(&"#".repeat(n)).is_some());
+        assert!(len(n + 1) > COMMAND_LINE_MAX);
+        assert!(w.command_line(&"#".repeat(n + 1)).is_none());
+        assert!(len(n + 1) < COMMAND_LINE_LIMIT, "the margin is a margin");
+        const { assert!(COMMAND_LINE_LIMIT - COMMAND_LINE_MAX >= 150) };
+    }
+
+    /// The node's pid is erl.exe's: the service's ProcessId is erlsrv's.
+    #[test]
+    fn the_node_pid_is_erlsrvs_child_not_erlsrv() {
+        let q = host().read_host(&[], &[]);
+        assert!(q.script.contains("ParentProcessId=$Erlsrv"));
+        assert!(q.script.contains("$_.Name -eq 'erl.exe'"));
+        assert!(!q.script.contains("$NodePid = (Get-CimInstance"));
+        assert!(q.script.contains("[System.Net.Dns]::GetHostName()"));
+        assert!(!q.script.contains("COMPUTERNAME"));
     }
 
     #[test]
