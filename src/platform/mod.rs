@@ -22,6 +22,7 @@ mod remote;
 mod service;
 mod slots;
 pub mod windows;
+mod windows_scripts;
 
 pub use balancer::{BalancerProtocol, BalancerTls};
 pub use reading::{normalize_owner, parse_reading, FileState, Reading};
@@ -177,8 +178,9 @@ pub trait Platform: Send + Sync {
     fn os(&self) -> Os;
     /// The command line that runs `script`, or `None` when it is too long for one.
     fn command_line(&self, script: &str) -> Option<String>;
-    /// How to run a script too long for one command line (`n` makes the name unique).
-    fn script_file(&self, script: &str, n: u64) -> ScriptFile;
+    /// How to run a script too long for one command line (`name` makes the file's name
+    /// unique and unguessable).
+    fn script_file(&self, script: &str, name: &str) -> ScriptFile;
     /// A script that makes `folder` (and its parents).
     fn make_folder(&self, folder: &str) -> String;
     /// The folder a file path is in.

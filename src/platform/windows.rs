@@ -13,6 +13,7 @@
 //! version's folder that the RabbitMQ entry under the registry's Uninstall keys names
 //! (RabbitMQ's own Chocolatey package finds it so).
 
+use super::windows_scripts::*;
 use super::{Platform, Query, ScriptFile, Setting, Tool};
 use crate::inventory::{Host, Os, Paths, ServiceManager};
 use base64::Engine;
@@ -36,6 +37,9 @@ const SERVICE: &str = "RabbitMQ";
 
 /// The lock of a run in progress (machine-wide, beside the run folder).
 pub const LOCK_FILE: &str = r"C:\ProgramData\warren\warren.lock";
+
+/// warren's own folder on a host: the run folder and the lock are in it.
+pub const WARREN_FOLDER: &str = r"C:\ProgramData\warren";
 
 pub struct Windows {
     base: String,
@@ -93,6 +97,23 @@ impl Windows {
             ERLANG_ENV.replace("{FAIL}", fail),
             ps_quote(&self.base)
         )
+    }
+
+    /// The folder made with `PROTECT_FOLDER` before `folder`: RABBITMQ_BASE for itself
+    /// and what is under it, warren's own folder for the run folder and the lock.
+    fn protected_root(&self, folder: &str) -> Option<&str> {
+        let under = |root: &str| {
+            let f = folder.to_ascii_lowercase();
+            let r = root.to_ascii_lowercase();
+            f == r || f.starts_with(&format!("{r}\\"))
+        };
+        if under(&self.base) {
+            Some(&self.base)
+        } else if under(WARREN_FOLDER) {
+            Some(WARREN_FOLDER)
+        } else {
+            None
+        }
     }
 
     fn cli_call(&self, tool: Tool, args: &[&str]) -> String {
@@ -168,216 +189,6 @@ function Invoke-Native([string]$Exe, [string[]]$Arguments) {
 }
 "#;
 
-/// ERLANG_HOME for the `.bat` tools, from the machine's environment: Win32-OpenSSH 7.7
-/// (Windows Server 2019) gives a session sshd's own environment (Win32-OpenSSH #1329,
-/// fixed by openssh-portable #509), so a value written after sshd started (RabbitMQ's
-/// installer writes ERLANG_HOME, `findErlang` in its `rabbitmq_nsi.in`) is missing or
-/// stale there. Without it `rabbitmqctl.bat` fails and `rabbitmq-service.bat` prints
-/// "ERLANG_HOME not set correctly" and exits 0 having done nothing
-/// (`deps/rabbit/scripts/rabbitmq-service.bat`), which warren would see only when the
-/// node never came up. So a missing erl.exe ends the script at once, in one sentence,
-/// with exit code `platform::NO_CLI_EXIT`, which nothing retries ({FAIL}: that exit,
-/// or a `throw` where the caller goes on without the CLI).
-pub const ERLANG_ENV: &str = r#"$ErlangHome = [Environment]::GetEnvironmentVariable('ERLANG_HOME', 'Machine')
-if (-not $ErlangHome -or -not (Test-Path -LiteralPath (Join-Path $ErlangHome 'bin\erl.exe') -PathType Leaf)) {
-    $Why = "Erlang is not where the machine's ERLANG_HOME points (no bin\erl.exe under '$ErlangHome'): install Erlang/OTP or set ERLANG_HOME machine-wide to its folder, then rerun"
-{FAIL}}
-$env:ERLANG_HOME = $ErlangHome
-"#;
-
-const ERLANG_FATAL: &str = "    [Console]::Error.WriteLine($Why)\n    exit 127\n";
-
-/// `s` with every line indented by `by` (PowerShell source without here-strings).
-fn indent(s: &str, by: &str) -> String {
-    s.lines()
-        .map(|l| {
-            if l.is_empty() {
-                "\n".to_string()
-            } else {
-                format!("{by}{l}\n")
-            }
-        })
-        .collect()
-}
-
-/// Finds RabbitMQ's sbin folder from the installer's Uninstall entry.
-pub const FIND_SBIN: &str = r#"function Find-Sbin {
-    $Keys = @(
-        'HKLM:\SOFTWARE\Microsoft\Windows\CurrentVersion\Uninstall\RabbitMQ',
-        'HKLM:\SOFTWARE\WOW6432Node\Microsoft\Windows\CurrentVersion\Uninstall\RabbitMQ'
-    )
-    foreach ($Key in $Keys) {
-        $Entry = Get-ItemProperty -LiteralPath $Key -ErrorAction SilentlyContinue
-        if ($Entry -and $Entry.UninstallString) {
-            $Dir = Split-Path -Parent $Entry.UninstallString.Trim('"')
-            $Found = Join-Path $Dir ('rabbitmq_server-' + $Entry.DisplayVersion + '\sbin')
-            if (Test-Path -LiteralPath (Join-Path $Found 'rabbitmqctl.bat')) {
-                return $Found
-            }
-        }
-    }
-    throw 'RabbitMQ Server is not installed here (no RabbitMQ entry under the Uninstall keys of the registry); install it, or set paths.sbin in the inventory'
-}
-"#;
-
-/// Reading files: content in base64 or a SHA-256, and who may access them.
-const READ_FUNCTIONS: &str = r#"function Get-Access([string]$Path) {
-    $Names = foreach ($Rule in (Get-Acl -LiteralPath $Path).Access) {
-        $Sid = ''
-        try {
-            $Sid = $Rule.IdentityReference.Translate([System.Security.Principal.SecurityIdentifier]).Value
-        } catch {
-        }
-        switch ($Sid) {
-            'S-1-5-18' { 'SYSTEM' }
-            'S-1-5-32-544' { 'Administrators' }
-            default { $Rule.IdentityReference.Value }
-        }
-    }
-    @($Names) -join ','
-}
-function Read-Leftover([string]$Path) {
-    if (Test-Path -LiteralPath ($Path + '.warren-new')) {
-        '@@leftover ' + $Path + '.warren-new'
-    }
-}
-function Read-Text([string]$Path) {
-    if (Test-Path -LiteralPath $Path -PathType Leaf) {
-        '@@file 0:' + (Get-Access $Path) + "`t" + $Path
-        [Convert]::ToBase64String([System.IO.File]::ReadAllBytes($Path))
-    } else {
-        '@@missing - ' + $Path
-    }
-    Read-Leftover $Path
-}
-function Read-Hash([string]$Path) {
-    if (Test-Path -LiteralPath $Path -PathType Leaf) {
-        '@@hash 0:' + (Get-Access $Path) + "`t" + $Path
-        (Get-FileHash -LiteralPath $Path -Algorithm SHA256).Hash.ToLowerInvariant()
-    } else {
-        '@@missing - ' + $Path
-    }
-    Read-Leftover $Path
-}
-"#;
-
-/// The installed versions: RabbitMQ's from its installer's Uninstall entry (as
-/// `Find-Sbin` reads it), Erlang/OTP's from the `OTP_VERSION` file of the release its
-/// installer registered under `HKLM:\SOFTWARE\Ericsson\Erlang` (the newest one), in
-/// the 64-bit and the 32-bit (`WOW6432Node`) registry views. Only keys named as
-/// versions count: erlsrv keeps its services under `Ericsson\Erlang\ErlSrv` (made by
-/// `rabbitmq-service.bat install`), which RabbitMQ's own installer skips too (`findErlang`
-/// in rabbitmq-server's `packaging/windows-exe/rabbitmq_nsi.in`); cast to `[version]`,
-/// that name threw and stopped the whole fact reading. Versions sort by their parts
-/// padded, since `[version]` takes neither one part nor more than four.
-const READ_VERSIONS: &str = r#"foreach ($Key in @('HKLM:\SOFTWARE\Microsoft\Windows\CurrentVersion\Uninstall\RabbitMQ', 'HKLM:\SOFTWARE\WOW6432Node\Microsoft\Windows\CurrentVersion\Uninstall\RabbitMQ')) {
-    $Entry = Get-ItemProperty -LiteralPath $Key -ErrorAction SilentlyContinue
-    if ($Entry -and $Entry.DisplayVersion) {
-        '@@package rabbitmq ' + $Entry.DisplayVersion
-        break
-    }
-}
-$Erts = @(@(foreach ($Root in @('HKLM:\SOFTWARE\Ericsson\Erlang', 'HKLM:\SOFTWARE\WOW6432Node\Ericsson\Erlang')) {
-    Get-ChildItem -LiteralPath $Root -ErrorAction SilentlyContinue | Where-Object { $_.PSChildName -match '^[0-9]+(\.[0-9]+)*$' }
-}) | Sort-Object { (($_.PSChildName -split '\.') | ForEach-Object { $_.PadLeft(6, '0') }) -join '.' })
-if ($Erts.Count -gt 0) {
-    $OtpRoot = (Get-ItemProperty -LiteralPath $Erts[-1].PSPath).'(default)'
-    $Otp = @(Get-ChildItem -Path (Join-Path $OtpRoot 'releases\*\OTP_VERSION') -ErrorAction SilentlyContinue)
-    if ($Otp.Count -gt 0) { '@@package erlang ' + (Get-Content -LiteralPath $Otp[-1].FullName -Raw).Trim() }
-}
-"#;
-
-/// Runs an installer silently, from a path on the host or downloaded from a URL.
-///
-/// Windows PowerShell 5.1 runs on .NET Framework, whose web requests may offer only
-/// TLS 1.0 (learn.microsoft.com/security/engineering/solving-tls1-problem): TLS 1.2 is
-/// added to what the process offers before a download.
-///
-/// The installer runs with this process's environment: RabbitMQ's installer uninstalls
-/// the old version, then runs `rabbitmq-service.bat install` and `start` itself
-/// (rabbitmq-server's `packaging/windows-exe/rabbitmq_nsi.in`, section "RabbitMQ
-/// Service"), and that service takes RABBITMQ_BASE from the installer's environment.
-/// Without the host's RABBITMQ_BASE, a default node on the login user's roaming
-/// profile would run until warren's reinstall; ERLANG_HOME is read afresh from the
-/// machine's environment (an SSH session may hold sshd's stale one). {BASE} is the
-/// inventory's RABBITMQ_BASE.
-const INSTALL_FROM: &str = r#"function Install-From([string]$Source, [string]$Name) {
-    $File = $Source
-    if ($Source -match '^https?://') {
-        New-Item -ItemType Directory -Force -Path 'C:\ProgramData\warren\run' | Out-Null
-        $File = Join-Path 'C:\ProgramData\warren\run' ([System.IO.Path]::GetFileName(([uri]$Source).AbsolutePath))
-        [Net.ServicePointManager]::SecurityProtocol = [Net.ServicePointManager]::SecurityProtocol -bor [Net.SecurityProtocolType]::Tls12
-        Invoke-WebRequest -Uri $Source -OutFile $File -UseBasicParsing
-    }
-    if (-not (Test-Path -LiteralPath $File -PathType Leaf)) {
-        throw "the $Name installer $File is not on this host; put it there or name a URL"
-    }
-    $env:RABBITMQ_BASE = {BASE}
-    $env:ERLANG_HOME = [Environment]::GetEnvironmentVariable('ERLANG_HOME', 'Machine')
-    $Run = Start-Process -FilePath $File -ArgumentList '/S' -Wait -PassThru
-    if ($Run.ExitCode -ne 0) {
-        throw "the $Name installer $File exited with code $($Run.ExitCode)"
-    }
-}
-"#;
-
-/// The TLS versions a handshake offers, given explicitly: the one-argument
-/// `AuthenticateAsClient` of .NET Framework may offer only TLS 1.0
-/// (learn.microsoft.com/dotnet/framework/network-programming/tls). TLS 1.2, and 1.3
-/// where .NET names it and Schannel has it (Windows Server 2022, build 20348, onwards:
-/// learn.microsoft.com/windows/win32/secauthn/protocols-in-tls-ssl--schannel-ssp-);
-/// asked of an older Schannel, 1.3 makes the handshake fail.
-pub const TLS_PROTOCOLS: &str = r#"$Protocols = [System.Security.Authentication.SslProtocols]::Tls12
-if ([enum]::GetNames([System.Security.Authentication.SslProtocols]) -contains 'Tls13' -and [Environment]::OSVersion.Version.Build -ge 20348) {
-    $Protocols = $Protocols -bor [System.Security.Authentication.SslProtocols]'Tls13'
-}
-"#;
-
-/// Writes base64 lines from stdin to {PATH}, then checks its SHA-256.
-const RECEIVE_FILE: &str = r#"$Path = {PATH}
-$Stream = [System.IO.File]::Create($Path)
-try {
-    while ($null -ne ($Line = [Console]::In.ReadLine())) {
-        if ($Line.Length -gt 0) {
-            $Bytes = [Convert]::FromBase64String($Line)
-            $Stream.Write($Bytes, 0, $Bytes.Length)
-        }
-    }
-} finally {
-    $Stream.Close()
-}
-if ((Get-FileHash -LiteralPath $Path -Algorithm SHA256).Hash.ToLowerInvariant() -ne '{SHA256}') {
-    Remove-Item -LiteralPath $Path -Force
-    throw 'the file arrived damaged (its SHA-256 differs)'
-}
-"#;
-
-/// An HTTP request to 127.0.0.1:{PORT}, described by JSON on stdin. Plain HTTP on the
-/// loopback only, so no TLS version is asked for here.
-const LOCAL_HTTP: &str = r#"$Ask = [Console]::In.ReadToEnd() | ConvertFrom-Json
-$Request = [System.Net.HttpWebRequest]::Create('http://127.0.0.1:{PORT}' + $Ask.path)
-$Request.Method = $Ask.method
-$Request.Accept = 'application/json, */*;q=0.5'
-if ($Ask.auth) { $Request.Headers.Add('Authorization', 'Basic ' + $Ask.auth) }
-if ($null -ne $Ask.body -or $Ask.method -ne 'GET') {
-    $Bytes = [System.Text.Encoding]::UTF8.GetBytes([string]$Ask.body)
-    $Request.ContentType = 'application/json'
-    $Request.ContentLength = $Bytes.Length
-    $Out = $Request.GetRequestStream()
-    $Out.Write($Bytes, 0, $Bytes.Length)
-    $Out.Close()
-}
-try {
-    $Response = $Request.GetResponse()
-} catch [System.Net.WebException] {
-    $Response = $_.Exception.Response
-    if (-not $Response) { throw }
-}
-'status ' + [int]$Response.StatusCode
-$Reader = New-Object System.IO.StreamReader($Response.GetResponseStream())
-[Convert]::ToBase64String([System.Text.Encoding]::UTF8.GetBytes($Reader.ReadToEnd()))
-"#;
-
 /// The SIDs of the well-known accounts, so localized Windows names do not matter.
 fn account(name: &str) -> String {
     match name {
@@ -402,8 +213,8 @@ impl Platform for Windows {
         (line.len() <= COMMAND_LINE_MAX).then_some(line)
     }
 
-    fn script_file(&self, script: &str, n: u64) -> ScriptFile {
-        let path = format!(r"{RUN_FOLDER}\warren-{n}.ps1");
+    fn script_file(&self, script: &str, name: &str) -> ScriptFile {
+        let path = format!(r"{RUN_FOLDER}\warren-{name}.ps1");
         // The file removes itself first: PowerShell has read the whole script by then.
         let content = wrap(&format!(
             "Remove-Item -LiteralPath $PSCommandPath -Force -ErrorAction SilentlyContinue\n{script}"
@@ -419,10 +230,14 @@ impl Platform for Windows {
     }
 
     fn make_folder(&self, folder: &str) -> String {
-        format!(
+        let make = format!(
             "New-Item -ItemType Directory -Force -Path {} | Out-Null\n",
             ps_quote(folder)
-        )
+        );
+        match self.protected_root(folder) {
+            Some(root) => format!("{PROTECT_FOLDER}Protect-Folder {}\n{make}", ps_quote(root)),
+            None => make,
+        }
     }
 
     fn parent<'a>(&self, path: &'a str) -> &'a str {
@@ -489,7 +304,11 @@ impl Platform for Windows {
         if self.sbin.is_none() {
             s.push_str(FIND_SBIN);
         }
+        s.push_str(ASSERT_OWNER);
         for (path, secret) in files {
+            if self.protected_root(self.parent(path)) == Some(&self.base) {
+                s.push_str(&format!("Assert-Owner {}\n", ps_quote(path)));
+            }
             let f = if *secret { "Read-Hash" } else { "Read-Text" };
             s.push_str(&format!("{f} {}\n", ps_quote(path)));
         }
@@ -634,7 +453,10 @@ impl Platform for Windows {
     fn install(&self, what: &super::Install) -> String {
         // Erlang first: the new RabbitMQ may need it. Both installers are NSIS
         // installers, silent with /S; a URL is downloaded into the run folder first.
-        let mut s = INSTALL_FROM.replace("{BASE}", &ps_quote(&self.base));
+        let mut s = format!(
+            "{PROTECT_FOLDER}{}",
+            INSTALL_FROM.replace("{BASE}", &ps_quote(&self.base))
+        );
         for (name, source) in [("Erlang", &what.erlang), ("RabbitMQ", &what.rabbitmq)] {
             if let Some(src) = source {
                 s.push_str(&format!("Install-From {} '{name}'\n", ps_quote(src)));
@@ -703,9 +525,10 @@ impl Platform for Windows {
             ),
         };
         format!(
-            "$Lock = {f}\n\
-             New-Item -ItemType Directory -Force -Path (Split-Path -Parent $Lock) | Out-Null\n\
-             try {{\n{write}}} catch [System.IO.IOException] {{\n    '@@held'\n    [System.IO.File]::ReadAllText($Lock)\n}}\n"
+            "{PROTECT_FOLDER}$Lock = {f}\n\
+             Protect-Folder {}\n\
+             try {{\n{write}}} catch [System.IO.IOException] {{\n    '@@held'\n    [System.IO.File]::ReadAllText($Lock)\n}}\n",
+            ps_quote(WARREN_FOLDER)
         )
     }
 
@@ -872,6 +695,61 @@ mod tests {
         assert!(!q.script.contains("$NodePid = (Get-CimInstance"));
         assert!(q.script.contains("[System.Net.Dns]::GetHostName()"));
         assert!(!q.script.contains("COMPUTERNAME"));
+    }
+
+    /// RABBITMQ_BASE and warren's folder are made with a protected ACL before anything
+    /// is made in them; the profiles and other system folders keep theirs.
+    #[test]
+    fn folders_users_could_write_are_protected() {
+        let w = host();
+        let protects = |folder: &str| -> Option<String> {
+            let s = w.make_folder(folder);
+            s.lines()
+                .find_map(|l| l.strip_prefix("Protect-Folder "))
+                .map(str::to_string)
+        };
+        let base = r"'C:\ProgramData\RabbitMQ'";
+        assert_eq!(protects(r"C:\ProgramData\RabbitMQ").as_deref(), Some(base));
+        assert_eq!(
+            protects(r"c:\programdata\rabbitmq\tls").as_deref(),
+            Some(base)
+        );
+        let warren = r"'C:\ProgramData\warren'";
+        assert_eq!(protects(RUN_FOLDER).as_deref(), Some(warren));
+        assert_eq!(protects(r"C:\ProgramData\RabbitMQ2"), None);
+        assert_eq!(protects(r"C:\Users\Administrator"), None);
+        assert_eq!(protects(r"C:\Windows\System32\config\systemprofile"), None);
+        for s in [
+            PROTECT_FOLDER,
+            &w.take_lock("{}", None),
+            &w.install(&super::super::Install {
+                erlang: None,
+                rabbitmq: Some("https://example.org/r.exe".into()),
+            }),
+        ] {
+            assert!(s.contains("SetAccessRuleProtection($true, $false)"));
+            assert!(s.contains("'ContainerInherit,ObjectInherit'"));
+        }
+        assert!(w
+            .take_lock("{}", None)
+            .contains(&format!("Protect-Folder {warren}")));
+    }
+
+    /// The fact reading refuses a file under RABBITMQ_BASE owned by someone else than
+    /// SYSTEM, Administrators or the login user, naming the file and the fix.
+    #[test]
+    fn files_under_the_base_that_others_own_are_refused() {
+        let w = host();
+        let conf = r"C:\ProgramData\RabbitMQ\rabbitmq-env-conf.bat";
+        let cookie = r"C:\Users\Administrator\.erlang.cookie";
+        let q = w.read_host(&[(conf, false), (cookie, true)], &[]);
+        let check = q.script.find(&format!("Assert-Owner '{conf}'")).unwrap();
+        assert!(check < q.script.find(&format!("Read-Text '{conf}'")).unwrap());
+        assert!(!q.script.contains(&format!("Assert-Owner '{cookie}'")));
+        for sid in ["'S-1-5-18'", "'S-1-5-32-544'", "GetCurrent().User.Value"] {
+            assert!(ASSERT_OWNER.contains(sid));
+        }
+        assert!(ASSERT_OWNER.contains("takeown /A /F"));
     }
 
     #[test]
