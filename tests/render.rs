@@ -749,3 +749,142 @@ fn prometheus_false_turns_metrics_off() {
             .contains("rabbitmq_prometheus")
     );
 }
+
+/// A syntax check of the rendered PowerShell (tree-sitter-powershell), shared with the
+/// library's own tests.
+#[path = "../src/pscheck.rs"]
+#[allow(dead_code)]
+mod pscheck;
+
+/// What in bootstrap.ps1 changes the host, line by line: cmdlets and .NET calls that
+/// write, the service script, the CLI verbs that stop or reset the node, and the
+/// script's own helper that rewrites a folder's ACL.
+fn mutation(line: &str) -> Option<&'static str> {
+    // Strings removed, so a message that names a cmdlet is not taken for a call; the
+    // CLI's verbs are strings, so they are matched on the whole line.
+    let code = regex::Regex::new(r#"'[^']*'|"[^"]*""#)
+        .unwrap()
+        .replace_all(line, "''")
+        .into_owned();
+    const CALLS: &[&str] = &[
+        "Set-Content",
+        "Copy-Item",
+        "New-Item",
+        "Remove-Item",
+        "Set-Acl",
+        "Start-Service",
+        "Stop-Service",
+        "SetEnvironmentVariable",
+        "New-NetFirewallRule",
+        "Set-NetFirewallRule",
+        "WriteAllBytes",
+        "[System.IO.File]::Replace(",
+        "[System.IO.File]::Move(",
+        "Protect-Folder ",
+        "Invoke-Native $Bat",
+    ];
+    if let Some(c) = CALLS.iter().find(|c| code.contains(*c)) {
+        return Some(c);
+    }
+    const VERBS: &[&str] = &["'stop_app'", "'reset'", "'join_cluster'", "'start_app'"];
+    if line.trim_start().starts_with("Invoke-Ctl") {
+        return VERBS.iter().find(|v| line.contains(*v)).copied();
+    }
+    None
+}
+
+/// The mutating lines of `script` that sit outside every `-WhatIf` guard (a block
+/// opened by `if (Should-Change ...)` or `if (-not $WhatIf)`); a function's body is
+/// its definition, checked where it is called. Braces are counted per line, outside
+/// strings (the script has no here-strings).
+fn unguarded(script: &str) -> (Vec<String>, usize) {
+    #[derive(Clone, Copy, PartialEq)]
+    enum Block {
+        Guard,
+        Function,
+        Other,
+    }
+    let strings = regex::Regex::new(r#"'[^']*'|"[^"]*""#).unwrap();
+    let mut stack: Vec<Block> = Vec::new();
+    let mut found = Vec::new();
+    let mut mutations = 0;
+    for (n, line) in script.lines().enumerate() {
+        let t = line.trim_start();
+        if t.starts_with('#') {
+            continue;
+        }
+        let kind = if t.starts_with("function ") {
+            Block::Function
+        } else if t.starts_with("if (Should-Change ") || t.starts_with("if (-not $WhatIf)") {
+            Block::Guard
+        } else {
+            Block::Other
+        };
+        if let Some(what) = mutation(line) {
+            mutations += 1;
+            // A guard or a definition opened on this very line counts too.
+            let inside = stack
+                .iter()
+                .chain([&kind])
+                .any(|b| *b == Block::Guard || *b == Block::Function);
+            if !inside {
+                found.push(format!("line {}: {what}: {}", n + 1, t));
+            }
+        }
+        let mut first = true;
+        for c in strings.replace_all(line, "''").chars() {
+            match c {
+                '{' => {
+                    stack.push(if first { kind } else { Block::Other });
+                    first = false;
+                }
+                '}' => {
+                    stack.pop().expect("a closing brace without an opening one");
+                }
+                _ => {}
+            }
+        }
+    }
+    assert!(stack.is_empty(), "unbalanced braces");
+    (found, mutations)
+}
+
+/// bootstrap.ps1 -WhatIf changes nothing: every line that changes the host sits inside
+/// a guard, in each variant of the rendered script; and the script parses.
+#[test]
+fn bootstrap_whatif_guards_every_change() {
+    // The check itself: an unguarded change is found, a guarded one is not.
+    let sample = "function F { Set-Acl -LiteralPath $P -AclObject $A }\n\
+                  if (Should-Change 'x') {\n    Stop-Service -Name 'RabbitMQ'\n} else {\n    Start-Service -Name 'RabbitMQ'\n}\n\
+                  Write-Output 'Set-Content'\nInvoke-Ctl @('reset') | Out-Null\n";
+    let (found, n) = unguarded(sample);
+    assert_eq!(n, 4);
+    assert_eq!(found.len(), 2, "{found:?}");
+    assert!(found[0].contains("Start-Service") && found[1].contains("'reset'"));
+
+    let mut checked = 0;
+    for (name, inv) in [
+        ("mirrored", user_inventory()),
+        (
+            "config join",
+            user_inventory().replace("join = \"cli\"", "join = \"config\""),
+        ),
+    ] {
+        let dir = workspace(&inv);
+        let files = render(dir.path(), &[]);
+        for (path, bytes) in files.iter().filter(|(p, _)| p.ends_with("bootstrap.ps1")) {
+            let script = String::from_utf8(bytes.clone()).unwrap();
+            assert!(script.contains("param([switch]$WhatIf)"), "{name} {path}");
+            let problems = pscheck::powershell_problems(&script);
+            assert!(problems.is_empty(), "{name} {path}: {problems:?}");
+            let (found, mutations) = unguarded(&script);
+            assert!(found.is_empty(), "{name} {path}: unguarded: {found:#?}");
+            assert!(
+                mutations >= 20,
+                "{name} {path}: only {mutations} changes found"
+            );
+            checked += 1;
+        }
+    }
+    assert!(checked >= 2, "{checked} scripts checked");
+}

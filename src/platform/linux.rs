@@ -68,9 +68,9 @@ impl Platform for Linux {
         })
     }
 
-    fn script_file(&self, script: &str, n: u64) -> ScriptFile {
+    fn script_file(&self, script: &str, name: &str) -> ScriptFile {
         // Never needed (Linux takes command lines of megabytes), but complete.
-        let path = format!("/tmp/warren-{n}.sh");
+        let path = format!("/tmp/warren-{name}.sh");
         ScriptFile {
             folder: "/tmp".into(),
             path: path.clone(),

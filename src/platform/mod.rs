@@ -23,6 +23,7 @@ mod remote;
 mod service;
 mod slots;
 pub mod windows;
+mod windows_scripts;
 
 pub use balancer::{BalancerProtocol, BalancerTls};
 pub use reading::{normalize_owner, parse_reading, FileState, Reading};
@@ -79,6 +80,10 @@ pub enum Read<'a> {
     /// partitions, and the messages in its own queues, as one JSON line.
     NodeState,
 }
+
+/// The exit code of a CLI call that could not run the CLI at all (sh: command not
+/// found; Windows: no Erlang where ERLANG_HOME points): no retry helps.
+pub const NO_CLI_EXIT: i32 = 127;
 
 /// The expression `Read::NodeState` evaluates on the node. No double quotes, `!`,
 /// `%` or `^`, which cmd.exe would change on their way to `rabbitmqctl.bat`.
@@ -174,8 +179,9 @@ pub trait Platform: Send + Sync {
     fn os(&self) -> Os;
     /// The command line that runs `script`, or `None` when it is too long for one.
     fn command_line(&self, script: &str) -> Option<String>;
-    /// How to run a script too long for one command line (`n` makes the name unique).
-    fn script_file(&self, script: &str, n: u64) -> ScriptFile;
+    /// How to run a script too long for one command line (`name` makes the file's name
+    /// unique and unguessable).
+    fn script_file(&self, script: &str, name: &str) -> ScriptFile;
     /// A script that makes `folder` (and its parents).
     fn make_folder(&self, folder: &str) -> String;
     /// The folder a file path is in.

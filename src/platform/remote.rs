@@ -18,6 +18,9 @@ pub struct Remote {
     scripts: u64,
     /// Part of those names, so that two runs never share one (the process id).
     run_id: u64,
+    /// Whether those names end in random characters (always, but in transcripts), so
+    /// that no one can place a file under the name the next script will have.
+    random_names: bool,
 }
 
 impl Remote {
@@ -28,13 +31,22 @@ impl Remote {
             folders: BTreeSet::new(),
             scripts: 0,
             run_id: std::process::id() as u64,
+            random_names: true,
         }
     }
 
-    /// The same, with script file names fixed by `run_id` (for transcripts).
+    /// The same, with script file names fixed by `run_id`, their random part shown as
+    /// `XXXXXXXXXXXXXXXX` (for transcripts).
     pub fn with_run_id(mut self, run_id: u64) -> Remote {
         self.run_id = run_id;
+        self.random_names = false;
         self
+    }
+
+    /// A new script file's name.
+    fn script_name(&mut self) -> String {
+        self.scripts += 1;
+        script_name(self.run_id * 1000 + self.scripts, self.random_names)
     }
 
     fn io_err(&self, what: &str, reason: String) -> transport::TransportError {
@@ -64,10 +76,8 @@ impl Remote {
         if let Some(line) = self.platform.command_line(script) {
             return self.conn.exec(&line, timeout);
         }
-        self.scripts += 1;
-        let f = self
-            .platform
-            .script_file(script, self.run_id * 1000 + self.scripts);
+        let name = self.script_name();
+        let f = self.platform.script_file(script, &name);
         self.ensure_folder(&f.folder.clone())?;
         self.send_file(&f.path, f.content.as_bytes())?;
         self.conn.exec(&f.command_line, timeout)
@@ -242,4 +252,35 @@ fn base64_lines(bytes: &[u8]) -> Vec<u8> {
         out.push(b'\n');
     }
     out
+}
+
+/// Script file name `n`: numbered, then 16 random hex digits (shown as X when not
+/// `random`).
+fn script_name(n: u64, random: bool) -> String {
+    let tail = if random {
+        format!("{:016x}", rand::random::<u64>())
+    } else {
+        "X".repeat(16)
+    };
+    format!("{n}-{tail}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::script_name;
+
+    /// No one can put a file under the name of the next script: 64 random bits.
+    #[test]
+    fn script_names_are_numbered_and_unguessable() {
+        let a = script_name(7001, true);
+        let b = script_name(7001, true);
+        assert_ne!(a, b);
+        for n in [&a, &b] {
+            let (num, tail) = n.split_once('-').unwrap();
+            assert_eq!(num, "7001");
+            assert_eq!(tail.len(), 16);
+            assert!(tail.chars().all(|c| c.is_ascii_hexdigit()), "{n}");
+        }
+        assert_eq!(script_name(7001, false), "7001-XXXXXXXXXXXXXXXX");
+    }
 }

@@ -109,6 +109,10 @@ pub fn await_startup(t: &mut dyn Probe, timeout: Duration) -> Result<()> {
         if out.ok() {
             return Ok(());
         }
+        if out.status == super::NO_CLI_EXIT {
+            // The CLI cannot run at all (its own sentence says why): waiting cannot help.
+            bail!("{}: {}", t.host(), out.last_line());
+        }
         if Instant::now() > deadline {
             bail!(
                 "{}: RabbitMQ did not finish starting within {} s: {}",

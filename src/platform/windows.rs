@@ -13,6 +13,7 @@
 //! version's folder that the RabbitMQ entry under the registry's Uninstall keys names
 //! (RabbitMQ's own Chocolatey package finds it so).
 
+use super::windows_scripts::*;
 use super::{Platform, Query, ScriptFile, Setting, Tool};
 use crate::inventory::{Host, Os, Paths, ServiceManager};
 use base64::Engine;
@@ -20,6 +21,11 @@ use base64::Engine;
 /// cmd.exe's command-line limit (KB 830473): OpenSSH for Windows runs every command
 /// through the default shell, cmd.exe unless changed.
 pub const COMMAND_LINE_LIMIT: usize = 8191;
+
+/// The longest command line warren sends: below `COMMAND_LINE_LIMIT` by a margin for
+/// what goes around it on its way, `cmd.exe /c ` and the quoting sshd adds, or a
+/// DefaultShell's own wrapper, which the limit counts too.
+pub const COMMAND_LINE_MAX: usize = 8000;
 
 /// The start of every command line; the encoded script follows.
 pub const POWERSHELL: &str = "powershell.exe -NoProfile -NonInteractive -ExecutionPolicy Bypass";
@@ -31,6 +37,9 @@ const SERVICE: &str = "RabbitMQ";
 
 /// The lock of a run in progress (machine-wide, beside the run folder).
 pub const LOCK_FILE: &str = r"C:\ProgramData\warren\warren.lock";
+
+/// warren's own folder on a host: the run folder and the lock are in it.
+pub const WARREN_FOLDER: &str = r"C:\ProgramData\warren";
 
 pub struct Windows {
     base: String,
@@ -65,18 +74,46 @@ impl Windows {
         }
     }
 
-    /// Sets `$Sbin` (and RABBITMQ_BASE for this process, so the CLI reads the node's
-    /// rabbitmq-env-conf.bat) before a CLI call.
+    /// Sets `$Sbin`, ERLANG_HOME from the machine's environment (see `ERLANG_ENV`) and
+    /// RABBITMQ_BASE for this process (so the CLI reads the node's
+    /// rabbitmq-env-conf.bat) before a CLI or service call.
     fn cli_prelude(&self) -> String {
+        self.cli_prelude_with(ERLANG_FATAL)
+    }
+
+    /// The same, throwing (for a `catch`) where Erlang is missing.
+    fn cli_prelude_no_exit(&self) -> String {
+        self.cli_prelude_with("    throw $Why\n")
+    }
+
+    fn cli_prelude_with(&self, fail: &str) -> String {
         let sbin = match &self.sbin {
             Some(s) => ps_quote(s),
             None => "(Find-Sbin)".into(),
         };
         let find = if self.sbin.is_none() { FIND_SBIN } else { "" };
         format!(
-            "{find}$Sbin = {sbin}\n$env:RABBITMQ_BASE = {}\n",
+            "{find}$Sbin = {sbin}\n{}$env:RABBITMQ_BASE = {}\n",
+            ERLANG_ENV.replace("{FAIL}", fail),
             ps_quote(&self.base)
         )
+    }
+
+    /// The folder made with `PROTECT_FOLDER` before `folder`: RABBITMQ_BASE for itself
+    /// and what is under it, warren's own folder for the run folder and the lock.
+    fn protected_root(&self, folder: &str) -> Option<&str> {
+        let under = |root: &str| {
+            let f = folder.to_ascii_lowercase();
+            let r = root.to_ascii_lowercase();
+            f == r || f.starts_with(&format!("{r}\\"))
+        };
+        if under(&self.base) {
+            Some(&self.base)
+        } else if under(WARREN_FOLDER) {
+            Some(WARREN_FOLDER)
+        } else {
+            None
+        }
     }
 
     fn cli_call(&self, tool: Tool, args: &[&str]) -> String {
@@ -132,9 +169,13 @@ pub fn decode(command_line: &str) -> Option<String> {
 /// Every script's start. `Invoke-Native` runs a CLI tool with its stderr passed
 /// through as plain text (Windows PowerShell would otherwise turn each line into an
 /// error record, which `Stop` makes fatal) and leaves its exit code in $LASTEXITCODE.
+/// Setting `[Console]::OutputEncoding` throws "The handle is invalid" where the process
+/// has no console (a WinRM shell, some remote sessions: posh-git #708, PSWinVitals #5),
+/// so it is tried, never fatal; output then keeps the session's code page (WinRM's
+/// shell is opened with 65001 already).
 pub const PRELUDE: &str = r#"$ProgressPreference = 'SilentlyContinue'
 $ErrorActionPreference = 'Stop'
-[Console]::OutputEncoding = [System.Text.Encoding]::UTF8
+try { [Console]::OutputEncoding = [System.Text.Encoding]::UTF8 } catch { }
 $global:LASTEXITCODE = 0
 function Invoke-Native([string]$Exe, [string[]]$Arguments) {
     $ErrorActionPreference = 'Continue'
@@ -146,155 +187,6 @@ function Invoke-Native([string]$Exe, [string[]]$Arguments) {
         }
     }
 }
-"#;
-
-/// Finds RabbitMQ's sbin folder from the installer's Uninstall entry.
-pub const FIND_SBIN: &str = r#"function Find-Sbin {
-    $Keys = @(
-        'HKLM:\SOFTWARE\Microsoft\Windows\CurrentVersion\Uninstall\RabbitMQ',
-        'HKLM:\SOFTWARE\WOW6432Node\Microsoft\Windows\CurrentVersion\Uninstall\RabbitMQ'
-    )
-    foreach ($Key in $Keys) {
-        $Entry = Get-ItemProperty -LiteralPath $Key -ErrorAction SilentlyContinue
-        if ($Entry -and $Entry.UninstallString) {
-            $Dir = Split-Path -Parent $Entry.UninstallString.Trim('"')
-            $Found = Join-Path $Dir ('rabbitmq_server-' + $Entry.DisplayVersion + '\sbin')
-            if (Test-Path -LiteralPath (Join-Path $Found 'rabbitmqctl.bat')) {
-                return $Found
-            }
-        }
-    }
-    throw 'RabbitMQ Server is not installed here (no RabbitMQ entry under the Uninstall keys of the registry); install it, or set paths.sbin in the inventory'
-}
-"#;
-
-/// Reading files: content in base64 or a SHA-256, and who may access them.
-const READ_FUNCTIONS: &str = r#"function Get-Access([string]$Path) {
-    $Names = foreach ($Rule in (Get-Acl -LiteralPath $Path).Access) {
-        $Sid = ''
-        try {
-            $Sid = $Rule.IdentityReference.Translate([System.Security.Principal.SecurityIdentifier]).Value
-        } catch {
-        }
-        switch ($Sid) {
-            'S-1-5-18' { 'SYSTEM' }
-            'S-1-5-32-544' { 'Administrators' }
-            default { $Rule.IdentityReference.Value }
-        }
-    }
-    @($Names) -join ','
-}
-function Read-Leftover([string]$Path) {
-    if (Test-Path -LiteralPath ($Path + '.warren-new')) {
-        '@@leftover ' + $Path + '.warren-new'
-    }
-}
-function Read-Text([string]$Path) {
-    if (Test-Path -LiteralPath $Path -PathType Leaf) {
-        '@@file 0:' + (Get-Access $Path) + "`t" + $Path
-        [Convert]::ToBase64String([System.IO.File]::ReadAllBytes($Path))
-    } else {
-        '@@missing - ' + $Path
-    }
-    Read-Leftover $Path
-}
-function Read-Hash([string]$Path) {
-    if (Test-Path -LiteralPath $Path -PathType Leaf) {
-        '@@hash 0:' + (Get-Access $Path) + "`t" + $Path
-        (Get-FileHash -LiteralPath $Path -Algorithm SHA256).Hash.ToLowerInvariant()
-    } else {
-        '@@missing - ' + $Path
-    }
-    Read-Leftover $Path
-}
-"#;
-
-/// The installed versions: RabbitMQ's from its installer's Uninstall entry (as
-/// `Find-Sbin` reads it), Erlang/OTP's from the `OTP_VERSION` file of the release its
-/// installer registered under `HKLM:\SOFTWARE\Ericsson\Erlang` (the newest one), in
-/// the 64-bit and the 32-bit (`WOW6432Node`) registry views. Only keys named as
-/// versions count: erlsrv keeps its services under `Ericsson\Erlang\ErlSrv` (made by
-/// `rabbitmq-service.bat install`), which RabbitMQ's own installer skips too (`findErlang`
-/// in rabbitmq-server's `packaging/windows-exe/rabbitmq_nsi.in`); cast to `[version]`,
-/// that name threw and stopped the whole fact reading. Versions sort by their parts
-/// padded, since `[version]` takes neither one part nor more than four.
-const READ_VERSIONS: &str = r#"foreach ($Key in @('HKLM:\SOFTWARE\Microsoft\Windows\CurrentVersion\Uninstall\RabbitMQ', 'HKLM:\SOFTWARE\WOW6432Node\Microsoft\Windows\CurrentVersion\Uninstall\RabbitMQ')) {
-    $Entry = Get-ItemProperty -LiteralPath $Key -ErrorAction SilentlyContinue
-    if ($Entry -and $Entry.DisplayVersion) {
-        '@@package rabbitmq ' + $Entry.DisplayVersion
-        break
-    }
-}
-$Erts = @(@(foreach ($Root in @('HKLM:\SOFTWARE\Ericsson\Erlang', 'HKLM:\SOFTWARE\WOW6432Node\Ericsson\Erlang')) {
-    Get-ChildItem -LiteralPath $Root -ErrorAction SilentlyContinue | Where-Object { $_.PSChildName -match '^[0-9]+(\.[0-9]+)*$' }
-}) | Sort-Object { (($_.PSChildName -split '\.') | ForEach-Object { $_.PadLeft(6, '0') }) -join '.' })
-if ($Erts.Count -gt 0) {
-    $OtpRoot = (Get-ItemProperty -LiteralPath $Erts[-1].PSPath).'(default)'
-    $Otp = @(Get-ChildItem -Path (Join-Path $OtpRoot 'releases\*\OTP_VERSION') -ErrorAction SilentlyContinue)
-    if ($Otp.Count -gt 0) { '@@package erlang ' + (Get-Content -LiteralPath $Otp[-1].FullName -Raw).Trim() }
-}
-"#;
-
-/// Runs an installer silently, from a path on the host or downloaded from a URL.
-const INSTALL_FROM: &str = r#"function Install-From([string]$Source, [string]$Name) {
-    $File = $Source
-    if ($Source -match '^https?://') {
-        New-Item -ItemType Directory -Force -Path 'C:\ProgramData\warren\run' | Out-Null
-        $File = Join-Path 'C:\ProgramData\warren\run' ([System.IO.Path]::GetFileName(([uri]$Source).AbsolutePath))
-        Invoke-WebRequest -Uri $Source -OutFile $File -UseBasicParsing
-    }
-    if (-not (Test-Path -LiteralPath $File -PathType Leaf)) {
-        throw "the $Name installer $File is not on this host; put it there or name a URL"
-    }
-    $Run = Start-Process -FilePath $File -ArgumentList '/S' -Wait -PassThru
-    if ($Run.ExitCode -ne 0) {
-        throw "the $Name installer $File exited with code $($Run.ExitCode)"
-    }
-}
-"#;
-
-/// Writes base64 lines from stdin to {PATH}, then checks its SHA-256.
-const RECEIVE_FILE: &str = r#"$Path = {PATH}
-$Stream = [System.IO.File]::Create($Path)
-try {
-    while ($null -ne ($Line = [Console]::In.ReadLine())) {
-        if ($Line.Length -gt 0) {
-            $Bytes = [Convert]::FromBase64String($Line)
-            $Stream.Write($Bytes, 0, $Bytes.Length)
-        }
-    }
-} finally {
-    $Stream.Close()
-}
-if ((Get-FileHash -LiteralPath $Path -Algorithm SHA256).Hash.ToLowerInvariant() -ne '{SHA256}') {
-    Remove-Item -LiteralPath $Path -Force
-    throw 'the file arrived damaged (its SHA-256 differs)'
-}
-"#;
-
-/// An HTTP request to 127.0.0.1:{PORT}, described by JSON on stdin.
-const LOCAL_HTTP: &str = r#"$Ask = [Console]::In.ReadToEnd() | ConvertFrom-Json
-$Request = [System.Net.HttpWebRequest]::Create('http://127.0.0.1:{PORT}' + $Ask.path)
-$Request.Method = $Ask.method
-$Request.Accept = 'application/json, */*;q=0.5'
-if ($Ask.auth) { $Request.Headers.Add('Authorization', 'Basic ' + $Ask.auth) }
-if ($null -ne $Ask.body -or $Ask.method -ne 'GET') {
-    $Bytes = [System.Text.Encoding]::UTF8.GetBytes([string]$Ask.body)
-    $Request.ContentType = 'application/json'
-    $Request.ContentLength = $Bytes.Length
-    $Out = $Request.GetRequestStream()
-    $Out.Write($Bytes, 0, $Bytes.Length)
-    $Out.Close()
-}
-try {
-    $Response = $Request.GetResponse()
-} catch [System.Net.WebException] {
-    $Response = $_.Exception.Response
-    if (-not $Response) { throw }
-}
-'status ' + [int]$Response.StatusCode
-$Reader = New-Object System.IO.StreamReader($Response.GetResponseStream())
-[Convert]::ToBase64String([System.Text.Encoding]::UTF8.GetBytes($Reader.ReadToEnd()))
 "#;
 
 /// The SIDs of the well-known accounts, so localized Windows names do not matter.
@@ -322,11 +214,11 @@ impl Platform for Windows {
 
     fn command_line(&self, script: &str) -> Option<String> {
         let line = encode(&wrap(script));
-        (line.len() <= COMMAND_LINE_LIMIT).then_some(line)
+        (line.len() <= COMMAND_LINE_MAX).then_some(line)
     }
 
-    fn script_file(&self, script: &str, n: u64) -> ScriptFile {
-        let path = format!(r"{RUN_FOLDER}\warren-{n}.ps1");
+    fn script_file(&self, script: &str, name: &str) -> ScriptFile {
+        let path = format!(r"{RUN_FOLDER}\warren-{name}.ps1");
         // The file removes itself first: PowerShell has read the whole script by then.
         let content = wrap(&format!(
             "Remove-Item -LiteralPath $PSCommandPath -Force -ErrorAction SilentlyContinue\n{script}"
@@ -342,10 +234,14 @@ impl Platform for Windows {
     }
 
     fn make_folder(&self, folder: &str) -> String {
-        format!(
+        let make = format!(
             "New-Item -ItemType Directory -Force -Path {} | Out-Null\n",
             ps_quote(folder)
-        )
+        );
+        match self.protected_root(folder) {
+            Some(root) => format!("{PROTECT_FOLDER}Protect-Folder {}\n{make}", ps_quote(root)),
+            None => make,
+        }
     }
 
     fn parent<'a>(&self, path: &'a str) -> &'a str {
@@ -412,11 +308,17 @@ impl Platform for Windows {
         if self.sbin.is_none() {
             s.push_str(FIND_SBIN);
         }
+        s.push_str(ASSERT_OWNER);
         for (path, secret) in files {
+            if self.protected_root(self.parent(path)) == Some(&self.base) {
+                s.push_str(&format!("Assert-Owner {}\n", ps_quote(path)));
+            }
             let f = if *secret { "Read-Hash" } else { "Read-Text" };
             s.push_str(&format!("{f} {}\n", ps_quote(path)));
         }
-        s.push_str("'@@hostname ' + $env:COMPUTERNAME\n'@@manager windows'\n");
+        // The DNS host name, not COMPUTERNAME: that is the NetBIOS name, cut to 15
+        // characters (learn.microsoft.com/troubleshoot/windows-server/identity/naming-conventions-for-computer-domain-site-ou).
+        s.push_str("'@@hostname ' + [System.Net.Dns]::GetHostName()\n'@@manager windows'\n");
         for set in settings {
             if let Some(name) = set.key.strip_prefix("env:") {
                 s.push_str(&format!(
@@ -431,6 +333,9 @@ impl Platform for Windows {
                 "foreach ($Rule in @(Get-NetFirewallRule -Name 'warren-*' -ErrorAction SilentlyContinue)) {\n    $Filter = $Rule | Get-NetFirewallPortFilter\n    '@@setting firewall:' + $Rule.Name + ' ' + $Filter.Protocol + ' ' + ($Filter.LocalPort -join ',') + ' ' + $Rule.Direction + ' ' + $Rule.Action + ' ' + $Rule.Enabled\n}\n",
             );
         }
+        // The node's pid: its pid file, else the erl.exe that erlsrv started. The
+        // service's own ProcessId is erlsrv's, which outlives the node it supervises
+        // (erlsrv runs the emulator as its child: `Machine` in erlsrv's reference).
         s.push_str(&format!(
             "$Stamp = Join-Path {} 'warren-service.sha256'\n\
              $Service = Get-Service -Name '{SERVICE}' -ErrorAction SilentlyContinue\n\
@@ -438,7 +343,7 @@ impl Platform for Windows {
              $NodePid = $null\n\
              $PidFile = {}\n\
              if (Test-Path -LiteralPath $PidFile) {{\n    $Id = (Get-Content -LiteralPath $PidFile -Raw).Trim()\n    $Process = Get-Process -Id $Id -ErrorAction SilentlyContinue\n    if ($Process -and $Process.ProcessName -eq 'erl') {{ $NodePid = $Id }}\n}}\n\
-             if (-not $NodePid -and $Service -and $Service.Status -eq 'Running') {{\n    $NodePid = (Get-CimInstance -ClassName Win32_Service -Filter \"Name='{SERVICE}'\").ProcessId\n}}\n\
+             if (-not $NodePid -and $Service -and $Service.Status -eq 'Running') {{\n    $Erlsrv = (Get-CimInstance -ClassName Win32_Service -Filter \"Name='{SERVICE}'\").ProcessId\n    $Erl = @(Get-CimInstance -ClassName Win32_Process -Filter \"ParentProcessId=$Erlsrv\" | Where-Object {{ $_.Name -eq 'erl.exe' }})\n    if ($Erl.Count -gt 0) {{ $NodePid = $Erl[0].ProcessId }}\n}}\n\
              if ($NodePid) {{ '@@pid ' + $NodePid }} else {{ '@@pid none' }}\n",
             ps_quote(&self.base),
             ps_quote(&self.pid_file),
@@ -488,7 +393,7 @@ impl Platform for Windows {
         // certificates live in its certificate store, not in PEM files: a listener
         // that requires one, TLS distribution, is probed without.)
         // A list, not an array literal: PowerShell flattens @(@(a, b, c)) into one.
-        let mut s = String::from("$Targets = New-Object System.Collections.ArrayList\n");
+        let mut s = format!("{TLS_PROTOCOLS}$Targets = New-Object System.Collections.ArrayList\n");
         for (addr, port, name) in targets {
             s.push_str(&format!(
                 "[void]$Targets.Add(@({}, {port}, {}))\n",
@@ -497,18 +402,28 @@ impl Platform for Windows {
             ));
         }
         s.push_str(
-            "for ($K = 0; $K -lt $Targets.Count; $K++) {\n    $T = $Targets[$K]\n    $Client = New-Object System.Net.Sockets.TcpClient\n    try {\n        if (-not $Client.ConnectAsync($T[0], [int]$T[1]).Wait(5000)) { continue }\n        $Ssl = New-Object System.Net.Security.SslStream($Client.GetStream(), $false, { $true })\n        $Ssl.ReadTimeout = 10000\n        try { $Ssl.AuthenticateAsClient($T[2]) } catch { }\n        if ($Ssl.RemoteCertificate) {\n            $Cert = New-Object System.Security.Cryptography.X509Certificates.X509Certificate2($Ssl.RemoteCertificate)\n            $Hash = -join ([System.Security.Cryptography.SHA256]::Create().ComputeHash($Cert.RawData) | ForEach-Object { $_.ToString('x2') })\n            $End = ([DateTimeOffset]$Cert.NotAfter.ToUniversalTime()).ToUnixTimeSeconds()\n            'tls ' + $K + ' ' + $Hash + ' ' + $End\n        }\n    } catch {\n    } finally {\n        $Client.Dispose()\n    }\n}\n",
+            "for ($K = 0; $K -lt $Targets.Count; $K++) {\n    $T = $Targets[$K]\n    $Client = New-Object System.Net.Sockets.TcpClient\n    try {\n        if (-not $Client.ConnectAsync($T[0], [int]$T[1]).Wait(5000)) { continue }\n        $Ssl = New-Object System.Net.Security.SslStream($Client.GetStream(), $false, { $true })\n        $Ssl.ReadTimeout = 10000\n        try { $Ssl.AuthenticateAsClient($T[2], $null, $Protocols, $false) } catch { }\n        if ($Ssl.RemoteCertificate) {\n            $Cert = New-Object System.Security.Cryptography.X509Certificates.X509Certificate2($Ssl.RemoteCertificate)\n            $Hash = -join ([System.Security.Cryptography.SHA256]::Create().ComputeHash($Cert.RawData) | ForEach-Object { $_.ToString('x2') })\n            $End = ([DateTimeOffset]$Cert.NotAfter.ToUniversalTime()).ToUnixTimeSeconds()\n            'tls ' + $K + ' ' + $Hash + ' ' + $End\n        }\n    } catch {\n    } finally {\n        $Client.Dispose()\n    }\n}\n",
         );
         Query::new(s)
     }
 
     fn stop(&self, _m: ServiceManager) -> String {
+        // erlsrv gives the emulator 30 s to stop, then reports the service still
+        // running (erlsrv's StopAction in the ERTS reference manual), and Stop-Service
+        // fails while a node with many queues is still stopping. So the rabbit app
+        // is stopped first through the CLI (its own wait, not erlsrv's), which leaves
+        // only the VM for the service stop; a failed stop_app (node not running, CLI
+        // unable to run) or Stop-Service is not the end: the node's pid file then
+        // says when its erl.exe has gone.
         format!(
             "$Service = Get-Service -Name '{SERVICE}' -ErrorAction SilentlyContinue\n\
-             if ($Service -and $Service.Status -ne 'Stopped') {{\n    Stop-Service -Name '{SERVICE}' -Force\n    $Service.WaitForStatus('Stopped', [TimeSpan]::FromSeconds(120))\n}}\n\
+             if ($Service -and $Service.Status -ne 'Stopped') {{\n    try {{\n{prelude}        {stop_app}        if ($LASTEXITCODE -ne 0) {{ [Console]::Error.WriteLine(\"rabbitmqctl stop_app exited with code $LASTEXITCODE; stopping the service\") }}\n    }} catch {{\n        [Console]::Error.WriteLine('rabbitmqctl stop_app: ' + $_.Exception.Message)\n    }}\n    $global:LASTEXITCODE = 0\n    try {{\n        Stop-Service -Name '{SERVICE}' -Force\n        $Service.WaitForStatus('Stopped', [TimeSpan]::FromSeconds(120))\n    }} catch {{\n        [Console]::Error.WriteLine('Stop-Service: ' + $_.Exception.Message + '; waiting for the node''s process')\n    }}\n}}\n\
              $PidFile = {}\n\
-             if (Test-Path -LiteralPath $PidFile) {{\n    $Id = (Get-Content -LiteralPath $PidFile -Raw).Trim()\n    $Process = Get-Process -Id $Id -ErrorAction SilentlyContinue\n    if ($Process -and $Process.ProcessName -eq 'erl' -and -not $Process.WaitForExit(120000)) {{\n        throw \"RabbitMQ (erl.exe, pid $Id) did not stop within 120 s\"\n    }}\n}}\n",
-            ps_quote(&self.pid_file)
+             if (Test-Path -LiteralPath $PidFile) {{\n    $Id = (Get-Content -LiteralPath $PidFile -Raw).Trim()\n    $Process = Get-Process -Id $Id -ErrorAction SilentlyContinue\n    if ($Process -and $Process.ProcessName -eq 'erl' -and -not $Process.WaitForExit(120000)) {{\n        throw \"RabbitMQ (erl.exe, pid $Id) did not stop within 120 s\"\n    }}\n}}\n\
+             if ($Service) {{\n    $Service.Refresh()\n    if ($Service.Status -ne 'Stopped') {{ $Service.WaitForStatus('Stopped', [TimeSpan]::FromSeconds(60)) }}\n}}\n",
+            ps_quote(&self.pid_file),
+            prelude = indent(&self.cli_prelude_no_exit(), "        "),
+            stop_app = self.cli_call(Tool::Ctl, &["stop_app"]),
         )
     }
 
@@ -542,7 +457,10 @@ impl Platform for Windows {
     fn install(&self, what: &super::Install) -> String {
         // Erlang first: the new RabbitMQ may need it. Both installers are NSIS
         // installers, silent with /S; a URL is downloaded into the run folder first.
-        let mut s = String::from(INSTALL_FROM);
+        let mut s = format!(
+            "{PROTECT_FOLDER}{}",
+            INSTALL_FROM.replace("{BASE}", &ps_quote(&self.base))
+        );
         for (name, source) in [("Erlang", &what.erlang), ("RabbitMQ", &what.rabbitmq)] {
             if let Some(src) = source {
                 s.push_str(&format!("Install-From {} '{name}'\n", ps_quote(src)));
@@ -611,9 +529,10 @@ impl Platform for Windows {
             ),
         };
         format!(
-            "$Lock = {f}\n\
-             New-Item -ItemType Directory -Force -Path (Split-Path -Parent $Lock) | Out-Null\n\
-             try {{\n{write}}} catch [System.IO.IOException] {{\n    '@@held'\n    [System.IO.File]::ReadAllText($Lock)\n}}\n"
+            "{PROTECT_FOLDER}$Lock = {f}\n\
+             Protect-Folder {}\n\
+             try {{\n{write}}} catch [System.IO.IOException] {{\n    '@@held'\n    [System.IO.File]::ReadAllText($Lock)\n}}\n",
+            ps_quote(WARREN_FOLDER)
         )
     }
 
@@ -657,6 +576,184 @@ mod tests {
         // Both registry views are read.
         assert!(READ_VERSIONS.contains(r"HKLM:\SOFTWARE\WOW6432Node\Ericsson\Erlang"));
         assert!(!READ_VERSIONS.contains("[version]"));
+    }
+
+    fn host() -> Windows {
+        Windows {
+            base: r"C:\ProgramData\RabbitMQ".into(),
+            sbin: None,
+            node: "rabbit@win1".into(),
+            pid_file: r"C:\ProgramData\RabbitMQ\db\rabbit@win1.pid".into(),
+            user_profile: r"C:\Users\Administrator".into(),
+        }
+    }
+
+    /// Where there is no console, setting the output encoding throws; it must not end
+    /// the script.
+    #[test]
+    fn the_output_encoding_is_tried_not_required() {
+        let line = PRELUDE
+            .lines()
+            .find(|l| l.contains("[Console]::OutputEncoding"))
+            .unwrap();
+        assert!(
+            line.starts_with("try {") && line.ends_with("} catch { }"),
+            "{line}"
+        );
+    }
+
+    /// Every script that runs a `.bat` tool takes ERLANG_HOME from the machine's
+    /// environment and stops at once, exit code 127, without erl.exe; the prelude of
+    /// every other script does not pay for it.
+    #[test]
+    fn cli_scripts_take_erlang_home_from_the_machine() {
+        let w = host();
+        assert!(!PRELUDE.contains("ERLANG_HOME"));
+        for script in [
+            w.cli(Tool::Ctl, &["status"]),
+            w.reinstall().unwrap(),
+            w.read(super::super::Read::AwaitStartup).script,
+        ] {
+            let at = script
+                .find("[Environment]::GetEnvironmentVariable('ERLANG_HOME', 'Machine')")
+                .expect("ERLANG_HOME from the machine");
+            assert!(script[at..].contains(r"'bin\erl.exe'"));
+            assert!(script[at..].contains("exit 127\n"));
+            assert_eq!(super::super::NO_CLI_EXIT, 127);
+            let bat = script.find("Invoke-Native ").unwrap();
+            assert!(at < bat, "the check comes before the first .bat");
+        }
+    }
+
+    /// The stop: the app through the CLI first, tolerated when it fails, then the
+    /// service, tolerated when erlsrv gives up after its 30 s, then the pid file.
+    #[test]
+    fn the_stop_stops_the_app_first_and_falls_back_to_the_pid_file() {
+        let s = host().stop(ServiceManager::Windows);
+        let app = s.find("'stop_app'").unwrap();
+        let service = s.find("Stop-Service").unwrap();
+        let pid = s.find("$PidFile = ").unwrap();
+        assert!(app < service && service < pid);
+        assert!(s.contains("'-n', 'rabbit@win1'"));
+        // Inside the stop, a missing Erlang throws (caught) instead of ending the script.
+        assert!(!s.contains("exit 127"));
+        assert!(s[..service].contains("throw $Why"));
+        assert!(crate::pscheck::powershell_problems(&wrap(&s)).is_empty());
+    }
+
+    /// Installers run with the host's RABBITMQ_BASE and the machine's ERLANG_HOME,
+    /// and a download asks for TLS 1.2.
+    #[test]
+    fn installers_get_the_hosts_base_and_tls12() {
+        let s = host().install(&super::super::Install {
+            erlang: None,
+            rabbitmq: Some("https://example.org/rabbitmq-server-3.13.7.exe".into()),
+        });
+        let env = s
+            .find(r"$env:RABBITMQ_BASE = 'C:\ProgramData\RabbitMQ'")
+            .unwrap();
+        let erl = s
+            .find("$env:ERLANG_HOME = [Environment]::GetEnvironmentVariable('ERLANG_HOME', 'Machine')")
+            .unwrap();
+        let run = s.find("Start-Process").unwrap();
+        assert!(env < run && erl < run);
+        let tls = s.find("[Net.SecurityProtocolType]::Tls12").unwrap();
+        assert!(tls < s.find("Invoke-WebRequest").unwrap());
+        assert!(crate::pscheck::powershell_problems(&wrap(&s)).is_empty());
+    }
+
+    /// The TLS probe names its protocols (the four-argument AuthenticateAsClient).
+    #[test]
+    fn the_tls_probe_asks_for_tls12_explicitly() {
+        let q = host().probe_tls(&[("10.0.0.1".into(), 5671, "win1".into())], None);
+        assert!(q
+            .script
+            .contains("AuthenticateAsClient($T[2], $null, $Protocols, $false)"));
+        assert!(q.script.starts_with(TLS_PROTOCOLS));
+        assert!(!q.script.contains("AuthenticateAsClient($T[2])"));
+    }
+
+    /// A command line is used up to `COMMAND_LINE_MAX` characters, one more goes as a
+    /// file, well before cmd.exe's 8191.
+    #[test]
+    fn the_command_line_keeps_a_margin_below_cmds_limit() {
+        let w = host();
+        let len = |n: usize| encode(&wrap(&"#".repeat(n))).len();
+        let n = (0..4000)
+            .rev()
+            .find(|&n| len(n) <= COMMAND_LINE_MAX)
+            .unwrap();
+        assert!(w.command_line(&"#".repeat(n)).is_some());
+        assert!(len(n + 1) > COMMAND_LINE_MAX);
+        assert!(w.command_line(&"#".repeat(n + 1)).is_none());
+        assert!(len(n + 1) < COMMAND_LINE_LIMIT, "the margin is a margin");
+        const { assert!(COMMAND_LINE_LIMIT - COMMAND_LINE_MAX >= 150) };
+    }
+
+    /// The node's pid is erl.exe's: the service's ProcessId is erlsrv's.
+    #[test]
+    fn the_node_pid_is_erlsrvs_child_not_erlsrv() {
+        let q = host().read_host(&[], &[]);
+        assert!(q.script.contains("ParentProcessId=$Erlsrv"));
+        assert!(q.script.contains("$_.Name -eq 'erl.exe'"));
+        assert!(!q.script.contains("$NodePid = (Get-CimInstance"));
+        assert!(q.script.contains("[System.Net.Dns]::GetHostName()"));
+        assert!(!q.script.contains("COMPUTERNAME"));
+    }
+
+    /// RABBITMQ_BASE and warren's folder are made with a protected ACL before anything
+    /// is made in them; the profiles and other system folders keep theirs.
+    #[test]
+    fn folders_users_could_write_are_protected() {
+        let w = host();
+        let protects = |folder: &str| -> Option<String> {
+            let s = w.make_folder(folder);
+            s.lines()
+                .find_map(|l| l.strip_prefix("Protect-Folder "))
+                .map(str::to_string)
+        };
+        let base = r"'C:\ProgramData\RabbitMQ'";
+        assert_eq!(protects(r"C:\ProgramData\RabbitMQ").as_deref(), Some(base));
+        assert_eq!(
+            protects(r"c:\programdata\rabbitmq\tls").as_deref(),
+            Some(base)
+        );
+        let warren = r"'C:\ProgramData\warren'";
+        assert_eq!(protects(RUN_FOLDER).as_deref(), Some(warren));
+        assert_eq!(protects(r"C:\ProgramData\RabbitMQ2"), None);
+        assert_eq!(protects(r"C:\Users\Administrator"), None);
+        assert_eq!(protects(r"C:\Windows\System32\config\systemprofile"), None);
+        for s in [
+            PROTECT_FOLDER,
+            &w.take_lock("{}", None),
+            &w.install(&super::super::Install {
+                erlang: None,
+                rabbitmq: Some("https://example.org/r.exe".into()),
+            }),
+        ] {
+            assert!(s.contains("SetAccessRuleProtection($true, $false)"));
+            assert!(s.contains("'ContainerInherit,ObjectInherit'"));
+        }
+        assert!(w
+            .take_lock("{}", None)
+            .contains(&format!("Protect-Folder {warren}")));
+    }
+
+    /// The fact reading refuses a file under RABBITMQ_BASE owned by someone else than
+    /// SYSTEM, Administrators or the login user, naming the file and the fix.
+    #[test]
+    fn files_under_the_base_that_others_own_are_refused() {
+        let w = host();
+        let conf = r"C:\ProgramData\RabbitMQ\rabbitmq-env-conf.bat";
+        let cookie = r"C:\Users\Administrator\.erlang.cookie";
+        let q = w.read_host(&[(conf, false), (cookie, true)], &[]);
+        let check = q.script.find(&format!("Assert-Owner '{conf}'")).unwrap();
+        assert!(check < q.script.find(&format!("Read-Text '{conf}'")).unwrap());
+        assert!(!q.script.contains(&format!("Assert-Owner '{cookie}'")));
+        for sid in ["'S-1-5-18'", "'S-1-5-32-544'", "GetCurrent().User.Value"] {
+            assert!(ASSERT_OWNER.contains(sid));
+        }
+        assert!(ASSERT_OWNER.contains("takeown /A /F"));
     }
 
     #[test]

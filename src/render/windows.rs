@@ -79,6 +79,8 @@ pub(super) fn windows_render(
         })
         .collect();
     ctx.insert("files", &bootstrap_files);
+    // The cookie the CLI tools read, which bootstrap.ps1 checks after writing it.
+    ctx.insert("cli_cookie", &format!(r"{user_profile}\.erlang.cookie"));
     ctx.insert("service_stamp", &service_stamp);
     ctx.insert("seed", &inv.central().node_name());
     ctx.insert(

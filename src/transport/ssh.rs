@@ -115,6 +115,14 @@ impl Ssh {
             .channel_session()
             .map_err(|e| self.io_err(&what, e))?;
         ch.exec(command).map_err(|e| self.io_err(&what, e))?;
+        // Nothing goes to the command's stdin, so it is closed at once: powershell.exe
+        // with a redirected stdin left open can wait for more input after its script
+        // has ended (Win32-OpenSSH passes the channel as a pipe). On Linux every
+        // command is `sh -c` (under `sudo -n`), which reads no stdin: an EOF changes
+        // nothing there, and a command that did read would get EOF instead of hanging.
+        // No mock of libssh2 pins this: the lab's SSH stories run every command
+        // through here.
+        ch.send_eof().map_err(|e| self.io_err(&what, e))?;
         let mut stdout = Vec::new();
         ch.read_to_end(&mut stdout)
             .map_err(|e| self.io_err(&what, e))?;
