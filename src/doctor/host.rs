@@ -139,10 +139,22 @@ pub(super) fn checks(
     let name = h.name.as_str();
     let dirs = folders(h, d);
     let dirs: Vec<&str> = dirs.iter().map(String::as_str).collect();
-    let q = p.platform().doctor_read(&dirs);
-    let reading = match p.query(&q, Duration::from_secs(60)) {
-        Ok(out) if out.ok() => Reading::parse(&out.stdout),
-        Ok(out) if h.os == Os::Linux && out.stderr.contains("sudo") => {
+    let mut answers = p
+        .platform()
+        .doctor_read(&dirs)
+        .into_iter()
+        .map(|q| p.query(&q, Duration::from_secs(60)));
+    let mut stdout = String::new();
+    let first_failure = answers.find_map(|a| match a {
+        Ok(out) if out.ok() => {
+            stdout.push_str(&out.stdout);
+            None
+        }
+        other => Some(other),
+    });
+    let reading = match first_failure {
+        None => Reading::parse(&stdout),
+        Some(Ok(out)) if h.os == Os::Linux && out.stderr.contains("sudo") => {
             l.fail(
                 "administrator",
                 name,
@@ -154,7 +166,7 @@ pub(super) fn checks(
             );
             return (l.0, None);
         }
-        Ok(out) => {
+        Some(Ok(out)) => {
             l.fail(
                 "reading",
                 name,
@@ -163,7 +175,7 @@ pub(super) fn checks(
             );
             return (l.0, None);
         }
-        Err(e) => {
+        Some(Err(e)) => {
             l.fail(
                 "reading",
                 name,
@@ -269,7 +281,7 @@ fn rights(l: &mut Lines, h: &Host, r: &Reading) {
 }
 
 /// PowerShell and Erlang's environment on a Windows host.
-fn windows_shell(l: &mut Lines, h: &Host, r: &Reading) {
+pub(super) fn windows_shell(l: &mut Lines, h: &Host, r: &Reading) {
     let name = h.name.as_str();
     let ps = r.get("powershell").unwrap_or("");
     match Version::parse(ps) {
@@ -299,7 +311,7 @@ fn windows_shell(l: &mut Lines, h: &Host, r: &Reading) {
             "erlang",
             name,
             format!(
-                "ERLANG_HOME is {m} machine-wide but {} in this session: the SSH server started before Erlang was installed (Win32-OpenSSH #1329)",
+                "ERLANG_HOME is {m} machine-wide but {} in this session: the SSH server started before RabbitMQ's installer set it (Win32-OpenSSH #1329)",
                 session.unwrap_or("unset")
             ),
             "warren takes the machine's value; restart the SSH server (Restart-Service sshd) so that other sessions have it too",
@@ -402,7 +414,7 @@ fn same_folder(a: &str, b: &str) -> bool {
 
 /// The RabbitMQ service: there, starting at boot, its account, and (Windows) what
 /// it was installed with.
-fn service(l: &mut Lines, h: &Host, r: &Reading) {
+pub(super) fn service(l: &mut Lines, h: &Host, r: &Reading) {
     let name = h.name.as_str();
     let Some(svc) = r.get("service") else {
         // No service manager: the node runs as a process of its own (`direct`).
@@ -471,7 +483,7 @@ fn service(l: &mut Lines, h: &Host, r: &Reading) {
     let node = r.get("erlsrv node");
     let want = h.node_name();
     let base_ok = installed.is_some_and(|i| same_folder(i, base));
-    let node_ok = node.is_some_and(|n| n.eq_ignore_ascii_case(&want));
+    let node_ok = node == Some(want.as_str());
     if base_ok && node_ok {
         l.ok(
             "service install",
@@ -627,7 +639,7 @@ fn cookie(l: &mut Lines, inv: &Inventory, h: &Host, d: &HostRender, f: &HostFact
 }
 
 /// The clock against the operator's, free disk against RabbitMQ's limit, memory.
-fn resources(l: &mut Lines, h: &Host, r: &Reading, now: i64) {
+pub(super) fn resources(l: &mut Lines, h: &Host, r: &Reading, now: i64) {
     let name = h.name.as_str();
     match r.get("clock").and_then(|c| c.parse::<i64>().ok()) {
         Some(t) if (t - now).abs() <= CLOCK_SKEW => l.ok(
@@ -689,11 +701,13 @@ fn bytes(b: u64) -> String {
 
 /// Who may write to the folders warren writes to: nobody but root, RabbitMQ and the
 /// administrators (a file there is read, or run, by the service).
-fn folders_checked(l: &mut Lines, h: &Host, r: &Reading) {
+pub(super) fn folders_checked(l: &mut Lines, h: &Host, r: &Reading) {
     let mut wrong = Vec::new();
     let mut fine = Vec::new();
+    let mut missing = Vec::new();
     for (owner, access, path) in &r.folders {
         if owner == "-" {
+            missing.push(path.as_str());
             continue;
         }
         let bad = match h.os {
@@ -703,8 +717,10 @@ fn folders_checked(l: &mut Lines, h: &Host, r: &Reading) {
             }
             Os::Windows => {
                 let ordinary = ["Users", "Authenticated_Users", "Everyone"];
+                // Windows' own folders (drivers\etc) belong to TrustedInstaller.
                 access.split(',').any(|a| ordinary.contains(&a))
-                    || !matches!(owner.as_str(), "SYSTEM" | "Administrators")
+                    || !(matches!(owner.as_str(), "SYSTEM" | "Administrators")
+                        || owner.ends_with("\\TrustedInstaller"))
             }
         };
         if bad {
@@ -720,12 +736,29 @@ fn folders_checked(l: &mut Lines, h: &Host, r: &Reading) {
             fine.push(path.as_str());
         }
     }
+    let missing = if missing.is_empty() {
+        String::new()
+    } else {
+        format!(
+            "; {} not there yet (warren makes {})",
+            missing.join(", "),
+            if h.os == Os::Windows {
+                "them with SYSTEM and Administrators only"
+            } else {
+                "them"
+            }
+        )
+    };
     if wrong.is_empty() {
-        l.ok(
-            "folders",
-            &h.name,
-            format!("only administrators may write to {}", fine.join(", ")),
-        );
+        let found = if fine.is_empty() {
+            missing.trim_start_matches("; ").to_string()
+        } else {
+            format!(
+                "only administrators may write to {}{missing}",
+                fine.join(", ")
+            )
+        };
+        l.ok("folders", &h.name, found);
     } else {
         l.fail(
             "folders",

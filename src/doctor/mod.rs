@@ -12,6 +12,8 @@
 mod host;
 mod network;
 mod tls;
+#[cfg(test)]
+mod windows_reading;
 
 pub use network::preflight;
 

@@ -20,7 +20,7 @@
 //!   `base` from its environment, `node`).
 
 /// The Linux reading. `data_dir` is where RabbitMQ keeps its data (the disk to check).
-pub fn linux(data_dir: &str, folders: &[&str]) -> String {
+pub fn linux(data_dir: &str, folders: &[&str]) -> Vec<String> {
     use crate::transport::sh_quote;
     let mut s = format!(
         "echo \"@@admin $([ \"$(id -u)\" = 0 ] && echo yes || echo no)\"\n\
@@ -44,17 +44,19 @@ pub fn linux(data_dir: &str, folders: &[&str]) -> String {
          \x20   else echo '@@service missing'; fi\n\
          fi\n",
     );
-    s
+    vec![s]
 }
 
-/// The Windows reading. `base` is RABBITMQ_BASE (the disk to check).
-pub fn windows(base: &str, folders: &[&str]) -> String {
+/// The Windows reading, in two scripts that each fit on one command line, so that
+/// nothing is written to the host to run them (a longer script would travel as a
+/// file). `base` is RABBITMQ_BASE (the disk to check).
+pub fn windows(base: &str, folders: &[&str]) -> Vec<String> {
     use super::windows::ps_quote;
-    let mut s = WINDOWS_READING.replace("{BASE}", &ps_quote(base));
+    let mut access = String::from(WINDOWS_FOLDERS);
     for f in folders {
-        s.push_str(&format!("Read-Folder {}\n", ps_quote(f)));
+        access.push_str(&format!("Read-Folder {}\n", ps_quote(f)));
     }
-    s
+    vec![WINDOWS_READING.replace("{BASE}", &ps_quote(base)), access]
 }
 
 /// Who may write (Windows): accounts whose rules allow writing or more, by SID where
@@ -85,7 +87,10 @@ foreach ($Key in @('HKLM:\SOFTWARE\Ericsson\Erlang\ErlSrv\1.1\RabbitMQ', 'HKLM:\
         break
     }
 }
-function Read-Folder([string]$Path) {
+"#;
+
+/// Who may write to each folder, and its owner.
+const WINDOWS_FOLDERS: &str = r#"function Read-Folder([string]$Path) {
     if (-not (Test-Path -LiteralPath $Path -PathType Container)) {
         '@@folder - - ' + $Path
         return

@@ -56,8 +56,11 @@ impl Platform for Linux {
         Os::Linux
     }
 
-    fn doctor_read(&self, folders: &[&str]) -> Query {
-        Query::new(super::doctor::linux(&self.data_dir, folders))
+    fn doctor_read(&self, folders: &[&str]) -> Vec<Query> {
+        super::doctor::linux(&self.data_dir, folders)
+            .into_iter()
+            .map(Query::new)
+            .collect()
     }
 
     fn command_line(&self, script: &str) -> Option<String> {

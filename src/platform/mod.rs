@@ -237,8 +237,9 @@ pub trait Platform: Send + Sync {
     }
     /// The doctor's reading (`doctor.rs` says what it prints): rights, clock, own
     /// name, free disk and memory, the folders warren writes to, the RabbitMQ service
-    /// and what it was installed with.
-    fn doctor_read(&self, folders: &[&str]) -> Query;
+    /// and what it was installed with; in as many queries as it takes for each to
+    /// fit on one command line (so nothing is written to the host to read it).
+    fn doctor_read(&self, folders: &[&str]) -> Vec<Query>;
     /// Prints the IPv4 addresses `name` resolves to on the host, one per line.
     fn resolve(&self, name: &str) -> Query;
     /// Prints `open K` for each target (address, port) that accepts a TCP connection

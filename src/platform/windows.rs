@@ -208,8 +208,11 @@ impl Platform for Windows {
         Os::Windows
     }
 
-    fn doctor_read(&self, folders: &[&str]) -> Query {
-        Query::new(super::doctor::windows(&self.base, folders))
+    fn doctor_read(&self, folders: &[&str]) -> Vec<Query> {
+        super::doctor::windows(&self.base, folders)
+            .into_iter()
+            .map(Query::new)
+            .collect()
     }
 
     fn command_line(&self, script: &str) -> Option<String> {
