@@ -68,6 +68,28 @@ fn tls_listeners_and_distribution_with_a_renewal() {
         ("certificates", "site1")
     );
     assert!(failing[0].2.contains("expires in 9 days"), "{failing:?}");
+    // doctor checks the same files before anything is sent: site1's certificate
+    // verifies now but not in 30 days, central's fully; a key that is not the
+    // certificate's fails.
+    assert_eq!(
+        doctor_tls(&dir, "central"),
+        ("ok".to_string(), String::new())
+    );
+    let (status, found) = doctor_tls(&dir, "site1");
+    assert_eq!(status, "warn", "{found}");
+    assert!(found.contains("not in 30 days"), "{found}");
+    let (own, other) = (
+        "cert = \"tls/site1.pem\", key = \"tls/site1.key\"",
+        "cert = \"tls/site1.pem\", key = \"tls/central.key\"",
+    );
+    edit_inventory(&dir, own, other);
+    let (status, found) = doctor_tls(&dir, "site1");
+    assert_eq!(status, "fail", "{found}");
+    assert!(
+        found.contains("is not the key of the certificate"),
+        "{found}"
+    );
+    edit_inventory(&dir, other, own);
     phases.done("bootstrap over TLS");
 
     // Each listener, from this machine, with the CA as the only trust: AMQPS, MQTTS
@@ -171,6 +193,7 @@ fn tls_listeners_and_distribution_with_a_renewal() {
     assert_ne!(pids[1], now[1]);
     let (code, out, _) = lab_warren(&dir, &["plan", "--exit-code"]);
     assert_eq!(code, 0, "{out}");
+    assert_eq!(doctor_tls(&dir, "site1").0, "ok");
     phases.done("renewal");
 
     // HAProxy in front of the TLS-only members (central, site1): it passes TLS
@@ -235,6 +258,26 @@ fn openssl(dir: &Path, args: &[&str]) -> String {
 
 /// A key (kept once made) and a certificate for `h` signed by the test's CA, valid
 /// for `days`, naming the host as the nodes and clients know it.
+/// doctor's tls line for `host`: its status and, when not ok, what it found.
+fn doctor_tls(dir: &Path, host: &str) -> (String, String) {
+    let (_, out, err) = lab_warren(dir, &["doctor", "--json", "--host", host]);
+    let v: serde_json::Value =
+        serde_json::from_str(&out).unwrap_or_else(|e| panic!("{e}: {out}{err}"));
+    let line = v["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["check"] == "tls" && c["host"] == host)
+        .unwrap_or_else(|| panic!("no tls line for {host}: {out}"));
+    let status = line["status"].as_str().unwrap().to_string();
+    let found = if status == "ok" {
+        String::new()
+    } else {
+        line["found"].as_str().unwrap().to_string()
+    };
+    (status, found)
+}
+
 fn certificate(dir: &Path, h: &Host, days: u32) {
     let (key, csr, pem) = (
         format!("{}.key", h.name),
