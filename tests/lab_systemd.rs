@@ -132,6 +132,23 @@ fn central_under_systemd_bootstrap_rerun_change_and_a_failed_start() {
     assert_eq!(main_pid(&dir, central), booted);
     assert_eq!(rabbit_pid(&dir, site), site_pid);
     assert_eq!(journal(&dir, central), journal_before);
+    // doctor reads systemd's unit on central: active, enabled, run as rabbitmq;
+    // every other line ok too, and it restarts nothing either.
+    let (code, out, err) = lab_warren(&dir, &["doctor", "--json"]);
+    assert_eq!(code, 0, "{out}\n{err}");
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let checks = v["checks"].as_array().unwrap();
+    let not_ok: Vec<&serde_json::Value> = checks.iter().filter(|c| c["status"] != "ok").collect();
+    assert!(not_ok.is_empty(), "{not_ok:#?}");
+    let service = checks
+        .iter()
+        .find(|c| c["check"] == "service" && c["host"] == "central")
+        .unwrap();
+    assert_eq!(
+        service["found"], "rabbitmq-server.service active, enabled, as user rabbitmq",
+        "{service}"
+    );
+    assert_eq!(main_pid(&dir, central), booted);
     phases.done("rerun");
 
     // A setting every node reads: central is restarted through systemctl, once.

@@ -49,8 +49,13 @@ pub(super) fn reached(h: &Host, t: &dyn Transport) -> String {
 pub(super) fn reach_fix(h: &Host) -> String {
     match h.transport {
         TransportKind::Ssh => format!(
-            "check {}'s address, port, user and key in the inventory and that its SSH server runs; a host key known_hosts does not have is recorded by `warren apply --accept-new-host-keys` once you have compared the fingerprint it prints",
-            h.name
+            "check {}'s address, port, user and key in the inventory and that its SSH server runs; record a host key known_hosts does not have yet with `ssh-keyscan -p {} {} >> {}`, once its fingerprint matches the host's own",
+            h.name,
+            h.port,
+            h.address,
+            h.known_hosts
+                .as_deref()
+                .map_or("~/.ssh/known_hosts".to_string(), |p| p.display().to_string())
         ),
         TransportKind::Winrm => format!(
             "check that {} has a WinRM listener on port {} (Enable-PSRemoting, or winrm quickconfig -transport:https), and the user and password reference in the inventory",
@@ -171,7 +176,7 @@ pub(super) fn checks(
                 "reading",
                 name,
                 format!("the doctor's reading failed: {}", out.last_line()),
-                "run the script by hand on the host to see why (`warren doctor` reads only; see docs/doctor.md)",
+                "fix what the message names (the reading needs only the host's shell, sh or PowerShell), then run doctor again",
             );
             return (l.0, None);
         }

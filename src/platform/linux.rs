@@ -256,10 +256,16 @@ impl Platform for Linux {
         match m {
             // systemctl says only that the start failed; the reason (a unit setting
             // it refused, the node's exit) is in the unit's journal, whose last lines
-            // follow the mark on stderr.
+            // follow the mark on stderr. systemd hands its lines to journald
+            // asynchronously, so they may not be readable yet when systemctl returns:
+            // the journal is read once this start's end ("Failed with result") is
+            // in it, after the cursor taken before the start, for up to 5 s.
             ServiceManager::Systemd => format!(
-                "{}systemctl start rabbitmq-server && exit 0\n\
+                "{}cur=$(journalctl -u rabbitmq-server --no-pager --quiet --lines 1 --show-cursor 2>/dev/null | sed -n 's/^-- cursor: //p')\n\
+                 systemctl start rabbitmq-server && exit 0\n\
                  c=$?\n\
+                 i=0\n\
+                 while [ $i -lt 20 ] && ! journalctl -u rabbitmq-server --no-pager --quiet ${{cur:+--after-cursor=\"$cur\"}} 2>/dev/null | grep -q 'Failed with result'; do sleep 0.25; i=$((i+1)); done\n\
                  echo '{JOURNAL_MARK}' >&2\n\
                  journalctl -u rabbitmq-server --no-pager --quiet --lines 10 >&2\n\
                  exit $c",
