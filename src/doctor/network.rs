@@ -1,8 +1,9 @@
 //! Names and ports between the hosts, from each host to every host it must talk to:
 //! cluster members resolve each other's names (Erlang distribution reaches a node by
 //! the host part of its name) to the inventory's addresses, and reach each other's
-//! epmd, distribution, AMQP and management ports; a linked site and the central host
-//! reach each other's AMQP port; the balancer reaches every member's.
+//! epmd, distribution, AMQP and management ports; a shovel's site reaches the central
+//! host's AMQP port, and the central host a federated site's; the balancer reaches
+//! every member's AMQP and management ports.
 //!
 //! A port is probed only where it means something now: on a host whose node runs,
 //! and (but for epmd's) with warren's files already, since a node listens where its
@@ -45,9 +46,17 @@ fn ports(inv: &Inventory, i: usize, j: usize) -> Vec<(u16, &'static str)> {
             management,
         ]);
     }
+    // A link connects one way: a shovel from its site to the central host, a
+    // federation from the central host to its site.
     let ci = inv.central_index();
-    let linked = |a: usize, b: usize| a == ci && inv.is_linked(b);
-    if linked(i, j) || linked(j, i) {
+    let connects = inv.sites.iter().any(|s| {
+        let (from, to) = match s.link {
+            crate::inventory::Link::Shovel => (s.host, ci),
+            _ => (ci, s.host),
+        };
+        s.linked() && (from, to) == (i, j)
+    });
+    if connects {
         out.push(amqp);
     }
     if inv.load_balancer.as_ref().is_some_and(|lb| lb.host == i) && inv.is_member(j) {
@@ -496,5 +505,83 @@ fn accept(n: usize) -> &'static str {
         "accepts connections"
     } else {
         "accept connections"
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::ports;
+
+    /// Which ports each host must reach: between members everything distribution
+    /// and clients need; a link one way only (a shovel from its site, a federation
+    /// from the central host), over AMQPS to a host that listens with TLS only.
+    #[test]
+    fn each_host_reaches_what_it_talks_to() {
+        let text = r#"
+[cluster]
+name = "t"
+cookie = { env = "C" }
+
+[[hosts]]
+name = "central"
+address = "10.0.0.10"
+os = "linux"
+role = "central"
+tls = { ca = "ca.pem", cert = "central.pem", key = "central.key" }
+
+[[hosts]]
+name = "m"
+address = "10.0.0.13"
+os = "linux"
+role = "site"
+tls = { ca = "ca.pem", cert = "m.pem", key = "m.key" }
+
+[[hosts]]
+name = "a"
+address = "10.0.0.11"
+os = "windows"
+password = { env = "P" }
+role = "site"
+tls = { ca = "ca.pem", cert = "a.pem", key = "a.key" }
+
+[[hosts]]
+name = "b"
+address = "10.0.0.12"
+os = "linux"
+role = "site"
+
+[[sites]]
+host = "m"
+exchange = "site.m"
+queue = "site.m.data"
+
+[[sites]]
+host = "a"
+exchange = "site.a"
+queue = "site.a.data"
+link = "shovel"
+link_password = { env = "L" }
+
+[[sites]]
+host = "b"
+exchange = "site.b"
+queue = "site.b.data"
+link = "federation"
+link_password = { env = "L" }
+"#;
+        let inv = crate::inventory::parse(text, std::path::Path::new("inv.toml")).unwrap();
+        let names =
+            |i: usize, j: usize| -> Vec<u16> { ports(&inv, i, j).iter().map(|p| p.0).collect() };
+        // Members: epmd, distribution, and AMQPS and HTTPS for TLS-only hosts.
+        assert_eq!(names(1, 0), [4369, 25672, 5671, 15671]);
+        assert_eq!(names(0, 1), [4369, 25672, 5671, 15671]);
+        // The shovel's site connects to central, not the other way.
+        assert_eq!(names(2, 0), [5671]);
+        assert!(names(0, 2).is_empty());
+        // central federates from b, b never connects to central.
+        assert_eq!(names(0, 3), [5672]);
+        assert!(names(3, 0).is_empty());
+        // Linked sites have nothing to do with each other or with other members.
+        assert!(names(2, 3).is_empty() && names(1, 2).is_empty());
     }
 }
