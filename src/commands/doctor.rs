@@ -56,7 +56,11 @@ pub fn run(path: &Path, json: bool, hosts: &[String]) -> Result<Outcome> {
             .filter(|l| l.status == Status::Fail)
             .map(|l| format!("{} on {}", l.check, l.host))
             .collect();
-        bail!("doctor found {fail} failing checks: {}", failed.join(", "));
+        let checks = if fail == 1 { "check" } else { "checks" };
+        bail!(
+            "doctor found {fail} failing {checks}: {}",
+            failed.join(", ")
+        );
     }
     Ok(Outcome::Success)
 }
