@@ -17,6 +17,7 @@ pub mod platform;
 pub mod pscheck;
 pub mod rabbitmq;
 pub mod render;
+pub mod runlog;
 pub mod transport;
 pub mod ui;
 pub mod util;

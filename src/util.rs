@@ -27,6 +27,17 @@ pub fn regex_escape(s: &str) -> String {
     out
 }
 
+/// `t` in UTC as `YYYYMMDD-HHMMSS`: for file names that sort by time.
+pub fn utc_stamp(t: std::time::SystemTime) -> String {
+    // "2026-12-04T21:31:57Z"
+    let s = humantime::format_rfc3339_seconds(t).to_string();
+    format!(
+        "{}-{}",
+        s[..10].replace('-', ""),
+        s[11..19].replace(':', "")
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -183,7 +183,7 @@ fn doctor_checks_every_assumption_and_a_join_is_checked_first() {
     ssh_ok(
         &dir,
         site1,
-        &format!("cp -p {cookie} /root/cookie.kept && chmod 600 {cookie} && printf DIFFERENTCOOKIEDIFFERENT > {cookie} && chmod 400 {cookie}"),
+        &format!("cp -p {cookie} /var/lib/rabbitmq/cookie.kept && chmod 600 {cookie} && printf DIFFERENTCOOKIEDIFFERENT > {cookie} && chmod 400 {cookie}"),
     );
     let (code, checks) = doctor(&dir, &[]);
     assert_eq!(code, 1);
@@ -194,7 +194,11 @@ fn doctor_checks_every_assumption_and_a_join_is_checked_first() {
         ("cookie", "site1")
     );
     assert!(failed[0].2.contains(cookie), "{:?}", failed[0]);
-    ssh_ok(&dir, site1, &format!("cp -p /root/cookie.kept {cookie}"));
+    ssh_ok(
+        &dir,
+        site1,
+        &format!("mv -f /var/lib/rabbitmq/cookie.kept {cookie}"),
+    );
     let (code, _) = doctor(&dir, &[]);
     assert_eq!(code, 0);
     phases.done("a member's cookie that differs: doctor fails naming site1");

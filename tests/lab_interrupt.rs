@@ -54,6 +54,7 @@ struct Run {
 fn apply_until(dir: &Path, mut at: impl FnMut(&str) -> Option<Stop>) -> Run {
     let mut child = Command::new(env!("CARGO_BIN_EXE_warren"))
         .args(["-i", &inventory_arg(), "apply", "--yes"])
+        .env("XDG_STATE_HOME", state_home(dir))
         .current_dir(dir)
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())

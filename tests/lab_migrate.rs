@@ -290,6 +290,7 @@ fn backup_a_deleted_queue_planned_and_restored(dir: &Path, hosts: &[Host]) {
 fn killed_while_draining(dir: &Path) {
     let mut child = Command::new(env!("CARGO_BIN_EXE_warren"))
         .args(["-i", &inventory_arg(), "apply", "--yes"])
+        .env("XDG_STATE_HOME", state_home(dir))
         .current_dir(dir)
         .stdout(Stdio::null())
         .stderr(Stdio::piped())

@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 /// of each. A cross-cutting feature (the balancer, TLS, links) has a part in each
 /// layer it touches, never a module of its own beside them.
 const LAYERS: &[(&str, &[&str])] = &[
-    ("base", &["util", "versions", "interrupt", "ui"]),
+    ("base", &["util", "versions", "interrupt", "ui", "runlog"]),
     ("inventory", &["inventory"]),
     ("transport", &["transport"]),
     ("platform", &["platform"]),

@@ -30,8 +30,15 @@ pub fn main() -> ExitCode {
         Ok(Outcome::Success) => ExitCode::SUCCESS,
         Ok(Outcome::Changes) => ExitCode::from(2),
         Err(e) => {
+            crate::runlog::write(&format!("\nfailed:\n{e:#}\n"));
             for line in format!("{e:#}").lines() {
                 eprintln!("error: {line}");
+            }
+            if let Some(p) = crate::runlog::path() {
+                eprintln!(
+                    "error: every command of this run, with its output: {}",
+                    p.display()
+                );
             }
             ExitCode::from(1)
         }
@@ -39,6 +46,17 @@ pub fn main() -> ExitCode {
 }
 
 pub fn run(cli: Cli) -> Result<Outcome> {
+    let logged = match cli.command {
+        Command::Apply { .. } => Some("apply"),
+        Command::Drill { .. } => Some("drill"),
+        Command::Backup { .. } => Some("backup"),
+        _ => None,
+    };
+    if let Some(verb) = logged {
+        let args: Vec<String> = std::env::args().skip(1).collect();
+        crate::runlog::start(verb, &args.join(" "));
+        mask_secrets(&cli.inventory);
+    }
     match cli.command {
         Command::Check => check::run(&cli.inventory),
         Command::Render { out, host } => render::run(&cli.inventory, &out, host.as_deref()),
@@ -96,4 +114,35 @@ fn confirm(question: &str, action: &str) -> Result<()> {
         anyhow::bail!("the answer was not 'yes'; nothing was changed");
     }
     Ok(())
+}
+
+/// Tells the run log every secret the inventory names (the cookie, users' and links'
+/// passwords, WinRM passwords, TLS keys), so that it masks them wherever they would
+/// appear. An inventory that cannot be read is the command's own error to report.
+fn mask_secrets(path: &std::path::Path) {
+    let Ok(inv) = crate::inventory::load(path, crate::inventory::Needs::Hosts) else {
+        return;
+    };
+    // The cookie as render reads it: made on the first run, as render would make it.
+    if let Ok(v) = inv.cluster.cookie.read_or_create_random() {
+        crate::runlog::secret(v.expose());
+    }
+    let mut refs: Vec<&crate::inventory::SecretRef> = Vec::new();
+    refs.extend(inv.users.iter().map(|u| &u.password));
+    refs.extend(inv.sites.iter().filter_map(|s| s.link_password.as_ref()));
+    refs.extend(inv.hosts.iter().filter_map(|h| h.password.as_ref()));
+    for r in refs {
+        if let Ok(v) = r.read() {
+            crate::runlog::secret(v.expose());
+        }
+    }
+    for h in &inv.hosts {
+        if let Some(tls) = &h.tls {
+            if let Ok(key) = std::fs::read_to_string(&tls.key) {
+                for line in key.lines().filter(|l| !l.starts_with("-----")) {
+                    crate::runlog::secret(line);
+                }
+            }
+        }
+    }
 }

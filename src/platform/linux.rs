@@ -20,15 +20,20 @@ pub struct Linux {
     data_dir: String,
     /// The node's name before the `@`, as epmd lists it.
     node_short: String,
+    /// The node's own log file.
+    log_file: String,
 }
 
 impl Linux {
     pub fn new(h: &Host) -> Linux {
-        let data_dir = match &h.paths {
-            Paths::Linux { data_dir, .. } => data_dir.clone(),
-            Paths::Windows { .. } => "/var/lib/rabbitmq".into(),
+        let (data_dir, log_dir) = match &h.paths {
+            Paths::Linux {
+                data_dir, log_dir, ..
+            } => (data_dir.clone(), log_dir.clone()),
+            Paths::Windows { .. } => ("/var/lib/rabbitmq".into(), "/var/log/rabbitmq".into()),
         };
         Linux {
+            log_file: format!("{log_dir}/{}.log", h.node_name()),
             sudo: h.user != "root",
             pid_file: format!("{data_dir}/mnesia/{}.pid", h.node_name()),
             data_dir,
@@ -54,6 +59,13 @@ fn cli_line(tool: Tool, args: &[&str]) -> String {
 impl Platform for Linux {
     fn os(&self) -> Os {
         Os::Linux
+    }
+
+    fn node_log(&self, lines: usize) -> Query {
+        Query::new(format!(
+            "f={}; if [ -f \"$f\" ]; then echo \"@@log $f\"; tail -n {lines} \"$f\"; fi",
+            sh_quote(&self.log_file)
+        ))
     }
 
     fn doctor_read(&self, folders: &[&str]) -> Vec<Query> {

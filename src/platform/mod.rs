@@ -240,6 +240,9 @@ pub trait Platform: Send + Sync {
     /// and what it was installed with; in as many queries as it takes for each to
     /// fit on one command line (so nothing is written to the host to read it).
     fn doctor_read(&self, folders: &[&str]) -> Vec<Query>;
+    /// Prints the last `lines` lines of the node's own log file, and first its path
+    /// on a line `@@log PATH` (nothing more when there is no such file).
+    fn node_log(&self, lines: usize) -> Query;
     /// Prints the IPv4 addresses `name` resolves to on the host, one per line.
     fn resolve(&self, name: &str) -> Query;
     /// Prints `open K` for each target (address, port) that accepts a TCP connection

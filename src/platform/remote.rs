@@ -71,8 +71,30 @@ impl Remote {
         Ok(())
     }
 
-    /// Sends a script: on one command line, or, when too long for one, as a file.
+    /// Sends a script (see `send_script`), and writes it, with what came back, to the
+    /// run log.
     fn exec_script(&mut self, script: &str, timeout: Duration) -> transport::Result<Exec> {
+        let t0 = std::time::Instant::now();
+        let result = self.send_script(script, timeout);
+        let host = self.conn.host().to_string();
+        match &result {
+            Ok(e) => crate::runlog::command(
+                &host,
+                script,
+                Ok(e.status),
+                t0.elapsed(),
+                &e.stdout,
+                &e.stderr,
+            ),
+            Err(e) => {
+                crate::runlog::command(&host, script, Err(&e.to_string()), t0.elapsed(), "", "")
+            }
+        }
+        result
+    }
+
+    /// Sends a script: on one command line, or, when too long for one, as a file.
+    fn send_script(&mut self, script: &str, timeout: Duration) -> transport::Result<Exec> {
         if let Some(line) = self.platform.command_line(script) {
             return self.conn.exec(&line, timeout);
         }
@@ -105,6 +127,32 @@ impl Remote {
             return Err(self.io_err(&format!("writing {path}"), out.last_line()));
         }
         Ok(())
+    }
+
+    /// `request`, written to the run log by method, path and status: never a body
+    /// (a user's definition carries its password) nor the credentials.
+    fn logged_request(
+        &mut self,
+        port: u16,
+        method: &str,
+        path: &str,
+        auth: Option<(&str, &str)>,
+        body: Option<&str>,
+    ) -> transport::Result<HttpResponse> {
+        let t0 = std::time::Instant::now();
+        let result = self.request(port, method, path, auth, body);
+        let outcome = match &result {
+            Ok(r) => format!("status {}", r.status),
+            Err(e) => format!("failed: {e}"),
+        };
+        crate::runlog::line(
+            self.conn.host(),
+            &format!(
+                "HTTP {method} {path} on port {port}: {outcome} ({:.2} s)",
+                t0.elapsed().as_secs_f64()
+            ),
+        );
+        result
     }
 
     /// An HTTP request to the host's own port: through the connection's tunnel, or,
@@ -181,7 +229,7 @@ impl Probe for Remote {
         path: &str,
         auth: Option<(&str, &str)>,
     ) -> transport::Result<HttpResponse> {
-        self.request(port, "GET", path, auth, None)
+        self.logged_request(port, "GET", path, auth, None)
     }
     fn server_version(&self) -> Option<String> {
         self.conn.server_version()
@@ -200,7 +248,7 @@ impl Transport for Remote {
         auth: Option<(&str, &str)>,
         body: Option<&str>,
     ) -> transport::Result<HttpResponse> {
-        self.request(port, method, path, auth, body)
+        self.logged_request(port, method, path, auth, body)
     }
     fn upload(
         &mut self,
@@ -231,6 +279,10 @@ impl Transport for Remote {
             }
             None => self.platform.upload_temp(path, in_place),
         };
+        crate::runlog::line(
+            self.conn.host(),
+            &format!("putting {path}: {} bytes by way of {tmp}", bytes.len()),
+        );
         self.send_file(&tmp, bytes)?;
         let script = self.platform.place_file(&tmp, path, owner, mode, in_place);
         let done = self.exec_script(&script, Duration::from_secs(120))?;

@@ -19,11 +19,55 @@ fn must(t: &mut dyn Transport, script: &str, timeout: Duration, what: &str) -> R
     Ok(out.stdout)
 }
 
+/// How many of the node's log lines a failure shows.
+const LOG_LINES: usize = 12;
+/// How long a failure waits for the node's log to have its last lines.
+const LOG_SETTLE: Duration = Duration::from_secs(3);
+
+/// `r`, and when it failed, the last lines of the node's own log (read from its
+/// host): RabbitMQ says there why a node would not start, join or stop.
+fn explained<T>(t: &mut dyn Probe, r: Result<T>) -> Result<T> {
+    let Err(e) = r else {
+        return r;
+    };
+    // Erlang's file log handler writes with a delay (logger_std_h opens its file
+    // with `delayed_write`: up to 2 s), so what the node logged about the failure
+    // may not be in the file yet. Only a failure waits.
+    std::thread::sleep(LOG_SETTLE);
+    let q = t.platform().node_log(LOG_LINES * 4);
+    let Ok(out) = t.query(&q, Duration::from_secs(30)) else {
+        return Err(e);
+    };
+    let mut lines = out.stdout.lines().map(str::trim_end);
+    let Some(path) = lines.next().and_then(|l| l.strip_prefix("@@log ")) else {
+        return Err(e);
+    };
+    // An entry's continuation lines are its text, but RabbitMQ repeats the prefix on
+    // each: a line with nothing after `[level] <pid>` says nothing.
+    let said: Vec<&str> = lines
+        .filter(|l| {
+            let text = match l.find("] <") {
+                Some(i) => l[i..].split_once('>').map_or("", |(_, text)| text),
+                None => l,
+            };
+            !text.trim().is_empty()
+        })
+        .collect();
+    if said.is_empty() {
+        return Err(e);
+    }
+    let last = &said[said.len().saturating_sub(LOG_LINES)..];
+    Err(anyhow::anyhow!(
+        "{e:#}\nthe last lines of the node's log ({path}):\n  {}",
+        last.join("\n  ")
+    ))
+}
+
 /// Stops RabbitMQ and waits until its OS process is gone.
 pub fn stop(t: &mut dyn Transport, m: ServiceManager) -> Result<()> {
     let script = t.platform().stop(m);
-    must(t, &script, STOP_TIMEOUT, "stopping RabbitMQ")?;
-    Ok(())
+    let r = must(t, &script, STOP_TIMEOUT, "stopping RabbitMQ").map(|_| ());
+    explained(t, r)
 }
 
 /// Separates a failed start's own error from the service manager's log lines that
@@ -35,9 +79,11 @@ pub fn start(t: &mut dyn Transport, m: ServiceManager, daemon_reload: bool) -> R
     let script = t.platform().start(m, daemon_reload);
     let out = t.run(&script, STOP_TIMEOUT)?;
     if !out.ok() {
-        bail!("{}", start_failure(t.host(), &out));
+        let r = Err(anyhow::anyhow!("{}", start_failure(t.host(), &out)));
+        return explained(t, r);
     }
-    await_startup(t, START_TIMEOUT)
+    let r = await_startup(t, START_TIMEOUT);
+    explained(t, r)
 }
 
 /// Why a start failed: the start command's reason and, where the platform printed
@@ -75,13 +121,14 @@ fn start_failure(host: &str, out: &crate::transport::Exec) -> String {
 pub fn reinstall(t: &mut dyn Transport, m: ServiceManager) -> Result<()> {
     match t.platform().reinstall() {
         Some(script) => {
-            must(
+            let r = must(
                 t,
                 &script,
                 STOP_TIMEOUT,
                 "reinstalling the RabbitMQ service",
-            )?;
-            await_startup(t, START_TIMEOUT)
+            )
+            .and_then(|_| await_startup(t, START_TIMEOUT));
+            explained(t, r)
         }
         None => start(t, m, false),
     }
@@ -90,8 +137,9 @@ pub fn reinstall(t: &mut dyn Transport, m: ServiceManager) -> Result<()> {
 /// Starts the rabbit application of a node whose Erlang VM runs without it, and waits
 /// until it has booted.
 pub fn start_app(t: &mut dyn Transport) -> Result<()> {
-    cli(t, Tool::Ctl, &["start_app"], START_TIMEOUT)?;
-    await_startup(t, START_TIMEOUT)
+    let r = cli(t, Tool::Ctl, &["start_app"], START_TIMEOUT)
+        .and_then(|_| await_startup(t, START_TIMEOUT));
+    explained(t, r)
 }
 
 /// Waits until `rabbitmqctl await_startup` succeeds on the host, retrying while the
@@ -147,6 +195,11 @@ pub fn start_plugins(t: &mut dyn Transport, plugins: &[String]) -> Result<()> {
 /// fails the node's app is started again, so the node is left running, standalone,
 /// and a rerun can try again.
 pub fn join(t: &mut dyn Transport, seed: &str, ram: bool, by_config: bool) -> Result<()> {
+    let r = join_steps(t, seed, ram, by_config);
+    explained(t, r)
+}
+
+fn join_steps(t: &mut dyn Transport, seed: &str, ram: bool, by_config: bool) -> Result<()> {
     let timeout = START_TIMEOUT;
     cli(t, Tool::Ctl, &["stop_app"], timeout)?;
     let result = (|| -> Result<()> {

@@ -208,6 +208,16 @@ impl Platform for Windows {
         Os::Windows
     }
 
+    fn node_log(&self, lines: usize) -> Query {
+        // RabbitMQ's default RABBITMQ_LOG_BASE is RABBITMQ_BASE\log, which warren's
+        // environment file leaves as it is.
+        Query::new(format!(
+            "$Log = Join-Path {} 'log\\{}.log'\nif (Test-Path -LiteralPath $Log) {{\n    '@@log ' + $Log\n    Get-Content -LiteralPath $Log -Tail {lines}\n}}\n",
+            ps_quote(&self.base),
+            self.node
+        ))
+    }
+
     fn doctor_read(&self, folders: &[&str]) -> Vec<Query> {
         super::doctor::windows(&self.base, folders)
             .into_iter()

@@ -34,6 +34,19 @@ impl Exec {
                 .trim_end_matches("Please see diagnostics information and suggestions below.")
                 .trim()
                 .to_string();
+            // `Error:` alone: the reason is on the lines after it (an Erlang term, as
+            // rabbitmqctl prints an error it has no message for), up to a blank line
+            // or the usage text.
+            if reason.ends_with(':') {
+                let rest: Vec<&str> = lines[i + 1..]
+                    .iter()
+                    .copied()
+                    .take_while(|l| !l.is_empty() && !l.starts_with("Usage") && *l != "DIAGNOSTICS")
+                    .collect();
+                if !rest.is_empty() {
+                    reason = format!("{reason} {}", rest.join(" "));
+                }
+            }
             if let Some(d) = lines.iter().position(|l| *l == "DIAGNOSTICS") {
                 // The node's own section: "rabbit@h:" and its bullets.
                 let details: Vec<&str> = lines[d..]
@@ -218,6 +231,22 @@ mod tests {
             stdout: String::new(),
             stderr: stderr.to_string(),
         }
+    }
+
+    /// An error rabbitmqctl has no message for: `Error:` alone, the Erlang term on the
+    /// lines after it (RabbitMQ 3.10's `rabbitmqctl forget_cluster_node` of the node
+    /// itself, as captured in the lab).
+    #[test]
+    fn a_bare_error_line_takes_the_reason_after_it() {
+        let e = failed("Error:\n{:failed_to_remove_node, :rabbit@central, {:combine_error, :schema, 'Last replica'}}\n");
+        assert_eq!(
+            e.last_line(),
+            "Error: {:failed_to_remove_node, :rabbit@central, {:combine_error, :schema, 'Last replica'}}"
+        );
+        assert_eq!(
+            failed("Error:\nboom\n\nUsage\n\nrabbitmqctl eval\n").last_line(),
+            "Error: boom"
+        );
     }
 
     /// What RabbitMQ 3.10's rabbitmqctl prints, as captured on this machine.

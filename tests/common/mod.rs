@@ -10,9 +10,25 @@ use std::process::{Command, Output};
 pub fn warren(dir: &Path, args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_warren"))
         .args(args)
+        .env("XDG_STATE_HOME", state_home(dir))
         .current_dir(dir)
         .output()
         .expect("run warren")
+}
+
+/// Where warren's run logs go in a test: under the test's own folder, so that
+/// `assert_no_secret_left` searches them too, and no test writes to root's home.
+pub fn state_home(dir: &Path) -> PathBuf {
+    dir.join("state")
+}
+
+/// The run logs warren wrote in this test's folder, oldest first.
+pub fn run_logs(dir: &Path) -> Vec<PathBuf> {
+    let mut logs: Vec<PathBuf> = std::fs::read_dir(state_home(dir).join("warren/runs"))
+        .map(|d| d.flatten().map(|e| e.path()).collect())
+        .unwrap_or_default();
+    logs.sort();
+    logs
 }
 
 /// Runs warren and fails the test, with its output, unless it succeeds.
@@ -426,6 +442,7 @@ pub fn lab_warren_env(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> String
     let out = Command::new(env!("CARGO_BIN_EXE_warren"))
         .args(["-i", &inventory_arg()])
         .args(args)
+        .env("XDG_STATE_HOME", state_home(dir))
         .envs(env.iter().copied())
         .current_dir(dir)
         .output()

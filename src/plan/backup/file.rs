@@ -7,13 +7,7 @@ use serde_json::Value;
 /// The file a backup taken at `t` is written to: `definitions-YYYYMMDD-HHMMSS.json`,
 /// in UTC (the sites may be in other time zones than the operator).
 pub fn file_name(t: std::time::SystemTime) -> String {
-    // "2026-12-04T21:31:57Z"
-    let s = humantime::format_rfc3339_seconds(t).to_string();
-    format!(
-        "definitions-{}-{}.json",
-        s[..10].replace('-', ""),
-        s[11..19].replace(':', "")
-    )
+    format!("definitions-{}.json", crate::util::utc_stamp(t))
 }
 
 /// When the backup in file `name` was taken, read back from its name
