@@ -24,6 +24,8 @@ mkdir -p "$OUT"
 export XDG_STATE_HOME="$PWD/$OUT/state"
 
 $SUDO $W lab down --name $NAME >/dev/null 2>&1 || true
+# The lab goes however the soak ends (a failed reset, Ctrl-C).
+trap '$SUDO $W lab down --name $NAME >/dev/null 2>&1 || true' EXIT
 $SUDO $W lab up --name $NAME --hosts "$HOSTS" >"$OUT/lab-up.out" 2>&1
 
 ok=0
@@ -63,5 +65,4 @@ if [ "$ok" -gt 0 ]; then
     }'
 fi
 echo "each run's output and run log: $OUT/"
-$SUDO $W lab down --name $NAME >/dev/null 2>&1 || true
 [ "$failed" -eq 0 ]
