@@ -601,6 +601,25 @@ mod tests {
         }
     }
 
+    /// A failure's log lines come from the node's own file under RABBITMQ_BASE\log
+    /// (RabbitMQ's default RABBITMQ_LOG_BASE on Windows), its path first.
+    #[test]
+    fn the_node_log_is_read_from_rabbitmq_base() {
+        let q = host().node_log(48);
+        let script = q.script();
+        assert!(
+            script.contains(r"Join-Path 'C:\ProgramData\RabbitMQ' 'log\rabbit@win1.log'"),
+            "{script}"
+        );
+        assert!(
+            script.contains("Get-Content -LiteralPath $Log -Tail 48"),
+            "{script}"
+        );
+        assert!(script.contains("'@@log ' + $Log"), "{script}");
+        let problems = crate::pscheck::powershell_problems(&wrap(script));
+        assert!(problems.is_empty(), "{problems:?}");
+    }
+
     /// Where there is no console, setting the output encoding throws; it must not end
     /// the script.
     #[test]
