@@ -13,9 +13,9 @@
 use super::Lines;
 use crate::facts::{Facts, HostFacts, NodeState};
 use crate::inventory::{Host, Inventory};
-use crate::plan::{Blocker, Plan, Service};
+use crate::plan::{Blocker, HostPlan, Plan, Service};
 use crate::platform::{Probe, Transport};
-use crate::render::{HostRender, Rendered};
+use crate::render::Rendered;
 use std::time::Duration;
 
 const EPMD: u16 = 4369;
@@ -173,20 +173,19 @@ fn ask_all(probes: Vec<Option<&mut dyn Probe>>, asks: &[Ask]) -> Vec<Option<Answ
     })
 }
 
-/// Whether `h`'s name check can wait: warren writes the hosts file, and has not yet.
-fn hosts_file_pending(inv: &Inventory, d: &HostRender, f: Option<&HostFacts>) -> bool {
+/// Whether the plan restarts the node (or reinstalls its service): until then it
+/// listens where its current files say.
+fn restarts(p: &HostPlan) -> bool {
+    matches!(p.service, Service::Restart { .. }) || !p.reinstall.is_empty()
+}
+
+/// Whether the plan writes the host's hosts file (warren keeps the names there): a
+/// name check there can wait for it.
+fn writes_hosts(inv: &Inventory, p: &HostPlan) -> bool {
     inv.cluster.hosts_file
-        && f.is_some_and(|f| {
-            let h = inv
-                .hosts
-                .iter()
-                .find(|h| h.name == f.host)
-                .expect("a host of the inventory");
-            crate::plan::host_plan(h, d, f)
-                .files
-                .iter()
-                .any(|c| c.path.to_ascii_lowercase().ends_with("hosts"))
-        })
+        && p.files
+            .iter()
+            .any(|c| c.path.to_ascii_lowercase().ends_with("hosts"))
 }
 
 /// One failed name lookup, as a sentence.
@@ -230,12 +229,12 @@ pub(super) fn checks(
     wanted: &dyn Fn(&str) -> bool,
 ) {
     let n = inv.hosts.len();
-    let restarts: Vec<bool> = (0..n)
+    // Each host's plan, once: what it restarts and writes decides what can be checked.
+    let plans: Vec<Option<HostPlan>> = (0..n)
         .map(|j| {
-            facts[j].as_ref().is_some_and(|f| {
-                let p = crate::plan::host_plan(&inv.hosts[j], &rendered.hosts[j], f);
-                matches!(p.service, Service::Restart { .. }) || !p.reinstall.is_empty()
-            })
+            facts[j]
+                .as_ref()
+                .map(|f| crate::plan::host_plan(&inv.hosts[j], &rendered.hosts[j], f))
         })
         .collect();
     // What each host is asked, and which (target, port) each probe is.
@@ -256,7 +255,12 @@ pub(super) fn checks(
                 asks[i].names.push(name_of(&inv.hosts[j]));
                 resolved[i].push(j);
             }
-            let (now, why) = probeable(&inv.hosts[j], facts[j].as_ref(), restarts[j], &ps);
+            let (now, why) = probeable(
+                &inv.hosts[j],
+                facts[j].as_ref(),
+                plans[j].as_ref().is_some_and(restarts),
+                &ps,
+            );
             if let Some(why) = why {
                 if !skipped[j].contains(&why) {
                     skipped[j].push(why);
@@ -299,7 +303,7 @@ pub(super) fn checks(
                 &h.name,
                 format!("resolves {} to the inventory's addresses", names.join(", ")),
             );
-        } else if hosts_file_pending(inv, &rendered.hosts[i], facts[i].as_ref()) {
+        } else if plans[i].as_ref().is_some_and(|p| writes_hosts(inv, p)) {
             l.warn(
                 "names",
                 &h.name,
@@ -426,17 +430,6 @@ pub fn preflight(
             .position(|h| h.name == name)
             .expect("a plan host")
     };
-    let restarts = |j: usize| {
-        let p = &plan.hosts[j];
-        matches!(p.service, Service::Restart { .. }) || !p.reinstall.is_empty()
-    };
-    let writes_hosts = |i: usize| {
-        inv.cluster.hosts_file
-            && plan.hosts[i]
-                .files
-                .iter()
-                .any(|c| c.path.to_ascii_lowercase().ends_with("hosts"))
-    };
     let mut asks: Vec<Ask> = (0..n).map(|_| Ask::default()).collect();
     // (resolver, target) and (prober, target, port, what), in each host's order.
     let mut names: Vec<Vec<usize>> = vec![Vec::new(); n];
@@ -444,13 +437,13 @@ pub fn preflight(
     for join in &plan.joins {
         let s = index(&join.host);
         for (from, to) in [(s, ci), (ci, s)] {
-            if !writes_hosts(from) && !names[from].contains(&to) {
+            if !writes_hosts(inv, &plan.hosts[from]) && !names[from].contains(&to) {
                 asks[from].names.push(name_of(&inv.hosts[to]));
                 names[from].push(to);
             }
             let t = &inv.hosts[to];
             let ps = [(EPMD, "epmd"), (t.ports.dist, "Erlang distribution")];
-            let (now, _) = probeable(t, Some(&facts.hosts[to]), restarts(to), &ps);
+            let (now, _) = probeable(t, Some(&facts.hosts[to]), restarts(&plan.hosts[to]), &ps);
             for (port, what) in now {
                 asks[from].targets.push((t.address.clone(), port));
                 probed[from].push((to, port, what));

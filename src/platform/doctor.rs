@@ -51,7 +51,7 @@ pub fn linux(data_dir: &str, folders: &[&str]) -> Vec<String> {
 /// nothing is written to the host to run them (a longer script would travel as a
 /// file). `base` is RABBITMQ_BASE (the disk to check).
 pub fn windows(base: &str, folders: &[&str]) -> Vec<String> {
-    use super::windows::ps_quote;
+    use super::windows_scripts::ps_quote;
     let mut access = String::from(WINDOWS_FOLDERS);
     for f in folders {
         access.push_str(&format!("Read-Folder {}\n", ps_quote(f)));

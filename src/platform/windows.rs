@@ -136,10 +136,7 @@ impl Windows {
     }
 }
 
-/// Quotes `s` as a PowerShell single-quoted string.
-pub fn ps_quote(s: &str) -> String {
-    format!("'{}'", s.replace('\'', "''"))
-}
+pub use super::windows_scripts::ps_quote;
 
 /// The whole script as sent: the prelude, then `body`.
 pub fn wrap(body: &str) -> String {

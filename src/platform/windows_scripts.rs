@@ -1,6 +1,11 @@
 //! The longer PowerShell pieces of `windows.rs`'s scripts, each with why it reads
 //! as it does.
 
+/// Quotes `s` as a PowerShell single-quoted string.
+pub fn ps_quote(s: &str) -> String {
+    format!("'{}'", s.replace('\'', "''"))
+}
+
 /// Makes a folder that only SYSTEM and Administrators may change, and its children
 /// after it: a folder made under ProgramData inherits an ACL that lets Users create
 /// files (OTP's installer removes inheritance on its own folder for that reason), and
