@@ -47,6 +47,32 @@ impl Linux {
     }
 }
 
+impl Linux {
+    /// A shell function `node_pid` that prints the running node's pid, or fails.
+    /// The pid file alone is not the node's word: a second `rabbitmq-server
+    /// -detached` beside a running node removes it (seen on 3.10.8), and a killed
+    /// start can leave one behind. So the file counts only when it names a live
+    /// `beam.smp`; otherwise the node is asked through epmd, where a running node
+    /// registers its distribution port, and the process listening on that port is it.
+    fn node_pid_function(&self) -> String {
+        format!(
+            "node_pid() {{\n\
+             \x20 p=$(cat {pid} 2>/dev/null)\n\
+             \x20 if [ -n \"$p\" ] && [ \"$(cat /proc/$p/comm 2>/dev/null)\" = beam.smp ]; then echo \"$p\"; return 0; fi\n\
+             \x20 port=$(epmd -names 2>/dev/null | sed -n {registered})\n\
+             \x20 [ -n \"$port\" ] || return 1\n\
+             \x20 p=$(ss -Hltnp \"sport = :$port\" 2>/dev/null | grep -o 'pid=[0-9]*' | head -n 1 | cut -d= -f2)\n\
+             \x20 [ -n \"$p\" ] && echo \"$p\"\n\
+             }}\n",
+            pid = sh_quote(&self.pid_file),
+            registered = sh_quote(&format!(
+                "s/^name {} at port \\([0-9]*\\)$/\\1/p",
+                self.node_short
+            )),
+        )
+    }
+}
+
 fn cli_line(tool: Tool, args: &[&str]) -> String {
     let mut line = format!("{} -q", tool.name());
     for a in args {
@@ -189,8 +215,8 @@ impl Platform for Linux {
             "echo \"@@hostname $(hostname)\"\n\
              if [ -d /run/systemd/system ]; then echo '@@manager systemd'; else echo '@@manager direct'; fi\n\
              dpkg-query -W -f='@@package ${{Package}} ${{Version}} ${{db:Status-Abbrev}}\\n' rabbitmq-server erlang-base 2>/dev/null\n\
-             p=$(cat {} 2>/dev/null); if [ -n \"$p\" ] && [ -d /proc/$p ]; then echo \"@@pid $p\"; else echo '@@pid none'; fi\n",
-            sh_quote(&self.pid_file)
+             {}if p=$(node_pid); then echo \"@@pid $p\"; else echo '@@pid none'; fi\n",
+            self.node_pid_function()
         ));
         Query::new(script)
     }
@@ -254,12 +280,11 @@ impl Platform for Linux {
             // two CLI start-ups saved, and no hang when the cookie file was changed
             // under the node (the CLI then waits rather than fails).
             _ => format!(
-                "p=$(cat {pid} 2>/dev/null) || exit 0\n\
-                 [ \"$(cat /proc/$p/comm 2>/dev/null)\" = beam.smp ] || exit 0\n\
+                "{node_pid}p=$(node_pid) || exit 0\n\
                  kill -TERM \"$p\" 2>/dev/null || exit 0\n\
                  for i in $(seq 1 1200); do [ -d /proc/$p ] || exit 0; sleep 0.1; done\n\
                  echo \"RabbitMQ (pid $p) did not stop within 120 s\" >&2; exit 1",
-                pid = sh_quote(&self.pid_file)
+                node_pid = self.node_pid_function()
             ),
         }
     }
@@ -288,7 +313,13 @@ impl Platform for Linux {
                 }
             ),
             // -detached daemonizes; its output must not hold the SSH channel open.
-            _ => "rabbitmq-server -detached > /dev/null 2>&1 < /dev/null".into(),
+            // A node already running (a killed run's start that went on) is left
+            // alone: a second instance fails, and removes the first one's pid file.
+            _ => format!(
+                "{}node_pid > /dev/null && exit 0\n\
+                 rabbitmq-server -detached > /dev/null 2>&1 < /dev/null",
+                self.node_pid_function()
+            ),
         }
     }
 
