@@ -53,11 +53,25 @@ impl<'a> Ctx<'a> {
         reaches(t, h, central)?;
         self.progress.host(host, &format!("joining {seed}"));
         let by_config = inv.cluster.join == JoinMethod::Config;
+        let mut retries = 0;
         crate::platform::join(
             t,
             &seed,
             h.node_type == crate::inventory::NodeType::Ram,
             by_config,
+            &mut |attempt, e| {
+                retries = attempt;
+                let reason = format!("{e:#}").replace('\n', " ");
+                self.progress.done_weighted(
+                    host,
+                    &format!(
+                        "joining {seed} failed ({reason}); the node holds nothing once reset, so it is reset and joined again (attempt {} of {})",
+                        attempt + 1,
+                        crate::platform::JOIN_ATTEMPTS
+                    ),
+                    0,
+                );
+            },
         )?;
         let after = match facts::api_membership(t, port, &creds, &h.node_name()) {
             Some((m, _)) if m.nodes.contains(&seed) => m,
@@ -73,7 +87,11 @@ impl<'a> Ctx<'a> {
             );
         }
         self.report.lock().unwrap().joined.push(host.to_string());
-        self.did(host, format!("joined {seed}'s cluster"), WEIGHT_JOIN);
+        let tries = match retries {
+            0 => String::new(),
+            n => format!(" (on attempt {})", n + 1),
+        };
+        self.did(host, format!("joined {seed}'s cluster{tries}"), WEIGHT_JOIN);
         Ok(())
     }
 }

@@ -31,7 +31,7 @@ pub use remote::Remote;
 pub use service::{
     await_startup, check_cookie_source, drain, enable_feature_flags, forget, install, join,
     queue_member, reinstall, remote_node, revive, start, start_app, start_plugins, stop,
-    START_TIMEOUT,
+    JOIN_ATTEMPTS, START_TIMEOUT,
 };
 pub use slots::{cli_slot, start_slot, Slot};
 

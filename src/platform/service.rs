@@ -194,14 +194,52 @@ pub fn start_plugins(t: &mut dyn Transport, plugins: &[String]) -> Result<()> {
 /// discovery (the node list in its config file) joins it at that boot. When a step
 /// fails the node's app is started again, so the node is left running, standalone,
 /// and a rerun can try again.
-pub fn join(t: &mut dyn Transport, seed: &str, ram: bool, by_config: bool) -> Result<()> {
-    let r = join_steps(t, seed, ram, by_config);
-    explained(t, r)
+/// How many times a join is tried in all (see `join`).
+pub const JOIN_ATTEMPTS: u32 = 3;
+/// The pause before a join is tried again.
+const JOIN_PAUSE: Duration = Duration::from_secs(3);
+
+/// Joins the node to `seed`'s cluster: `stop_app`, `reset`, `join_cluster` (unless
+/// peer discovery joins it from its config), `start_app`.
+///
+/// Nodes joining at once now and then fail in the reset, the join or the start after
+/// it (RabbitMQ's own parallel test clusters do: rabbitmq-server pull request 15502
+/// added retries to `rabbit_mnesia` for it). A joining node holds nothing once reset,
+/// so those steps are tried again from the reset, up to `JOIN_ATTEMPTS` in all;
+/// `retried` hears each failure first. A failed `stop_app` is not retried: the CLI
+/// cannot reach the node (a cookie, a name), which another try does not change.
+pub fn join(
+    t: &mut dyn Transport,
+    seed: &str,
+    ram: bool,
+    by_config: bool,
+    retried: &mut dyn FnMut(u32, &anyhow::Error),
+) -> Result<()> {
+    let timeout = START_TIMEOUT;
+    let stopped = cli(t, Tool::Ctl, &["stop_app"], timeout);
+    if stopped.is_err() {
+        return explained(t, stopped);
+    }
+    let mut attempt = 1;
+    loop {
+        let r = join_steps(t, seed, ram, by_config);
+        match r {
+            Err(e) if attempt < JOIN_ATTEMPTS => {
+                retried(attempt, &e);
+                std::thread::sleep(JOIN_PAUSE);
+                // start_app may have brought the node up standalone; a failed
+                // stop_app here is the next attempt's reset's to report.
+                let _ = cli(t, Tool::Ctl, &["stop_app"], timeout);
+                attempt += 1;
+            }
+            r => return explained(t, r),
+        }
+    }
 }
 
+/// A join's steps after `stop_app`; the app is started again whatever happened.
 fn join_steps(t: &mut dyn Transport, seed: &str, ram: bool, by_config: bool) -> Result<()> {
     let timeout = START_TIMEOUT;
-    cli(t, Tool::Ctl, &["stop_app"], timeout)?;
     let result = (|| -> Result<()> {
         cli(t, Tool::Ctl, &["reset"], timeout)?;
         if !by_config {
