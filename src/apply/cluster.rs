@@ -10,6 +10,26 @@ use crate::rabbitmq::api::{self, enc};
 use anyhow::{anyhow, bail, Result};
 use serde_json::json;
 
+/// Whether `op` is done before a rolling restart: what needs no restart and no node
+/// that is not running now. A binding to a queue not there yet waits for its queue,
+/// which may wait for its node (a run killed while a new node stopped for its first
+/// restart leaves it not fresh: the rerun's restart then comes before its join).
+fn before_restarts(op: &Op, now: &facts::ClusterFacts) -> bool {
+    let running = |n: &str| now.nodes.iter().any(|x| x.name == n && x.running);
+    match op {
+        Op::MoveMaster { .. } | Op::SyncQueue { .. } => false,
+        Op::DeclareQueue { node, members, .. } => {
+            running(node) && members.iter().all(|m| running(m))
+        }
+        Op::AddMember { node, .. } => running(node),
+        Op::PutBinding(b) if b.destination_type == "queue" => now
+            .queues
+            .iter()
+            .any(|q| q.name == b.destination && q.vhost == b.vhost),
+        _ => true,
+    }
+}
+
 impl<'a> Executor<'a> {
     pub(super) fn cluster(&mut self) -> Result<()> {
         self.cluster_ops(Broker::Cluster, &|_, _| true, true)
@@ -20,21 +40,7 @@ impl<'a> Executor<'a> {
     /// nodes). Where masters live is left to the pass after the restarts, which
     /// would move them again.
     pub(super) fn cluster_before_restarts(&mut self) -> Result<()> {
-        self.cluster_ops(
-            Broker::Cluster,
-            &|op, now| {
-                let running = |n: &str| now.nodes.iter().any(|x| x.name == n && x.running);
-                match op {
-                    Op::MoveMaster { .. } | Op::SyncQueue { .. } => false,
-                    Op::DeclareQueue { node, members, .. } => {
-                        running(node) && members.iter().all(|m| running(m))
-                    }
-                    Op::AddMember { node, .. } => running(node),
-                    _ => true,
-                }
-            },
-            false,
-        )
+        self.cluster_ops(Broker::Cluster, &before_restarts, false)
     }
 
     /// The cluster's resources: what a fresh reading shows is left to do, the
@@ -230,5 +236,32 @@ impl<'a> Executor<'a> {
         // The credentials that work now: guest may be gone.
         let (ci, port, creds) = self.api()?;
         self.await_placement(ci, port, &creds)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::render::definitions::BindingDef;
+
+    /// A rerun after a kill: the new site's exchange made, its queue not (its node
+    /// is down): the binding waits for the pass after the restarts and the join.
+    #[test]
+    fn a_binding_waits_for_its_queue() {
+        let bind = Op::PutBinding(BindingDef {
+            source: "site.site2".into(),
+            vhost: "/".into(),
+            destination: "site.site2.data".into(),
+            destination_type: "queue",
+            routing_key: "#".into(),
+            arguments: Default::default(),
+        });
+        let mut now = facts::ClusterFacts::default();
+        assert!(!before_restarts(&bind, &now));
+        now.queues = serde_json::from_value(serde_json::json!([
+            {"name": "site.site2.data", "vhost": "/"}
+        ]))
+        .unwrap();
+        assert!(before_restarts(&bind, &now));
     }
 }
