@@ -5,8 +5,13 @@
 # the inventory as `lab up` wrote it), so each run is a first bootstrap. Prints each
 # run as it ends, then the successes, every failure with its reason (the last lines
 # `apply` or `verify` printed, and the run log), and min/median/max seconds of the
-# successful runs. Everything a run printed, and its run log, stays in target/soak/.
+# successful runs. Everything a run printed, and its run log, stays in target/soak/;
+# a failed run's nodes' own logs too (target/soak/run-N/ADDRESS.log).
 # The lab is removed at the end. Needs root for the lab (uses sudo otherwise).
+#
+# SOAK_KILL=SEED: each bootstrap is first killed (SIGKILL) 2-50 s in, at moments
+# drawn from SEED (printed; the same SEED replays them), and the timed run is the
+# rerun that must finish it.
 set -euo pipefail
 
 N=${1:?usage: scripts/soak.sh N [HOSTS]}
@@ -28,6 +33,10 @@ $SUDO $W lab down --name $NAME >/dev/null 2>&1 || true
 trap '$SUDO $W lab down --name $NAME >/dev/null 2>&1 || true' EXIT
 $SUDO $W lab up --name $NAME --hosts "$HOSTS" >"$OUT/lab-up.out" 2>&1
 
+if [ -n "${SOAK_KILL:-}" ]; then
+    RANDOM=$SOAK_KILL
+    echo "soak: each bootstrap killed at a random moment first (seed $SOAK_KILL: SOAK_KILL=$SOAK_KILL replays it)"
+fi
 ok=0
 failed=0
 : >"$OUT/times"
@@ -35,6 +44,16 @@ failed=0
 for i in $(seq 1 "$N"); do
     if [ "$i" -gt 1 ]; then
         $SUDO $W lab reset --name $NAME >"$OUT/reset-$i.out" 2>&1
+    fi
+    if [ -n "${SOAK_KILL:-}" ]; then
+        # The bootstrap killed (SIGKILL) at a random moment, then the timed run
+        # below finishes it.
+        at=$((2 + RANDOM % 48)).$((RANDOM % 10))
+        $W -i "$INV" apply --yes >"$OUT/killed-$i.out" 2>"$OUT/killed-$i.err" &
+        pid=$!
+        sleep "$at"
+        kill -9 "$pid" 2>/dev/null && echo "run $i: killed $at s in, at: $(grep -v '^\s*$' "$OUT/killed-$i.err" | tail -1)"
+        wait "$pid" 2>/dev/null || true
     fi
     t0=$(date +%s.%N)
     if $W -i "$INV" apply --yes >"$OUT/apply-$i.out" 2>"$OUT/apply-$i.err" \
@@ -46,6 +65,13 @@ for i in $(seq 1 "$N"); do
         printf 'run %d: ok in %.1f s\n' "$i" "$secs"
     else
         failed=$((failed + 1))
+        # Every node's own log, as the run left it: the cause is there.
+        mkdir -p "$OUT/run-$i"
+        for a in $(sed -n 's/^address = "\(.*\)"$/\1/p' "$INV"); do
+            ssh -i lab-$NAME/id_ed25519 -o UserKnownHostsFile=lab-$NAME/known_hosts \
+                -o BatchMode=yes -o ConnectTimeout=5 "root@$a" \
+                'cat /var/log/rabbitmq/rabbit@$(hostname).log' >"$OUT/run-$i/$a.log" 2>&1 || true
+        done
         reason=$(grep -h '^error: ' "$OUT/apply-$i.err" "$OUT/verify-$i.out" 2>/dev/null | head -5 | tr '\n' ' ')
         [ -n "$reason" ] || reason=$(tail -3 "$OUT/verify-$i.out" 2>/dev/null | tr '\n' ' ')
         echo "run $i: $reason" >>"$OUT/failures"
