@@ -18,6 +18,8 @@ have ip || need+=(iproute2)
 have unshare || need+=(util-linux)
 have setpriv || need+=(util-linux)
 have iptables || need+=(iptables)
+# The terminal display is checked in a real terminal (a tmux pane).
+have tmux || need+=(tmux)
 # A lab host reached as a login user that is not root goes through sudo.
 have sudo || need+=(sudo)
 # `lab up --systemd` boots systemd in systemd-nspawn for its central host.

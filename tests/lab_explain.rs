@@ -1,4 +1,8 @@
-//! A failure that explains itself. On a bootstrapped two-host cluster, site1 is taken
+//! A failure that explains itself, and a run that shows itself. The two hosts'
+//! bootstrap runs in a real terminal (tmux), its screen captured as it goes: each
+//! host's line says what it does now, and the bar moves with the work.
+//!
+//! Then, on the bootstrapped two-host cluster, site1 is taken
 //! out (`rabbitmqctl reset`) and its node restarted with another cookie than the one
 //! in its cookie file (which holds the inventory's again): the next `apply` plans the
 //! join, and the join fails for real, as it would for an operator whose node kept an
@@ -12,15 +16,91 @@ mod common;
 
 use common::*;
 
+/// What an operator sees of a bootstrap in a terminal (`screens`, captured every half
+/// second): each host's line saying what it does now and for how long, the overall
+/// bar drawn from the start and moving with the work, its clock moving while a
+/// long step runs, and at the end every host done, the bar full and the summary.
+fn assert_terminal_display(screens: &[String], hosts: &[&str]) {
+    let running = &screens[..screens.len() - 1];
+    let all = running.join("\n=====\n");
+    // A host's line at work: a spinner, the host, the step, its seconds.
+    let working = |host: &str, step: &str| {
+        running.iter().flat_map(|s| s.lines()).any(|l| {
+            let mut w = l.split_whitespace();
+            let spinner = w.next().unwrap_or("");
+            let last = l.trim_end().rsplit(' ').next().unwrap_or("");
+            !spinner.is_ascii()
+                && w.next() == Some(host)
+                && l.contains(step)
+                && last.ends_with('s')
+                && last[..last.len() - 1].parse::<u32>().is_ok()
+        })
+    };
+    for h in hosts {
+        assert!(working(h, "stopping RabbitMQ ("), "{h} stopping:\n{all}");
+        assert!(working(h, "starting RabbitMQ"), "{h} starting:\n{all}");
+    }
+    assert!(working("site1", "joining rabbit@central"), "{all}");
+    // The bar: (percent, seconds) on each screen that has it.
+    let bars: Vec<(u32, String)> = running
+        .iter()
+        .filter_map(|s| {
+            let l = s.lines().find(|l| l.contains("% of the work"))?;
+            let (head, clock) = l.split_once("% of the work")?;
+            let percent = head.rsplit(' ').next()?.parse().ok()?;
+            Some((percent, clock.trim().to_string()))
+        })
+        .collect();
+    assert!(
+        running
+            .iter()
+            .filter(|s| s.contains("starting RabbitMQ"))
+            .all(|s| s.contains("% of the work")),
+        "the bar is drawn from the start:\n{all}"
+    );
+    assert!(
+        bars.windows(2).all(|w| w[0].0 <= w[1].0),
+        "the bar never goes back: {bars:?}"
+    );
+    let mut percents: Vec<u32> = bars.iter().map(|b| b.0).collect();
+    percents.dedup();
+    assert!(
+        percents.len() >= 4,
+        "the bar moves with the work, not only at the end: {bars:?}"
+    );
+    assert!(
+        bars.windows(2)
+            .any(|w| w[0].0 == w[1].0 && w[0].1 != w[1].1),
+        "the bar's clock moves while a step runs: {bars:?}"
+    );
+    let last = screens.last().unwrap();
+    assert!(last.contains("warren exited: 0"), "{last}");
+    assert!(last.contains("100% of the work"), "{last}");
+    assert!(last.contains("Applied: "), "{last}");
+    for h in hosts {
+        assert!(
+            last.lines().any(|l| {
+                let w: Vec<&str> = l.split_whitespace().collect();
+                w == [*h, "done"]
+            }),
+            "{h} done at the end:\n{last}"
+        );
+    }
+}
+
 #[test]
 fn a_failed_join_says_why_and_leaves_a_run_log() {
     let dir = workdir("lab_explain");
     let mut phases = Phases::new("lab_explain");
     let hosts = fresh_lab(&dir, 2);
     let site1 = &hosts[1];
-    let bootstrap = apply_verified(&dir);
+    // The bootstrap in a real terminal, as an operator watches it.
+    let (screens, code) = in_terminal(&dir, &["apply", "--yes"], 120, 40);
+    let bootstrap = screens.concat();
+    assert_eq!(code, 0, "{}", screens.last().unwrap());
+    assert_terminal_display(&screens, &["central", "site1"]);
     assert_eq!(run_logs(&dir).len(), 1, "the bootstrap's run log");
-    phases.done("bootstrap");
+    phases.done("bootstrap, watched in a terminal");
 
     ssh_ok(
         &dir,

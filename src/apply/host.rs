@@ -1,7 +1,7 @@
 //! One host's steps: leftovers, settings, files, the service's stop and start (or
 //! reinstall), plugins; and a node's rolling upgrade.
 
-use super::{Ctx, Executor, WEIGHT_NODE};
+use super::{Ctx, Executor, WEIGHT_NODE, WEIGHT_STOP};
 use crate::inventory::Host;
 use crate::plan::{HostPlan, Service};
 use crate::platform::Transport;
@@ -44,6 +44,8 @@ impl<'a> Ctx<'a> {
                 &format!("stopping RabbitMQ ({})", reasons.join(", ")),
             );
             crate::platform::stop(t, hp.manager)?;
+            // The stop is a part of the restart's weight: the bar moves with it.
+            self.progress.advance(WEIGHT_STOP);
         }
         self.write_files(h, t, hp)?;
         let wrote: Vec<&str> = hp
@@ -113,13 +115,17 @@ impl<'a> Ctx<'a> {
                     // command on this host would fail to reach the node.
                     crate::platform::check_cookie_source(t)?;
                 }
+                let weight = match hp.service {
+                    Service::Restart { .. } => WEIGHT_NODE - WEIGHT_STOP,
+                    _ => WEIGHT_NODE,
+                };
                 if wrote.is_empty() {
-                    self.did(&h.name, format!("{verb} RabbitMQ"), WEIGHT_NODE);
+                    self.did(&h.name, format!("{verb} RabbitMQ"), weight);
                 } else {
                     self.did(
                         &h.name,
                         format!("wrote {}; {verb} RabbitMQ", wrote.join(", ")),
-                        WEIGHT_NODE,
+                        weight,
                     );
                 }
                 if hp.service != Service::Start {

@@ -49,6 +49,8 @@ struct Ctx<'a> {
 /// the work that takes the time (a node's start or join), not with the count of
 /// quick changes.
 pub const WEIGHT_NODE: u64 = 10;
+/// The part of a restart's weight its stop is.
+pub const WEIGHT_STOP: u64 = 3;
 pub const WEIGHT_JOIN: u64 = 10;
 
 /// The length of the progress bar for `plan`: what the steps weigh.

@@ -9,6 +9,8 @@ use std::time::Duration;
 
 pub struct Progress {
     bars: Option<(MultiProgress, ProgressBar, BTreeMap<String, ProgressBar>)>,
+    /// A host's line while it works (with the step's time) and between steps.
+    styles: Option<(ProgressStyle, ProgressStyle)>,
 }
 
 impl Progress {
@@ -16,15 +18,21 @@ impl Progress {
     /// weights the steps are reported with.
     pub fn new(hosts: &[String], steps: u64) -> Progress {
         if !std::io::stderr().is_terminal() {
-            return Progress { bars: None };
+            return Progress {
+                bars: None,
+                styles: None,
+            };
         }
         let multi = MultiProgress::with_draw_target(ProgressDrawTarget::stderr());
-        let line = ProgressStyle::with_template("{spinner} {prefix:<12} {wide_msg}")
+        // Each host's line: what it does now, and for how long (reset at each step).
+        let line = ProgressStyle::with_template("{spinner} {prefix:<12} {wide_msg} {elapsed:>4}")
+            .expect("valid template");
+        let between = ProgressStyle::with_template("{spinner} {prefix:<12} {wide_msg}")
             .expect("valid template");
         let mut per_host = BTreeMap::new();
         for h in hosts {
             let b = multi.add(ProgressBar::new_spinner());
-            b.set_style(line.clone());
+            b.set_style(between.clone());
             b.set_prefix(h.clone());
             b.set_message("waiting");
             b.enable_steady_tick(Duration::from_millis(120));
@@ -35,8 +43,11 @@ impl Progress {
             ProgressStyle::with_template("{bar:40} {percent:>3}% of the work {elapsed}")
                 .expect("valid template"),
         );
+        // Drawn from the start, its clock moving while a long step runs.
+        overall.enable_steady_tick(Duration::from_millis(500));
         Progress {
             bars: Some((multi, overall, per_host)),
+            styles: Some((line, between)),
         }
     }
 
@@ -44,7 +55,9 @@ impl Progress {
     pub fn host(&self, host: &str, message: &str) {
         match &self.bars {
             Some((_, _, hosts)) => {
-                if let Some(b) = hosts.get(host) {
+                if let (Some(b), Some((working, _))) = (hosts.get(host), &self.styles) {
+                    b.set_style(working.clone());
+                    b.reset_elapsed();
                     b.set_message(message.to_string());
                 }
             }
@@ -55,8 +68,9 @@ impl Progress {
     /// What `host` is between steps: waiting (and for what), done. Shown on its
     /// line; not logged as a plain line, where the steps themselves say it.
     pub fn idle(&self, host: &str, message: &str) {
-        if let Some((_, _, hosts)) = &self.bars {
+        if let (Some((_, _, hosts)), Some((_, between))) = (&self.bars, &self.styles) {
             if let Some(b) = hosts.get(host) {
+                b.set_style(between.clone());
                 b.set_message(message.to_string());
             }
         }
@@ -76,6 +90,13 @@ impl Progress {
                 overall.inc(weight);
             }
             None => eprintln!("{host}: {message}"),
+        }
+    }
+
+    /// Work done that logs no line: moves the overall bar by `weight`.
+    pub fn advance(&self, weight: u64) {
+        if let Some((_, overall, _)) = &self.bars {
+            overall.inc(weight);
         }
     }
 
