@@ -185,7 +185,8 @@ fn central_under_systemd_bootstrap_rerun_change_and_a_failed_start() {
     assert!(
         err.contains("central: starting RabbitMQ failed")
             && err.contains("journalctl -u rabbitmq-server")
-            && err.contains("Failed to determine user credentials"),
+            && (err.contains("Failed to determine user credentials")
+                || err.contains("exit status 217/USER is systemd's: it could not find or switch to the unit's User=")),
         "{err}"
     );
     assert_ne!(

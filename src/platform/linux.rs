@@ -20,6 +20,8 @@ pub struct Linux {
     data_dir: String,
     /// The node's name before the `@`, as epmd lists it.
     node_short: String,
+    /// The node's whole name, which its files under the data folder carry.
+    node_name: String,
     /// The node's own log file.
     log_file: String,
 }
@@ -36,6 +38,7 @@ impl Linux {
             log_file: format!("{log_dir}/{}.log", h.node_name()),
             sudo: h.user != "root",
             pid_file: format!("{data_dir}/mnesia/{}.pid", h.node_name()),
+            node_name: h.node_name(),
             data_dir,
             node_short: h
                 .node_name()
@@ -289,6 +292,17 @@ impl Platform for Linux {
         }
     }
 
+    fn empty_database(&self) -> String {
+        let base = format!("{}/mnesia/{}", self.data_dir, self.node_name);
+        format!(
+            "{}if node_pid > /dev/null; then echo 'RabbitMQ still runs: its database was not deleted' >&2; exit 1; fi\n\
+             rm -rf {} {}",
+            self.node_pid_function(),
+            sh_quote(&base),
+            sh_quote(&format!("{base}-feature_flags"))
+        )
+    }
+
     fn start(&self, m: ServiceManager, daemon_reload: bool) -> String {
         match m {
             // systemctl says only that the start failed; the reason (a unit setting
@@ -296,15 +310,19 @@ impl Platform for Linux {
             // follow the mark on stderr. systemd hands its lines to journald
             // asynchronously, so they may not be readable yet when systemctl returns:
             // the journal is read once this start's end ("Failed with result") is
-            // in it, after the cursor taken before the start, for up to 5 s.
+            // in it, after the cursor taken before the start, for up to 5 s, and half
+            // a second more: the unit's own process logs why (a user it could not
+            // find) through another stream than systemd's, which may come later.
+            // Only this start's lines are shown (after the cursor), the last 15.
             ServiceManager::Systemd => format!(
                 "{}cur=$(journalctl -u rabbitmq-server --no-pager --quiet --lines 1 --show-cursor 2>/dev/null | sed -n 's/^-- cursor: //p')\n\
                  systemctl start rabbitmq-server && exit 0\n\
                  c=$?\n\
                  i=0\n\
                  while [ $i -lt 20 ] && ! journalctl -u rabbitmq-server --no-pager --quiet ${{cur:+--after-cursor=\"$cur\"}} 2>/dev/null | grep -q 'Failed with result'; do sleep 0.25; i=$((i+1)); done\n\
+                 sleep 0.5\n\
                  echo '{JOURNAL_MARK}' >&2\n\
-                 journalctl -u rabbitmq-server --no-pager --quiet --lines 10 >&2\n\
+                 journalctl -u rabbitmq-server --no-pager --quiet ${{cur:+--after-cursor=\"$cur\"}} | tail -n 15 >&2\n\
                  exit $c",
                 if daemon_reload {
                     "systemctl daemon-reload || exit $?\n"

@@ -70,6 +70,19 @@ pub fn stop(t: &mut dyn Transport, m: ServiceManager) -> Result<()> {
     explained(t, r)
 }
 
+/// Deletes the database of a stopped node that holds nothing (see
+/// `Platform::empty_database`).
+pub fn empty_database(t: &mut dyn Transport) -> Result<()> {
+    let script = t.platform().empty_database();
+    must(
+        t,
+        &script,
+        Duration::from_secs(120),
+        "emptying the node's database",
+    )
+    .map(|_| ())
+}
+
 /// Separates a failed start's own error from the service manager's log lines that
 /// follow it on stderr (systemd: the unit's journal).
 pub const JOURNAL_MARK: &str = "@@journal";
@@ -108,9 +121,14 @@ fn start_failure(host: &str, out: &crate::transport::Exec) -> String {
         msg.push_str(" (its journal has no lines for it)");
     } else {
         msg.push_str("; the last lines of its journal (journalctl -u rabbitmq-server):");
-        for l in lines {
+        for l in &lines {
             msg.push_str("\n  ");
             msg.push_str(l);
+        }
+        // The unit's own process logs the why of a 217 through another stream than
+        // systemd's, which may not be in the journal yet: the code says it too.
+        if lines.iter().any(|l| l.contains("status=217/USER")) {
+            msg.push_str("\n  (exit status 217/USER is systemd's: it could not find or switch to the unit's User=; systemd.exec(5), \"Process Exit Codes\")");
         }
     }
     msg
@@ -194,51 +212,29 @@ pub fn start_plugins(t: &mut dyn Transport, plugins: &[String]) -> Result<()> {
 /// discovery (the node list in its config file) joins it at that boot. When a step
 /// fails the node's app is started again, so the node is left running, standalone,
 /// and a rerun can try again.
-/// How many times a join is tried in all (see `join`).
+/// How many times a join is tried in all (see `apply`'s `Ctx::join`).
 pub const JOIN_ATTEMPTS: u32 = 3;
-/// The pause before a join is tried again.
-const JOIN_PAUSE: Duration = Duration::from_secs(3);
 
-/// Joins the node to `seed`'s cluster: `stop_app`, `reset`, `join_cluster` (unless
-/// peer discovery joins it from its config), `start_app`.
-///
-/// Nodes joining at once now and then fail in the reset, the join or the start after
-/// it (RabbitMQ's own parallel test clusters do: rabbitmq-server pull request 15502
-/// added retries to `rabbit_mnesia` for it). A joining node holds nothing once reset,
-/// so those steps are tried again from the reset, up to `JOIN_ATTEMPTS` in all;
-/// `retried` hears each failure first. A failed `stop_app` is not retried: the CLI
-/// cannot reach the node (a cookie, a name), which another try does not change.
-pub fn join(
-    t: &mut dyn Transport,
-    seed: &str,
-    ram: bool,
-    by_config: bool,
-    retried: &mut dyn FnMut(u32, &anyhow::Error),
-) -> Result<()> {
-    let timeout = START_TIMEOUT;
-    let stopped = cli(t, Tool::Ctl, &["stop_app"], timeout);
-    if stopped.is_err() {
-        return explained(t, stopped);
-    }
-    let mut attempt = 1;
-    loop {
-        let r = join_steps(t, seed, ram, by_config);
-        match r {
-            Err(e) if attempt < JOIN_ATTEMPTS => {
-                retried(attempt, &e);
-                std::thread::sleep(JOIN_PAUSE);
-                // start_app may have brought the node up standalone; a failed
-                // stop_app here is the next attempt's reset's to report.
-                let _ = cli(t, Tool::Ctl, &["stop_app"], timeout);
-                attempt += 1;
-            }
-            r => return explained(t, r),
-        }
-    }
+/// A join's first step: `rabbitmqctl stop_app`. When it fails the CLI cannot reach
+/// the node (a cookie, a name): the error carries the node's log lines.
+pub fn stop_app_to_join(t: &mut dyn Transport) -> Result<()> {
+    let r = cli(t, Tool::Ctl, &["stop_app"], START_TIMEOUT);
+    explained(t, r)
 }
 
-/// A join's steps after `stop_app`; the app is started again whatever happened.
-fn join_steps(t: &mut dyn Transport, seed: &str, ram: bool, by_config: bool) -> Result<()> {
+/// `stop_app` before another try of a join, whose failure the try's `reset` reports.
+pub fn stop_app_again(t: &mut dyn Transport) {
+    let _ = cli(t, Tool::Ctl, &["stop_app"], START_TIMEOUT);
+}
+
+/// `r`, and when it failed, the last lines of the node's own log (see `explained`).
+pub fn with_node_log<T>(t: &mut dyn Transport, r: Result<T>) -> Result<T> {
+    explained(t, r)
+}
+
+/// A join's steps after `stop_app`: `reset`, `join_cluster` (unless peer discovery
+/// joins the node from its config), and `start_app`, which runs whatever happened.
+pub fn join_steps(t: &mut dyn Transport, seed: &str, ram: bool, by_config: bool) -> Result<()> {
     let timeout = START_TIMEOUT;
     let result = (|| -> Result<()> {
         cli(t, Tool::Ctl, &["reset"], timeout)?;
@@ -419,6 +415,23 @@ mod tests {
              Dec 04 18:06:10 central systemd[1]: rabbitmq-server.service: Failed to determine user credentials: No such process\n  \
              Dec 04 18:06:10 central systemd[1]: Failed to start rabbitmq-server.service - RabbitMQ Messaging Server."
         );
+        // As the lab's systemd 252 printed it on 2026-12-08, before the unit's process
+        // had logged its reason: the exit code is explained.
+        let out = Exec {
+            status: 1,
+            stdout: String::new(),
+            stderr: format!(
+                "Job for rabbitmq-server.service failed because the control process exited with error code.\n\
+                 {JOURNAL_MARK}\n\
+                 Dec 08 03:13:50 central systemd[1]: Starting rabbitmq-server.service - RabbitMQ Messaging Server...\n\
+                 Dec 08 03:13:50 central systemd[1]: rabbitmq-server.service: Main process exited, code=exited, status=217/USER\n\
+                 Dec 08 03:13:50 central systemd[1]: rabbitmq-server.service: Failed with result 'exit-code'.\n"
+            ),
+        };
+        assert!(start_failure("central", &out).ends_with(
+            "status=217/USER\n  Dec 08 03:13:50 central systemd[1]: rabbitmq-server.service: Failed with result 'exit-code'.\n  \
+             (exit status 217/USER is systemd's: it could not find or switch to the unit's User=; systemd.exec(5), \"Process Exit Codes\")"
+        ));
         // Without the mark (no service manager), the start command's own reason.
         let out = Exec {
             status: 1,
