@@ -5,7 +5,8 @@
 #    stop_app / join_cluster / start_app, timed around RabbitMQ's own CLI;
 #  - no-op plans and applies, verify, on the converged cluster;
 #  - a sixth host added (its timings, and how many other nodes restarted);
-#  - the same bootstrap with join = "config" (peer discovery at the node's boot);
+#  - the floor of a blank node booted straight into the cluster (peer discovery);
+#  - the same bootstrap with join = "cli" (a standalone boot, then join_cluster);
 #  - plan, bootstrap, no-op plan and apply, and verify on a 20-host lab.
 # Needs root (the lab). Run from the repository root: scripts/bench.sh
 # BENCH_SKIP_20=1 leaves out the 20-host part.
@@ -59,6 +60,17 @@ join=$(on $S 'b=$(date +%s.%N); rabbitmqctl -q stop_app && rabbitmqctl -q join_c
   awk "BEGIN { printf \"%.1f\", $(date +%s.%N) - $b }"')
 echo "one node start: $start s; one stop_app/join_cluster/start_app: $join s"
 echo "floor (central start, then one start-and-join): $(awk "BEGIN { printf \"%.1f\", $start + $start + $join }") s"
+# The same node booted blank into the cluster, as peer discovery does it: out of the
+# cluster again, stopped, its database deleted, started with the node list in its
+# config.
+on $S 'rabbitmqctl -q stop_app && rabbitmqctl -q reset && rabbitmqctl -q start_app'
+blank=$(on $S 'rabbitmqctl -q stop /var/lib/rabbitmq/mnesia/rabbit@site4.pid
+  grep -q classic_config /etc/rabbitmq/rabbitmq.conf || printf "cluster_formation.peer_discovery_backend = classic_config\ncluster_formation.classic_config.nodes.1 = rabbit@central\n" >>/etc/rabbitmq/rabbitmq.conf
+  rm -rf /var/lib/rabbitmq/mnesia/rabbit@site4 /var/lib/rabbitmq/mnesia/rabbit@site4-feature_flags
+  b=$(date +%s.%N); rabbitmq-server -detached >/dev/null 2>&1 </dev/null
+  until rabbitmqctl -q await_startup --timeout 60 >/dev/null 2>&1; do sleep 0.2; done
+  awk "BEGIN { printf \"%.1f\", $(date +%s.%N) - $b }"')
+echo "one blank boot straight into the cluster (peer discovery): $blank s; members: $(on $S 'rabbitmqctl -q cluster_status --formatter json' | grep -o 'rabbit@[a-z0-9]*' | sort -u | paste -sd' ')"
 echo "repairing site4's queue placement: $(wall apply --yes) s"
 echo "== a sixth host: lab up --hosts 6, then apply --yes --timings"
 before=$(pids $(ips 5))
@@ -69,10 +81,10 @@ echo "other nodes restarted: $(diff <(echo "$before") <(echo "$after") | grep -c
 echo "== drill site1 --yes --messages 20 (wall seconds)"
 wall drill site1 --yes --messages 20
 
-echo "== bootstrap with join = \"config\" (peer discovery), on a fresh 5-host lab"
+echo "== bootstrap with join = \"cli\" (each node boots standalone, then rabbitmqctl join_cluster), on a fresh 5-host lab"
 "$W" lab down >/dev/null 2>&1
 "$W" lab up >/dev/null 2>&1
-sed -i 's/^join = "cli"/join = "config"/' lab/inventory.toml
+sed -i 's/^join = "config"/join = "cli"/' lab/inventory.toml
 /usr/bin/time -f "apply wall: %e s" "$W" -i lab/inventory.toml apply --yes --timings 2>&1 >/dev/null | sed -n '/^error\|^timings:/,$p' || true
 
 if [ -z "${BENCH_SKIP_20:-}" ]; then

@@ -182,7 +182,9 @@ fn bootstrap_rerun_edit_and_grow() {
     outputs.push_str(&out);
     outputs.push_str(&err);
     // What ran is what the plan said: the seed and the fresh sites as one parallel
-    // step, every site starting its restart before any site had joined.
+    // step, every site booting blank straight into the cluster (peer discovery, the
+    // default), and all of them booting side by side: every site's start came before
+    // any site had joined.
     assert!(
         err.contains("waves 1-2: seed and fresh nodes (central, site1, site2, site3, site4)"),
         "{err}"
@@ -190,9 +192,17 @@ fn bootstrap_rerun_edit_and_grow() {
     let lines: Vec<&str> = err.lines().collect();
     let first_join = lines
         .iter()
-        .position(|l| l.ends_with(" joined rabbit@central's cluster"))
+        .position(|l| l.contains(" joined rabbit@central's cluster"))
         .expect("a join");
     for site in &hosts[1..] {
+        assert!(
+            err.contains(&format!(
+                "{}: joined rabbit@central's cluster at its first boot (peer discovery)",
+                site.name
+            )) && err.contains(&format!("{}: emptying the database", site.name)),
+            "{} did not boot blank into the cluster:\n{err}",
+            site.name
+        );
         let start = lines
             .iter()
             .position(|l| *l == format!("{}: starting RabbitMQ ...", site.name))

@@ -62,6 +62,9 @@ fn doctor_checks_every_assumption_and_a_join_is_checked_first() {
     let mut phases = Phases::new("lab_doctor");
     let hosts = fresh_lab(&dir, 3);
     let (central, site1, site2) = (&hosts[0], &hosts[1], &hosts[2]);
+    // This story's nodes join the other way: each boots standalone, then
+    // `rabbitmqctl join_cluster` (the default, peer discovery, is every other story's).
+    edit_inventory(&dir, "join = \"config\"", "join = \"cli\"");
 
     // Fresh hosts: nothing fails, the installer's cookie is a warning, nothing changes.
     let (pids, files) = (all_pids(&dir, &hosts), all_file_hashes(&dir, &hosts));
@@ -105,7 +108,8 @@ fn doctor_checks_every_assumption_and_a_join_is_checked_first() {
     assert_eq!(code, 2, "the bootstrap is still to do");
     phases.done("fresh hosts: doctor passes with warnings and changes nothing");
 
-    apply_verified(&dir);
+    let out = apply_verified(&dir);
+    assert!(out.contains("by rabbitmqctl join_cluster"), "{out}");
     let (code, checks) = doctor(&dir, &[]);
     assert_eq!(code, 0);
     assert!(

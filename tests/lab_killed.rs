@@ -11,9 +11,10 @@
 //!   beside a running node removes it, as a racing start does): warren asks the node
 //!   (epmd, and the process on its distribution port), so `plan` still sees it
 //!   running and a restart really restarts it;
-//! - a join that fails once (the seed's distribution cut off for the joining host, so
-//!   the TCP check passes and Erlang's handshake does not): warren says why, resets
-//!   the node, which holds nothing, and joins it again.
+//! - a join that fails once (the Erlang distribution cut between the joining host and
+//!   every member, so the TCP checks pass and Erlang's handshake does not; peer
+//!   discovery then leaves the node standalone): warren says why, resets the node,
+//!   which holds nothing, and joins it again.
 
 mod common;
 
@@ -93,7 +94,7 @@ fn ticktimes(dir: &Path, hosts: &[Host]) -> Vec<String> {
     })
 }
 
-/// Drops the Erlang distribution's data (not its TCP handshake) from `from` to
+/// Refuses the Erlang distribution's data (not its TCP handshake) from `from` to
 /// `to`'s node, inside `to`'s namespace: the port checks before a join pass, the join
 /// itself fails as it would on a flaky link.
 fn cut_distribution(from: &Host, to: &Host, cut: bool) {
@@ -110,7 +111,8 @@ fn cut_distribution(from: &Host, to: &Host, cut: bool) {
             "--dport",
             "25672",
         ])
-        .args(["-m", "length", "--length", "70:65535", "-j", "DROP"])
+        .args(["-m", "length", "--length", "70:65535", "-j", "REJECT"])
+        .args(["--reject-with", "tcp-reset"])
         .status()
         .unwrap()
         .success();
@@ -169,14 +171,29 @@ fn a_run_killed_anywhere_is_finished_by_the_next() {
     assert_all_see_all(&dir, &hosts);
     phases.done("an added host's run killed, finished by the rerun");
 
-    // site2 out again (standalone, holding nothing), and its first join fails.
+    // site2 out again (standalone, holding nothing), and its first join fails. The
+    // cut comes between its reset (which tells central it leaves) and its start: a
+    // reset node with peer discovery in its config would otherwise join the cluster
+    // again at its `start_app`.
     let site2 = &hosts[2];
     ssh_ok(
         &dir,
         site2,
-        "rabbitmqctl -q stop_app && rabbitmqctl -q reset && rabbitmqctl -q start_app",
+        "rabbitmqctl -q stop_app && rabbitmqctl -q reset",
     );
-    cut_distribution(site2, &hosts[0], true);
+    // Cut from every other node: peer discovery joins any running member it reaches.
+    let cut_off = |cut: bool| {
+        for other in &hosts[..2] {
+            cut_distribution(site2, other, cut);
+        }
+    };
+    cut_off(true);
+    ssh_ok(&dir, site2, "rabbitmqctl -q start_app");
+    assert_eq!(
+        running_nodes(&dir, site2),
+        ["rabbit@site2"],
+        "site2 standalone"
+    );
     let mut child = Command::new(env!("CARGO_BIN_EXE_warren"))
         .args(["-i", &inventory_arg(), "apply", "--yes"])
         .env("XDG_STATE_HOME", state_home(&dir))
@@ -196,21 +213,24 @@ fn a_run_killed_anywhere_is_finished_by_the_next() {
     for line in BufReader::new(child.stderr.take().unwrap()).lines() {
         let line = line.unwrap();
         if cut && line.starts_with("site2: joining rabbit@central failed (") {
-            cut_distribution(site2, &hosts[0], false);
+            cut_off(false);
             cut = false;
         }
         err.push_str(&line);
         err.push('\n');
     }
     if cut {
-        cut_distribution(site2, &hosts[0], false);
+        cut_off(false);
     }
     let status = child.wait().unwrap();
     let out = out.join().unwrap();
     assert!(status.success(), "{out}\n{err}");
     assert!(!cut, "the first join did not fail:\n{err}");
+    // site2 is not fresh (nothing to restart): it joins by `stop_app`, `reset`,
+    // `start_app`, and peer discovery, which cannot reach central, leaves it
+    // standalone.
     assert!(
-        err.contains("rabbitmqctl join_cluster failed: Error: unable to perform an operation on node 'rabbit@central'")
+        err.contains("site2: joining rabbit@central failed (site2: rabbit@site2 did not join rabbit@central by peer discovery: its cluster_status lists rabbit@site2")
             && err.contains("reset and joined again (attempt 2 of 3)")
             && err.contains("site2: joined rabbit@central's cluster (on attempt 2)"),
         "{err}"

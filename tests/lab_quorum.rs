@@ -26,7 +26,7 @@ fn quorum_queues_by_peer_discovery_with_erlang_terms_config() {
         "replication = \"mirrored\"",
         "replication = \"quorum\"",
     );
-    edit_inventory(&dir, "join = \"cli\"", "join = \"config\"");
+    // Peer discovery is the lab's (and warren's) default join.
     edit_inventory(
         &dir,
         "config_format = \"rabbitmq.conf\"",

@@ -11,6 +11,18 @@ use std::time::Duration;
 impl<'a> Ctx<'a> {
     /// One host's files, settings and service, as its plan says.
     pub(super) fn host(&self, i: usize, t: &mut dyn Transport, hp: &HostPlan) -> Result<()> {
+        self.host_then(i, t, hp, &mut |_| Ok(()))
+    }
+
+    /// `host`, with `before_start` run between the files and the node's start (when
+    /// the plan starts it).
+    pub(super) fn host_then(
+        &self,
+        i: usize,
+        t: &mut dyn Transport,
+        hp: &HostPlan,
+        before_start: &mut dyn FnMut(&mut dyn Transport) -> Result<()>,
+    ) -> Result<()> {
         let h = &self.inv.hosts[i];
         for l in &hp.leftovers {
             let script = t.platform().remove_file(l);
@@ -79,6 +91,7 @@ impl<'a> Ctx<'a> {
                 );
             }
             Service::Start | Service::Restart { .. } => {
+                before_start(t)?;
                 let daemon_reload = hp.daemon_reload();
                 // Starts are capped over all hosts (see `platform::start_slot`); the
                 // seed, which every join waits for, never queues for a slot.

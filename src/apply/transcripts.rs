@@ -34,6 +34,9 @@ struct HostState {
     stamp: Option<String>,
     running: bool,
     member: bool,
+    /// Its database was deleted: its next start boots it blank, and peer discovery
+    /// joins it to the seed.
+    blank: bool,
     hostname: String,
     banner: String,
     address_book: BTreeMap<String, String>,
@@ -133,6 +136,20 @@ impl Scripted {
             return ok(s.lock.clone().unwrap_or_default());
         }
         if script.contains("join_cluster") {
+            s.member = true;
+        }
+        if script.contains("-feature_flags") {
+            s.blank = true;
+        }
+        if s.blank
+            && [
+                "Start-Service",
+                "rabbitmq-service.bat",
+                "rabbitmq-server -detached",
+            ]
+            .iter()
+            .any(|start| script.contains(start))
+        {
             s.member = true;
         }
         if script.contains("rabbit:is_running()") {
@@ -464,6 +481,7 @@ fn converged(inv: &Inventory, r: &HostRender) -> HostState {
         stamp: r.service_stamp.clone(),
         running: true,
         member: true,
+        blank: false,
         // `[System.Net.Dns]::GetHostName()` prints the name as set, and Windows Setup
         // sets it in capitals (WIN-7Q2K9 when generated, the inventory's name in
         // capitals when typed in Server Manager, which upper-cases it).
@@ -545,8 +563,18 @@ fn transcript_over(inv: &Inventory, states: Vec<HostState>, winrm: bool) -> Stri
     log.lock().unwrap().facts_phase = false;
     let progress = crate::ui::Progress::new(&[], 1);
     let mut ex = Executor::new(inv, &mut conns, &progress);
+    // Fresh nodes take their wave's way (`Ctx::fresh_node`), after the others.
+    let fresh: Vec<usize> = plan
+        .waves
+        .iter()
+        .filter(|w| w.kind == crate::plan::WaveKind::Fresh)
+        .flat_map(|w| w.hosts.iter().copied())
+        .collect();
     for &i in &inv.central_first() {
         let hp = &plan.hosts[i];
+        if fresh.contains(&i) {
+            continue;
+        }
         if hp.upgrade.is_some() && hp.service != crate::plan::Service::Start {
             ex.upgrade_host(i, hp).unwrap();
         } else if hp.changes() {
@@ -554,7 +582,12 @@ fn transcript_over(inv: &Inventory, states: Vec<HostState>, winrm: bool) -> Stri
         }
     }
     for j in &plan.joins {
-        ex.join(&j.host).unwrap();
+        let i = inv.hosts.iter().position(|h| h.name == j.host).unwrap();
+        if fresh.contains(&i) {
+            ex.fresh(i, &plan.hosts[i]).unwrap();
+        } else {
+            ex.join(&j.host).unwrap();
+        }
     }
     let log = log.lock().unwrap();
     let mut out = String::from("== the plan\n");

@@ -5,10 +5,10 @@
 use super::membership::resolves;
 use super::report::host_summary;
 use super::{Ctx, Executor, Failed, Report};
-use crate::inventory::{Broker, Inventory};
+use crate::inventory::{Broker, Inventory, JoinMethod};
 use crate::plan::cluster::{ClusterPlan, Op};
 use crate::plan::view::wave_label;
-use crate::plan::{Plan, Wave, WaveKind};
+use crate::plan::{Plan, Service, Wave, WaveKind};
 use crate::platform::Transport;
 use crate::ui::Progress;
 use anyhow::{anyhow, bail, Result};
@@ -217,6 +217,40 @@ pub fn execute(
     }
 }
 
+impl<'a> Ctx<'a> {
+    /// A fresh node's host steps in its wave; whether it booted blank. With peer
+    /// discovery, a fresh node that is restarted anyway boots blank into the cluster:
+    /// one start instead of a start and then stop_app, reset, join, start_app. Its
+    /// database is deleted while it is stopped, so it must hold nothing right before
+    /// (read again now), and it starts once the seed runs (`seed_up`). Otherwise its
+    /// steps are the plan's, and it joins after.
+    pub(super) fn fresh_node(
+        &self,
+        i: usize,
+        t: &mut dyn Transport,
+        hp: &crate::plan::HostPlan,
+        seed_up: &dyn Fn() -> Result<()>,
+    ) -> Result<bool> {
+        let blank = self.inv.cluster.join == JoinMethod::Config
+            && matches!(hp.service, Service::Start | Service::Restart { .. })
+            && self.holds_nothing(i, t)?;
+        if blank {
+            let name = &self.inv.hosts[i].name;
+            self.host_then(i, t, hp, &mut |t| {
+                seed_up()?;
+                self.progress.host(
+                    name,
+                    "emptying the database (the node holds nothing): it boots blank into the cluster",
+                );
+                crate::platform::empty_database(t)
+            })?;
+        } else if hp.changes() {
+            self.host(i, t, hp)?;
+        }
+        Ok(blank)
+    }
+}
+
 impl<'a> Executor<'a> {
     /// Runs one wave (with `seed`: the seed beside a fresh wave, whose joins wait for
     /// it); per host, the seconds its part took or why it failed. A parallel wave
@@ -313,11 +347,7 @@ impl<'a> Executor<'a> {
                                 finished(i, false);
                                 return Ok(());
                             }
-                            if hp.changes() {
-                                ctx.host(i, &mut **t, hp)?;
-                            }
-                            finished(i, false);
-                            if kind == WaveKind::Fresh {
+                            let seed_up = || -> Result<()> {
                                 ctx.progress.idle(name, &format!("waiting for {seed_node} (the seed) to run"));
                                 let mut up = gate.0.lock().unwrap();
                                 while up.is_none() {
@@ -326,10 +356,24 @@ impl<'a> Executor<'a> {
                                 if *up != Some(true) {
                                     bail!("{name}: not joined: {seed_node}, the seed, did not come up");
                                 }
-                                drop(up);
+                                Ok(())
+                            };
+                            let blank = if kind == WaveKind::Fresh {
+                                ctx.fresh_node(i, &mut **t, hp, &seed_up)?
+                            } else {
+                                if hp.changes() {
+                                    ctx.host(i, &mut **t, hp)?;
+                                }
+                                false
+                            };
+                            finished(i, false);
+                            if kind == WaveKind::Fresh {
+                                if !blank {
+                                    seed_up()?;
+                                }
                                 // A safe point: this node runs, standalone or joined.
                                 crate::interrupt::checkpoint()?;
-                                ctx.join(i, &mut **t)?;
+                                ctx.join(i, &mut **t, blank)?;
                                 finished(i, true);
                             }
                             Ok(())

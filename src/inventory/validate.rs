@@ -116,7 +116,7 @@ fn cluster(p: &mut Problems, c: &RawCluster, dir: &Path) -> ClusterParts {
         c.join.as_deref(),
         JoinMethod::parse,
         JoinMethod::CHOICES,
-        JoinMethod::Cli,
+        JoinMethod::Config,
     );
     let config_format = p.keyword(
         "cluster.config_format",

@@ -46,7 +46,7 @@ pub fn lab_inventory(hosts: &[LabHost]) -> String {
          # cut hosts off on purpose.\n\
          net_ticktime = 20\n\
          plugins = [\"rabbitmq_management\", \"rabbitmq_mqtt\"]\n\
-         join = \"cli\"\n\
+         join = \"config\"\n\
          config_format = \"rabbitmq.conf\"\n\
          hosts_file = true\n\n\
          [[users]]\n\

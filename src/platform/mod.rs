@@ -29,9 +29,10 @@ pub use balancer::{BalancerProtocol, BalancerTls};
 pub use reading::{normalize_owner, parse_reading, FileState, Reading};
 pub use remote::Remote;
 pub use service::{
-    await_startup, check_cookie_source, drain, enable_feature_flags, forget, install, join,
-    queue_member, reinstall, remote_node, revive, start, start_app, start_plugins, stop,
-    JOIN_ATTEMPTS, START_TIMEOUT,
+    await_startup, check_cookie_source, drain, empty_database, enable_feature_flags, forget,
+    install, join_steps, queue_member, reinstall, remote_node, revive, start, start_app,
+    start_plugins, stop, stop_app_again, stop_app_to_join, with_node_log, JOIN_ATTEMPTS,
+    START_TIMEOUT,
 };
 pub use slots::{cli_slot, start_slot, Slot};
 
@@ -256,6 +257,10 @@ pub trait Platform: Send + Sync {
     fn probe_tls(&self, targets: &[TlsTarget], client: Option<(&str, &str)>) -> Query;
     /// Stops RabbitMQ and waits until its OS process is gone.
     fn stop(&self, m: ServiceManager) -> String;
+    /// Deletes the node's database (its Mnesia folder, with the message stores, and
+    /// its feature-flags file), failing while the node runs. For a node that holds
+    /// nothing: it then boots blank, and peer discovery joins it to the cluster.
+    fn empty_database(&self) -> String;
     /// Starts RabbitMQ (it then boots; `await_startup` waits for that).
     fn start(&self, m: ServiceManager, daemon_reload: bool) -> String;
     /// Reinstalls the RabbitMQ service so it reads its environment again, and starts

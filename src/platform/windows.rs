@@ -437,6 +437,19 @@ impl Platform for Windows {
         )
     }
 
+    fn empty_database(&self) -> String {
+        // RabbitMQ's own defaults under RABBITMQ_BASE, which warren's environment
+        // file leaves as they are: db\NODE-mnesia and db\NODE-feature_flags
+        // (rabbit_env; its Windows defaults in rabbitmq-server's rabbit_env_SUITE).
+        format!(
+            "$Service = Get-Service -Name '{SERVICE}' -ErrorAction SilentlyContinue\n\
+             if ($Service -and $Service.Status -ne 'Stopped') {{ throw 'RabbitMQ still runs: its database was not deleted' }}\n\
+             foreach ($Name in @('{node}-mnesia', '{node}-feature_flags')) {{\n    $Path = Join-Path {base} ('db\\' + $Name)\n    if (Test-Path -LiteralPath $Path) {{ Remove-Item -LiteralPath $Path -Recurse -Force }}\n}}\n",
+            node = self.node,
+            base = ps_quote(&self.base),
+        )
+    }
+
     fn start(&self, _m: ServiceManager, _daemon_reload: bool) -> String {
         format!("Start-Service -Name '{SERVICE}'\n")
     }
