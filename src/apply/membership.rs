@@ -8,6 +8,8 @@ use crate::platform::{Probe, Transport};
 use anyhow::{bail, Result};
 use std::time::Duration;
 
+/// How many times a join is tried in all.
+const JOIN_ATTEMPTS: u32 = 3;
 /// The pause before a join is tried again.
 const JOIN_PAUSE: Duration = Duration::from_secs(3);
 
@@ -121,7 +123,7 @@ impl<'a> Ctx<'a> {
             });
             match r {
                 Ok(()) => break,
-                Err(e) if retries + 1 < crate::platform::JOIN_ATTEMPTS => {
+                Err(e) if retries + 1 < JOIN_ATTEMPTS => {
                     retries += 1;
                     let reason = format!("{e:#}").replace('\n', " ");
                     self.progress.done_weighted(
@@ -129,14 +131,14 @@ impl<'a> Ctx<'a> {
                         &format!(
                             "joining {seed} failed ({reason}); the node holds nothing once reset, so it is reset and joined again (attempt {} of {})",
                             retries + 1,
-                            crate::platform::JOIN_ATTEMPTS
+                            JOIN_ATTEMPTS
                         ),
                         0,
                     );
                     std::thread::sleep(JOIN_PAUSE);
                     crate::platform::stop_app_again(t);
                 }
-                Err(e) => return crate::platform::with_node_log(t, Err(e)),
+                Err(e) => return crate::platform::explained(t, Err(e)),
             }
         }
         self.report.lock().unwrap().joined.push(host.to_string());

@@ -29,10 +29,9 @@ pub use balancer::{BalancerProtocol, BalancerTls};
 pub use reading::{normalize_owner, parse_reading, FileState, Reading};
 pub use remote::Remote;
 pub use service::{
-    await_startup, check_cookie_source, drain, empty_database, enable_feature_flags, forget,
-    install, join_steps, queue_member, reinstall, remote_node, revive, start, start_app,
-    start_plugins, stop, stop_app_again, stop_app_to_join, with_node_log, JOIN_ATTEMPTS,
-    START_TIMEOUT,
+    await_startup, check_cookie_source, drain, empty_database, enable_feature_flags, explained,
+    forget, install, join_steps, queue_member, reinstall, remote_node, revive, start, start_app,
+    start_plugins, stop, stop_app_again, stop_app_to_join, START_TIMEOUT,
 };
 pub use slots::{cli_slot, start_slot, Slot};
 

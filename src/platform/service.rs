@@ -26,7 +26,7 @@ const LOG_SETTLE: Duration = Duration::from_secs(3);
 
 /// `r`, and when it failed, the last lines of the node's own log (read from its
 /// host): RabbitMQ says there why a node would not start, join or stop.
-fn explained<T>(t: &mut dyn Probe, r: Result<T>) -> Result<T> {
+pub fn explained<T>(t: &mut dyn Probe, r: Result<T>) -> Result<T> {
     let Err(e) = r else {
         return r;
     };
@@ -212,9 +212,6 @@ pub fn start_plugins(t: &mut dyn Transport, plugins: &[String]) -> Result<()> {
 /// discovery (the node list in its config file) joins it at that boot. When a step
 /// fails the node's app is started again, so the node is left running, standalone,
 /// and a rerun can try again.
-/// How many times a join is tried in all (see `apply`'s `Ctx::join`).
-pub const JOIN_ATTEMPTS: u32 = 3;
-
 /// A join's first step: `rabbitmqctl stop_app`. When it fails the CLI cannot reach
 /// the node (a cookie, a name): the error carries the node's log lines.
 pub fn stop_app_to_join(t: &mut dyn Transport) -> Result<()> {
@@ -225,11 +222,6 @@ pub fn stop_app_to_join(t: &mut dyn Transport) -> Result<()> {
 /// `stop_app` before another try of a join, whose failure the try's `reset` reports.
 pub fn stop_app_again(t: &mut dyn Transport) {
     let _ = cli(t, Tool::Ctl, &["stop_app"], START_TIMEOUT);
-}
-
-/// `r`, and when it failed, the last lines of the node's own log (see `explained`).
-pub fn with_node_log<T>(t: &mut dyn Transport, r: Result<T>) -> Result<T> {
-    explained(t, r)
 }
 
 /// A join's steps after `stop_app`: `reset`, `join_cluster` (unless peer discovery

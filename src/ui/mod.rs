@@ -8,9 +8,18 @@ use std::io::IsTerminal;
 use std::time::Duration;
 
 pub struct Progress {
-    bars: Option<(MultiProgress, ProgressBar, BTreeMap<String, ProgressBar>)>,
-    /// A host's line while it works (with the step's time) and between steps.
-    styles: Option<(ProgressStyle, ProgressStyle)>,
+    /// On a terminal only.
+    bars: Option<Bars>,
+}
+
+struct Bars {
+    multi: MultiProgress,
+    overall: ProgressBar,
+    hosts: BTreeMap<String, ProgressBar>,
+    /// A host's line while it works: with the step's time, reset at each step.
+    working: ProgressStyle,
+    /// A host's line between steps (waiting, done).
+    between: ProgressStyle,
 }
 
 impl Progress {
@@ -18,15 +27,12 @@ impl Progress {
     /// weights the steps are reported with.
     pub fn new(hosts: &[String], steps: u64) -> Progress {
         if !std::io::stderr().is_terminal() {
-            return Progress {
-                bars: None,
-                styles: None,
-            };
+            return Progress { bars: None };
         }
         let multi = MultiProgress::with_draw_target(ProgressDrawTarget::stderr());
-        // Each host's line: what it does now, and for how long (reset at each step).
-        let line = ProgressStyle::with_template("{spinner} {prefix:<12} {wide_msg} {elapsed:>4}")
-            .expect("valid template");
+        let working =
+            ProgressStyle::with_template("{spinner} {prefix:<12} {wide_msg} {elapsed:>4}")
+                .expect("valid template");
         let between = ProgressStyle::with_template("{spinner} {prefix:<12} {wide_msg}")
             .expect("valid template");
         let mut per_host = BTreeMap::new();
@@ -46,17 +52,22 @@ impl Progress {
         // Drawn from the start, its clock moving while a long step runs.
         overall.enable_steady_tick(Duration::from_millis(500));
         Progress {
-            bars: Some((multi, overall, per_host)),
-            styles: Some((line, between)),
+            bars: Some(Bars {
+                multi,
+                overall,
+                hosts: per_host,
+                working,
+                between,
+            }),
         }
     }
 
     /// What `host` is doing now.
     pub fn host(&self, host: &str, message: &str) {
         match &self.bars {
-            Some((_, _, hosts)) => {
-                if let (Some(b), Some((working, _))) = (hosts.get(host), &self.styles) {
-                    b.set_style(working.clone());
+            Some(bars) => {
+                if let Some(b) = bars.hosts.get(host) {
+                    b.set_style(bars.working.clone());
                     b.reset_elapsed();
                     b.set_message(message.to_string());
                 }
@@ -68,9 +79,9 @@ impl Progress {
     /// What `host` is between steps: waiting (and for what), done. Shown on its
     /// line; not logged as a plain line, where the steps themselves say it.
     pub fn idle(&self, host: &str, message: &str) {
-        if let (Some((_, _, hosts)), Some((_, between))) = (&self.bars, &self.styles) {
-            if let Some(b) = hosts.get(host) {
-                b.set_style(between.clone());
+        if let Some(bars) = &self.bars {
+            if let Some(b) = bars.hosts.get(host) {
+                b.set_style(bars.between.clone());
                 b.set_message(message.to_string());
             }
         }
@@ -85,9 +96,9 @@ impl Progress {
     /// join weighs more than a quick cluster change).
     pub fn done_weighted(&self, host: &str, message: &str, weight: u64) {
         match &self.bars {
-            Some((multi, overall, _)) => {
-                let _ = multi.println(format!("{host}: {message}"));
-                overall.inc(weight);
+            Some(bars) => {
+                let _ = bars.multi.println(format!("{host}: {message}"));
+                bars.overall.inc(weight);
             }
             None => eprintln!("{host}: {message}"),
         }
@@ -95,18 +106,18 @@ impl Progress {
 
     /// Work done that logs no line: moves the overall bar by `weight`.
     pub fn advance(&self, weight: u64) {
-        if let Some((_, overall, _)) = &self.bars {
-            overall.inc(weight);
+        if let Some(bars) = &self.bars {
+            bars.overall.inc(weight);
         }
     }
 
     /// The end: each host's line keeps what it last was (done, failed, no changes).
     pub fn finish(&self) {
-        if let Some((_, overall, hosts)) = &self.bars {
-            for b in hosts.values() {
+        if let Some(bars) = &self.bars {
+            for b in bars.hosts.values() {
                 b.finish();
             }
-            overall.finish();
+            bars.overall.finish();
         }
     }
 }
